@@ -31,6 +31,9 @@ type Env struct {
 	Scenario string
 	// Dir is the report folder; steps write evidence files below it.
 	Dir string
+	// BaseDir is the folder of the scenario file; relative paths in
+	// parameters are resolved against it (see Path).
+	BaseDir string
 
 	hooks Hooks
 
@@ -112,6 +115,15 @@ func (e *Env) Join(ctx context.Context, ids []string) error {
 		return nil
 	}
 	return e.hooks.Join(ctx, ids)
+}
+
+// Path resolves a path given in a parameter: relative paths are taken from
+// the scenario's folder, so a scenario and its fixtures move together.
+func (e *Env) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || e.BaseDir == "" {
+		return p
+	}
+	return filepath.Join(e.BaseDir, p)
 }
 
 // ArtifactPath returns a path inside the report folder for a file this step

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/opsdrill/opsdrill/reports"
+	"github.com/opsdrill/opsdrill/runner"
+	_ "github.com/opsdrill/opsdrill/steps/all"
+)
+
+func init() { subcommands = append(subcommands, newRunCmd) }
+
+type runFlags struct {
+	vars      []string
+	setVars   []string
+	tags      []string
+	skipTags  []string
+	parallel  int
+	reportDir string
+}
+
+func newRunCmd() *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run [flags] PATH...",
+		Short: "Run scenarios and write reports",
+		Long: `Run executes scenario files (or every *.yaml in a folder) and writes
+journal.jsonl, report.json and junit.xml to the report folder.
+
+Exit codes: 0 every scenario passed, 1 a check failed, 2 bad input or usage
+(nothing was run), 130 interrupted (cleanup still ran).`,
+		Example: `  opsdrill run scenarios/totp-freeotp.yaml
+  opsdrill run --vars scenarios/targets/lab.yaml --vars .lab/vars.yaml scenarios/
+  opsdrill run --var writers=8 --tags nightly -j 2 --report-dir out/nightly scenarios/`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runScenarios(cmd, f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.vars, "vars", nil, "vars file (repeatable; later files win)")
+	fl.StringArrayVar(&f.setVars, "var", nil, "set a var: name=value (value read as YAML; repeatable)")
+	fl.StringSliceVar(&f.tags, "tags", nil, "run only scenarios with one of these tags")
+	fl.StringSliceVar(&f.skipTags, "skip-tags", nil, "skip scenarios with any of these tags")
+	fl.IntVarP(&f.parallel, "jobs", "j", 1, "scenarios to run at once")
+	fl.StringVar(&f.reportDir, "report-dir", "out", "folder for journal.jsonl, report.json, junit.xml")
+	_ = cmd.MarkFlagFilename("vars", "yaml", "yml")
+	_ = cmd.MarkFlagDirname("report-dir")
+	return cmd
+}
+
+// loadInput reads vars files and scenarios; every problem is reported at once.
+func loadInput(paths, varsFiles, setVars []string) ([]*runner.Scenario, *runner.Target, error) {
+	target := runner.NewTarget()
+	var probs runner.Problems
+	for _, vf := range varsFiles {
+		if err := target.LoadVarsFile(vf); err != nil {
+			probs = appendProblems(probs, err)
+		}
+	}
+	for _, kv := range setVars {
+		if err := target.SetVar(kv); err != nil {
+			return nil, nil, &exitError{code: exitBadInput, err: err}
+		}
+	}
+	files, err := scenarioFiles(paths)
+	if err != nil {
+		return nil, nil, &exitError{code: exitBadInput, err: err}
+	}
+	var scenarios []*runner.Scenario
+	for _, file := range files {
+		sc, err := runner.LoadFile(file, runner.LoadOptions{ExtraVars: target.Names()})
+		if err != nil {
+			probs = appendProblems(probs, err)
+			continue
+		}
+		scenarios = append(scenarios, sc)
+	}
+	if len(probs) > 0 {
+		return nil, nil, &exitError{code: exitBadInput, err: probs}
+	}
+	return scenarios, target, nil
+}
+
+func appendProblems(probs runner.Problems, err error) runner.Problems {
+	if ps, ok := err.(runner.Problems); ok {
+		return append(probs, ps...)
+	}
+	return append(probs, runner.Problem{Msg: err.Error()})
+}
+
+// scenarioFiles expands folders to the *.yaml and *.yml files directly in
+// them (not below: scenarios/targets/ holds vars files, not scenarios).
+func scenarioFiles(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !info.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		var found []string
+		for _, e := range entries {
+			ext := filepath.Ext(e.Name())
+			if !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				found = append(found, filepath.Join(p, e.Name()))
+			}
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("%s: no scenario files (*.yaml) in this folder", p)
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
+	if f.parallel < 1 {
+		return &exitError{code: exitBadInput, err: fmt.Errorf("-j: must be at least 1")}
+	}
+	scenarios, target, err := loadInput(args, f.vars, f.setVars)
+	if err != nil {
+		return err
+	}
+	stdout := cmd.OutOrStdout()
+	console := reports.NewConsole(stdout, consoleOptions(stdout, f.parallel > 1))
+	defer console.Close()
+
+	ctx, stop := context.WithCancel(cmd.Context())
+	defer stop()
+	hard, hardStop := context.WithCancel(context.Background())
+	defer hardStop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for range sigs {
+			n++
+			if n == 1 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill: interrupted; running cleanup (interrupt again to abort cleanup)")
+				stop()
+				continue
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill: aborting cleanup")
+			hardStop()
+		}
+	}()
+
+	res, err := runner.Run(ctx, scenarios, runner.Options{
+		ReportDir:   f.reportDir,
+		Parallel:    f.parallel,
+		Vars:        target.Vars,
+		Secrets:     target.Secrets,
+		Sinks:       []reports.Sink{console},
+		Progress:    console.Progress,
+		Skip:        tagFilter(f.tags, f.skipTags),
+		ToolVersion: version(),
+		Args:        os.Args[1:],
+		HardStop:    hard,
+	})
+	if err != nil {
+		if _, ok := err.(runner.Problems); ok {
+			return &exitError{code: exitBadInput, err: err}
+		}
+		return &exitError{code: exitBadInput, err: err}
+	}
+	console.Close()
+	printSummary(stdout, res)
+	switch res.Run.Status {
+	case reports.StatusPassed:
+		return nil
+	case reports.StatusInterrupted:
+		return &exitError{code: exitInterrupted}
+	default:
+		return &exitError{code: exitFailed}
+	}
+}
+
+func printSummary(w io.Writer, res *runner.Result) {
+	c := res.Run.ScenarioCounts()
+	fmt.Fprintf(w, "\n%s: %d scenarios, %d passed, %d failed, %d errored, %d skipped\n",
+		strings.ToUpper(res.Run.Status), c.Total, c.Passed, c.Failed, c.Errored, c.Skipped)
+	fmt.Fprintf(w, "reports: %s\n", strings.Join([]string{
+		filepath.Join(res.ReportDir, runner.JSONFile),
+		filepath.Join(res.ReportDir, runner.JUnitFile),
+		filepath.Join(res.ReportDir, runner.JournalFile),
+	}, ", "))
+}
+
+// consoleOptions picks live or plain output: plain when not a terminal, in
+// CI, or with NO_COLOR set.
+func consoleOptions(w io.Writer, parallel bool) reports.ConsoleOptions {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	_, noColor := os.LookupEnv("NO_COLOR")
+	live := tty && os.Getenv("CI") == "" && !noColor && os.Getenv("TERM") != "dumb"
+	return reports.ConsoleOptions{Live: live, Color: live, Parallel: parallel}
+}
+
+func tagFilter(tags, skip []string) func(*runner.Scenario) (bool, string) {
+	if len(tags) == 0 && len(skip) == 0 {
+		return nil
+	}
+	return func(sc *runner.Scenario) (bool, string) {
+		for _, t := range sc.Tags {
+			if slices.Contains(skip, t) {
+				return true, "tag " + t + " is in --skip-tags"
+			}
+		}
+		if len(tags) == 0 {
+			return false, ""
+		}
+		for _, t := range sc.Tags {
+			if slices.Contains(tags, t) {
+				return false, ""
+			}
+		}
+		return true, "no tag in --tags " + strings.Join(tags, ",")
+	}
+}

@@ -1,0 +1,136 @@
+// Package reports holds opsdrill's result model and its renderers.
+//
+// The runner emits Events; a Builder folds them into a Run, the one result
+// model every renderer reads. The same Builder rebuilds a Run from
+// journal.jsonl alone, so a run killed mid-way still yields its reports
+// (`opsdrill report render DIR`). One file per output format: console.go,
+// json.go, junit.go, journal.go.
+package reports
+
+import (
+	"time"
+
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+// Statuses of runs, scenarios and steps.
+const (
+	StatusPassed      = "passed"
+	StatusFailed      = "failed"
+	StatusErrored     = "errored"
+	StatusSkipped     = "skipped"
+	StatusInterrupted = "interrupted"
+	StatusRunning     = "running"
+)
+
+// Phases a step can run in.
+const (
+	PhaseMain    = "main"
+	PhaseCleanup = "cleanup"
+)
+
+// FormatVersion is the version of report.json and of journal events.
+const FormatVersion = 1
+
+// Run is the result of one `opsdrill run`.
+type Run struct {
+	Version     int         `json:"version"`
+	Tool        string      `json:"tool"`
+	ToolVersion string      `json:"tool_version"`
+	RunID       string      `json:"run_id,omitempty"`
+	Started     time.Time   `json:"started"`
+	Finished    time.Time   `json:"finished"`
+	Status      string      `json:"status"`
+	Host        string      `json:"host,omitempty"`
+	User        string      `json:"user,omitempty"`
+	Args        []string    `json:"args,omitempty"`
+	Scenarios   []*Scenario `json:"scenarios"`
+}
+
+// Scenario is the result of one scenario file.
+type Scenario struct {
+	Name        string         `json:"name"`
+	File        string         `json:"file"`
+	SHA256      string         `json:"sha256,omitempty"`
+	Description string         `json:"description,omitempty"`
+	Tags        []string       `json:"tags,omitempty"`
+	Vars        map[string]any `json:"vars,omitempty"`
+	Status      string         `json:"status"`
+	Started     time.Time      `json:"started"`
+	Finished    time.Time      `json:"finished"`
+	DurationMS  int64          `json:"duration_ms"`
+	Error       string         `json:"error,omitempty"`
+	Steps       []*Step        `json:"steps"`
+
+	index map[string]*Step // phase/id -> step, while building
+}
+
+// Step is the result of one step, main or cleanup.
+type Step struct {
+	ID           string           `json:"id"`
+	Uses         string           `json:"uses"`
+	Phase        string           `json:"phase,omitempty"`
+	Background   bool             `json:"background,omitempty"`
+	Status       string           `json:"status"`
+	Started      time.Time        `json:"started"`
+	DurationMS   int64            `json:"duration_ms"`
+	Attempts     int              `json:"attempts,omitempty"`
+	Outputs      map[string]any   `json:"outputs"`
+	Error        string           `json:"error,omitempty"`
+	SkipReason   string           `json:"skip_reason,omitempty"`
+	Expectations []Expectation    `json:"expectations,omitempty"`
+	Evidence     []steps.Evidence `json:"evidence,omitempty"`
+	Logs         []string         `json:"logs,omitempty"`
+}
+
+// Expectation is one `expect:` expression and its verdict. Values holds the
+// value seen for each name in the expression, so a failure explains itself.
+type Expectation struct {
+	Expr   string            `json:"expr"`
+	OK     bool              `json:"ok"`
+	Values map[string]string `json:"values,omitempty"`
+	Error  string            `json:"error,omitempty"`
+}
+
+// Counts summarises step statuses.
+type Counts struct {
+	Total, Passed, Failed, Errored, Skipped int
+}
+
+// StepCounts counts the steps of s by status.
+func (s *Scenario) StepCounts() Counts {
+	var c Counts
+	for _, st := range s.Steps {
+		c.Total++
+		switch st.Status {
+		case StatusPassed:
+			c.Passed++
+		case StatusFailed:
+			c.Failed++
+		case StatusSkipped:
+			c.Skipped++
+		default:
+			c.Errored++
+		}
+	}
+	return c
+}
+
+// ScenarioCounts counts the scenarios of r by status.
+func (r *Run) ScenarioCounts() Counts {
+	var c Counts
+	for _, s := range r.Scenarios {
+		c.Total++
+		switch s.Status {
+		case StatusPassed:
+			c.Passed++
+		case StatusFailed:
+			c.Failed++
+		case StatusSkipped:
+			c.Skipped++
+		default:
+			c.Errored++
+		}
+	}
+	return c
+}

@@ -1,0 +1,707 @@
+package runner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+// Scenario is a loaded, checked scenario file.
+type Scenario struct {
+	File        string
+	Dir         string
+	SHA256      string
+	Name        string
+	Description string
+	Tags        []string
+	Timeout     time.Duration
+	Vars        map[string]any
+	Secrets     map[string]SecretSource
+	Steps       []*Step
+	Cleanup     []*Step
+}
+
+// SecretSource says where a secret's value comes from.
+type SecretSource struct {
+	Env  string
+	File string
+	Pos  Pos
+}
+
+// Step is one checked step of a scenario.
+type Step struct {
+	ID              string
+	Uses            string
+	Spec            steps.Spec
+	Pos             Pos
+	With            *yaml.Node
+	Expect          []*Expr
+	If              *Expr
+	Timeout         time.Duration
+	Retry           Retry
+	Background      bool
+	ContinueOnError bool
+	Phase           string
+
+	tmpls    map[*yaml.Node]*Template
+	joins    []string // for Joiner steps with literal params; nil = all
+	isJoiner bool
+}
+
+// Retry repeats a step that failed or errored.
+type Retry struct {
+	Attempts int
+	Delay    time.Duration
+	Backoff  float64
+}
+
+// idPattern: ids are names in expressions (steps.<id>.outputs), so they must
+// be identifiers.
+func validID(s string) bool { return isIdent(s) }
+
+var scenarioKeys = []string{"name", "description", "tags", "timeout", "vars", "secrets", "steps", "cleanup"}
+var stepKeys = []string{"id", "uses", "with", "expect", "if", "timeout", "retry", "background", "continue_on_error"}
+var retryKeys = []string{"attempts", "delay", "backoff"}
+
+// LoadOptions tune loading.
+type LoadOptions struct {
+	// ExtraVars are names known from vars files; references to them are
+	// valid even when the scenario does not declare them.
+	ExtraVars map[string]bool
+}
+
+// LoadFile reads and checks one scenario file.
+func LoadFile(path string, opts LoadOptions) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Problems{{Pos: Pos{File: path, Line: 1, Column: 1}, Msg: err.Error()}}
+	}
+	return Load(path, data, opts)
+}
+
+// Load checks a scenario given as bytes; path is used in messages and to
+// resolve relative files.
+func Load(path string, data []byte, opts LoadOptions) (*Scenario, error) {
+	l := &loader{file: path, opts: opts}
+	sc := l.load(data)
+	if len(l.probs) > 0 {
+		l.probs.Sort()
+		return nil, l.probs
+	}
+	return sc, nil
+}
+
+type loader struct {
+	file  string
+	opts  LoadOptions
+	probs Problems
+}
+
+func (l *loader) add(p Problem) { l.probs = append(l.probs, p) }
+
+func (l *loader) errAt(n *yaml.Node, format string, args ...any) {
+	l.add(nodePos(l.file, n).problem(format, args...))
+}
+
+func (l *loader) load(data []byte) *Scenario {
+	sum := sha256.Sum256(data)
+	abs, err := filepath.Abs(l.file)
+	if err != nil {
+		abs = l.file
+	}
+	sc := &Scenario{File: l.file, Dir: filepath.Dir(abs), SHA256: hex.EncodeToString(sum[:]),
+		Vars: map[string]any{}, Secrets: map[string]SecretSource{}}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		l.probs = append(l.probs, yamlProblems(l.file, err)...)
+		return nil
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		l.add(Pos{File: l.file, Line: 1, Column: 1}.problem("empty scenario: expected a mapping with name and steps"))
+		return nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		l.errAt(root, "a scenario must be a mapping with name and steps, got %s", kindName(root))
+		return nil
+	}
+	var stepsNode, cleanupNode *yaml.Node
+	l.mapping(root, scenarioKeys, "scenario", func(k, v *yaml.Node) {
+		switch k.Value {
+		case "name":
+			sc.Name = l.str(v, "name")
+		case "description":
+			sc.Description = l.str(v, "description")
+		case "tags":
+			sc.Tags = l.strList(v, "tags")
+		case "timeout":
+			sc.Timeout = l.duration(v, "timeout")
+		case "vars":
+			l.vars(v, sc)
+		case "secrets":
+			l.secrets(v, sc)
+		case "steps":
+			stepsNode = v
+		case "cleanup":
+			cleanupNode = v
+		}
+	})
+	if sc.Name == "" {
+		sc.Name = strings.TrimSuffix(filepath.Base(l.file), filepath.Ext(l.file))
+	}
+	if stepsNode == nil || (stepsNode.Kind == yaml.SequenceNode && len(stepsNode.Content) == 0) || stepsNode.Tag == "!!null" {
+		at := root
+		if stepsNode != nil {
+			at = stepsNode
+		}
+		l.errAt(at, "empty scenario: no steps")
+		return sc
+	}
+	sc.Steps = l.stepList(stepsNode, reportsPhaseMain)
+	if cleanupNode != nil {
+		sc.Cleanup = l.stepList(cleanupNode, reportsPhaseCleanup)
+	}
+	l.checkIDs(sc)
+	l.checkRefs(sc)
+	return sc
+}
+
+const (
+	reportsPhaseMain    = "main"
+	reportsPhaseCleanup = "cleanup"
+)
+
+// mapping walks a mapping node, rejecting unknown and repeated keys.
+func (l *loader) mapping(n *yaml.Node, known []string, what string, fn func(k, v *yaml.Node)) {
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !contains(known, k.Value) {
+			l.errAt(k, "%s: unknown field %q%s", what, k.Value, suggest(k.Value, known))
+			continue
+		}
+		if seen[k.Value] {
+			l.errAt(k, "%s: field %q given twice", what, k.Value)
+			continue
+		}
+		seen[k.Value] = true
+		fn(k, v)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *loader) str(n *yaml.Node, field string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		l.errAt(n, "%s: expected a string, got %s", field, kindName(n))
+		return ""
+	}
+	return n.Value
+}
+
+func (l *loader) strList(n *yaml.Node, field string) []string {
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		return []string{n.Value}
+	}
+	if n.Kind != yaml.SequenceNode {
+		l.errAt(n, "%s: expected a list of strings, got %s", field, kindName(n))
+		return nil
+	}
+	var out []string
+	for _, c := range n.Content {
+		if c.Kind != yaml.ScalarNode {
+			l.errAt(c, "%s: expected a string, got %s", field, kindName(c))
+			continue
+		}
+		out = append(out, c.Value)
+	}
+	return out
+}
+
+func (l *loader) duration(n *yaml.Node, field string) time.Duration {
+	if n.Kind != yaml.ScalarNode {
+		l.errAt(n, "%s: expected a duration such as 30s or 5m, got %s", field, kindName(n))
+		return 0
+	}
+	d, err := time.ParseDuration(n.Value)
+	if err != nil || d <= 0 {
+		l.errAt(n, "%s: expected a positive duration such as 30s or 5m, got %q", field, n.Value)
+		return 0
+	}
+	return d
+}
+
+func (l *loader) boolean(n *yaml.Node, field string) bool {
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
+		l.errAt(n, "%s: expected true or false, got %s", field, kindName(n))
+	}
+	return b
+}
+
+func (l *loader) vars(n *yaml.Node, sc *Scenario) {
+	if n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		l.errAt(n, "vars: expected a mapping of names to values, got %s", kindName(n))
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !isIdent(k.Value) {
+			l.errAt(k, "vars: %q is not a valid name (letters, digits and _; not starting with a digit)", k.Value)
+			continue
+		}
+		if containsTemplate(v) {
+			l.errAt(v, "vars.%s: vars are plain values; ${{ }} is not evaluated here", k.Value)
+			continue
+		}
+		var val any
+		if err := v.Decode(&val); err != nil {
+			l.errAt(v, "vars.%s: %s", k.Value, cleanDecodeError(err, nil))
+			continue
+		}
+		sc.Vars[k.Value] = val
+	}
+}
+
+func (l *loader) secrets(n *yaml.Node, sc *Scenario) {
+	if n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		l.errAt(n, "secrets: expected a mapping of names to {env: NAME} or {file: PATH}, got %s", kindName(n))
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !isIdent(k.Value) {
+			l.errAt(k, "secrets: %q is not a valid name", k.Value)
+			continue
+		}
+		src := SecretSource{Pos: nodePos(l.file, v)}
+		if v.Kind != yaml.MappingNode {
+			l.errAt(v, "secrets.%s: expected {env: NAME} or {file: PATH}; secret values never go in a scenario", k.Value)
+			continue
+		}
+		l.mapping(v, []string{"env", "file"}, "secrets."+k.Value, func(kk, vv *yaml.Node) {
+			switch kk.Value {
+			case "env":
+				src.Env = l.str(vv, "secrets."+k.Value+".env")
+			case "file":
+				src.File = l.str(vv, "secrets."+k.Value+".file")
+				if src.File != "" && !filepath.IsAbs(src.File) {
+					src.File = filepath.Join(sc.Dir, src.File)
+				}
+			}
+		})
+		if (src.Env == "") == (src.File == "") {
+			l.errAt(v, "secrets.%s: give exactly one of env or file", k.Value)
+			continue
+		}
+		sc.Secrets[k.Value] = src
+	}
+}
+
+func (l *loader) stepList(n *yaml.Node, phase string) []*Step {
+	if n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		l.errAt(n, "%s: expected a list of steps, got %s", phaseField(phase), kindName(n))
+		return nil
+	}
+	var out []*Step
+	for i, c := range n.Content {
+		if st := l.step(c, phase, i); st != nil {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+func phaseField(phase string) string {
+	if phase == reportsPhaseCleanup {
+		return "cleanup"
+	}
+	return "steps"
+}
+
+func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
+	where := fmt.Sprintf("%s[%d]", phaseField(phase), index)
+	if n.Kind != yaml.MappingNode {
+		l.errAt(n, "%s: expected a step mapping with uses:, got %s", where, kindName(n))
+		return nil
+	}
+	st := &Step{Pos: nodePos(l.file, n), Phase: phase, Retry: Retry{Attempts: 1, Delay: time.Second, Backoff: 1}}
+	var withNode *yaml.Node
+	var expectNode, ifNode *yaml.Node
+	l.mapping(n, stepKeys, where, func(k, v *yaml.Node) {
+		switch k.Value {
+		case "id":
+			st.ID = l.str(v, where+".id")
+			if st.ID != "" && !validID(st.ID) {
+				l.errAt(v, "%s.id: %q is not a valid id: use letters, digits and _ (it is a name in expressions: steps.%s.outputs)", where, st.ID, strings.ReplaceAll(st.ID, "-", "_"))
+			}
+		case "uses":
+			st.Uses = l.str(v, where+".uses")
+			if st.Uses != "" {
+				spec, ok := steps.Lookup(st.Uses)
+				if !ok {
+					names := make([]string, 0)
+					for _, s := range steps.All() {
+						names = append(names, s.Name)
+					}
+					l.errAt(v, "%s.uses: unknown step %q%s; `opsdrill steps` lists them", where, st.Uses, suggest(st.Uses, names))
+				}
+				st.Spec = spec
+			}
+		case "with":
+			withNode = v
+		case "expect":
+			expectNode = v
+		case "if":
+			ifNode = v
+		case "timeout":
+			st.Timeout = l.duration(v, where+".timeout")
+		case "retry":
+			l.retry(v, where, &st.Retry)
+		case "background":
+			st.Background = l.boolean(v, where+".background")
+		case "continue_on_error":
+			st.ContinueOnError = l.boolean(v, where+".continue_on_error")
+		}
+	})
+	if st.Uses == "" {
+		l.errAt(n, "%s: missing uses: (the step type, e.g. uses: exec)", where)
+		return nil
+	}
+	if st.ID == "" {
+		st.ID = fmt.Sprintf("%s#%d", st.Uses, index+1)
+	}
+	if st.Background && phase == reportsPhaseCleanup {
+		l.errAt(n, "%s: cleanup steps cannot run in the background", where)
+	}
+	if ifNode != nil {
+		st.If = l.exprField(ifNode, where+".if")
+	}
+	if expectNode != nil {
+		var items []*yaml.Node
+		switch expectNode.Kind {
+		case yaml.ScalarNode:
+			items = []*yaml.Node{expectNode}
+		case yaml.SequenceNode:
+			items = expectNode.Content
+		default:
+			l.errAt(expectNode, "%s.expect: expected an expression or a list of expressions", where)
+		}
+		for _, it := range items {
+			if e := l.exprField(it, where+".expect"); e != nil {
+				st.Expect = append(st.Expect, e)
+			}
+		}
+	}
+	if st.Spec.New == nil {
+		return st
+	}
+	st.With = withNode
+	st.tmpls = map[*yaml.Node]*Template{}
+	ptype := reflect.TypeOf(st.Spec.New())
+	_, st.isJoiner = st.Spec.New().(steps.Joiner)
+	if withNode != nil {
+		if withNode.Kind != yaml.MappingNode && withNode.Tag != "!!null" {
+			l.errAt(withNode, "%s.with: expected a mapping of parameters, got %s", where, kindName(withNode))
+			return st
+		}
+		l.templates(withNode, where+".with", st.tmpls)
+		before := len(l.probs)
+		for _, p := range checkParams(l.file, withNode, ptype, where+".with") {
+			l.add(p)
+		}
+		if len(l.probs) > before {
+			return st
+		}
+	} else {
+		probs := checkParams(l.file, &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}, ptype, where+".with")
+		for _, p := range probs {
+			l.add(p)
+		}
+		if len(probs) > 0 {
+			return st
+		}
+	}
+	if !containsTemplate(withNode) {
+		decoded, err := decodeStep(st.Spec, withNode)
+		if err != nil {
+			at := n
+			if withNode != nil {
+				at = withNode
+			}
+			l.errAt(at, "%s.%s", where, err)
+			return st
+		}
+		if j, ok := decoded.(steps.Joiner); ok {
+			st.joins = j.JoinIDs()
+		}
+	} else if st.isJoiner {
+		l.errAt(withNode, "%s.with: a step that waits for background steps must name them literally", where)
+	}
+	return st
+}
+
+func (l *loader) retry(n *yaml.Node, where string, r *Retry) {
+	if n.Kind != yaml.MappingNode {
+		l.errAt(n, "%s.retry: expected {attempts: N, delay: 1s, backoff: 2}", where)
+		return
+	}
+	l.mapping(n, retryKeys, where+".retry", func(k, v *yaml.Node) {
+		switch k.Value {
+		case "attempts":
+			if v.Decode(&r.Attempts) != nil || r.Attempts < 1 {
+				l.errAt(v, "%s.retry.attempts: expected a whole number of at least 1, got %s", where, kindName(v))
+			}
+		case "delay":
+			if d := l.duration(v, where+".retry.delay"); d > 0 {
+				r.Delay = d
+			}
+		case "backoff":
+			if v.Decode(&r.Backoff) != nil || r.Backoff < 1 {
+				l.errAt(v, "%s.retry.backoff: expected a multiplier of at least 1 (1 = fixed delay, 2 = doubling), got %s", where, kindName(v))
+			}
+		}
+	})
+}
+
+// exprField compiles an `if:` or `expect:` entry: a bare expression, or one
+// wrapped in ${{ }}.
+func (l *loader) exprField(n *yaml.Node, where string) *Expr {
+	if n.Kind != yaml.ScalarNode {
+		l.errAt(n, "%s: expected an expression, got %s", where, kindName(n))
+		return nil
+	}
+	src := n.Value
+	pos := nodePos(l.file, n)
+	if hasTemplate(src) {
+		t, probs := parseTemplate(src, pos)
+		if len(probs) > 0 {
+			l.probs = append(l.probs, probs...)
+			return nil
+		}
+		if !t.Whole() {
+			l.errAt(n, "%s: expected one expression, got text around ${{ }}", where)
+			return nil
+		}
+		return t.parts[0].expr
+	}
+	e, err := compileExpr(src, pos)
+	if err != nil {
+		l.errAt(n, "%s: %s", where, err)
+		return nil
+	}
+	return e
+}
+
+// templates compiles every ${{ }} below n.
+func (l *loader) templates(n *yaml.Node, where string, out map[*yaml.Node]*Template) {
+	if n.Kind == yaml.ScalarNode {
+		if hasTemplate(n.Value) {
+			t, probs := parseTemplate(n.Value, nodePos(l.file, n))
+			l.probs = append(l.probs, probs...)
+			if len(probs) == 0 {
+				out[n] = t
+			}
+		}
+		return
+	}
+	for _, c := range n.Content {
+		l.templates(c, where, out)
+	}
+}
+
+func (l *loader) checkIDs(sc *Scenario) {
+	seen := map[string]*Step{}
+	for _, st := range append(append([]*Step(nil), sc.Steps...), sc.Cleanup...) {
+		if prev, dup := seen[st.ID]; dup {
+			l.add(st.Pos.problem("duplicate step id %q (first used at line %d)", st.ID, prev.Pos.Line))
+			continue
+		}
+		seen[st.ID] = st
+	}
+}
+
+// checkRefs checks every name read by an expression: vars and secrets must
+// be declared, steps.<id>.outputs.<name> must be an earlier step's declared
+// output, and a background step's outputs are readable only after a step
+// that waits for it.
+func (l *loader) checkRefs(sc *Scenario) {
+	index := map[string]int{}
+	byID := map[string]*Step{}
+	for i, st := range sc.Steps {
+		index[st.ID] = i
+		byID[st.ID] = st
+	}
+	for _, st := range sc.Cleanup {
+		byID[st.ID] = st
+	}
+	joined := map[string]bool{}
+	var started []string
+	checkStep := func(st *Step, pos int) {
+		check := func(e *Expr, inExpect bool) {
+			for _, n := range e.names {
+				if msg := l.refProblem(sc, n, st, pos, inExpect, index, byID, joined); msg != "" {
+					l.add(e.Pos.shift(e.Src, n.offset).problem("%s", msg))
+				}
+			}
+		}
+		if st.If != nil {
+			check(st.If, false)
+		}
+		for _, t := range st.tmpls {
+			for _, e := range t.exprs() {
+				check(e, false)
+			}
+		}
+		for _, e := range st.Expect {
+			check(e, true)
+		}
+	}
+	for i, st := range sc.Steps {
+		checkStep(st, i)
+		if st.isJoiner {
+			ids := st.joins
+			if len(ids) == 0 {
+				ids = started
+			}
+			for _, id := range ids {
+				target, ok := byID[id]
+				if !ok || index[id] >= i || target.Phase != reportsPhaseMain {
+					l.add(st.Pos.problem("%s waits for %q, which is not an earlier step", st.ID, id))
+					continue
+				}
+				if !target.Background {
+					l.add(st.Pos.problem("%s waits for %q, which is not a background step", st.ID, id))
+				}
+				joined[id] = true
+			}
+		}
+		if st.Background {
+			started = append(started, st.ID)
+		}
+	}
+	// Every background step is joined before cleanup runs.
+	for _, id := range started {
+		joined[id] = true
+	}
+	for _, st := range sc.Cleanup {
+		checkStep(st, len(sc.Steps))
+	}
+}
+
+var scopeRoots = []string{"vars", "secrets", "steps", "env", "scenario", "outputs"}
+var scenarioFields = []string{"name", "file", "dir", "report_dir", "run_id", "tags"}
+var stepFields = []string{"outputs", "status", "error", "duration_ms"}
+
+func (l *loader) refProblem(sc *Scenario, n nameRef, st *Step, pos int, inExpect bool,
+	index map[string]int, byID map[string]*Step, joined map[string]bool) string {
+	switch n.root {
+	case "vars":
+		if len(n.path) == 0 {
+			return ""
+		}
+		if _, ok := sc.Vars[n.path[0]]; !ok && !l.opts.ExtraVars[n.path[0]] {
+			names := make([]string, 0, len(sc.Vars))
+			for k := range sc.Vars {
+				names = append(names, k)
+			}
+			return fmt.Sprintf("undefined var %q: declare it under vars:%s", n.path[0], suggest(n.path[0], names))
+		}
+	case "secrets":
+		if len(n.path) == 0 {
+			return "secrets can only be read one by one (secrets.NAME)"
+		}
+		if _, ok := sc.Secrets[n.path[0]]; !ok {
+			names := make([]string, 0, len(sc.Secrets))
+			for k := range sc.Secrets {
+				names = append(names, k)
+			}
+			return fmt.Sprintf("undefined secret %q: declare it under secrets:%s", n.path[0], suggest(n.path[0], names))
+		}
+	case "env":
+	case "scenario":
+		if len(n.path) > 0 && !contains(scenarioFields, n.path[0]) {
+			return fmt.Sprintf("scenario has no field %q%s", n.path[0], suggest(n.path[0], scenarioFields))
+		}
+	case "outputs":
+		if !inExpect {
+			return "outputs (the step's own outputs) can only be read in expect:; use steps.<id>.outputs"
+		}
+		if len(n.path) > 0 && !st.Spec.DynamicOutputs && st.Spec.New != nil {
+			if _, ok := st.Spec.Output(n.path[0]); !ok {
+				return fmt.Sprintf("%s has no output %q%s", st.Uses, n.path[0], suggest(n.path[0], outputNames(st.Spec)))
+			}
+		}
+	case "steps":
+		if len(n.path) == 0 {
+			return ""
+		}
+		id := n.path[0]
+		target, ok := byID[id]
+		if !ok {
+			ids := make([]string, 0, len(byID))
+			for k := range byID {
+				ids = append(ids, k)
+			}
+			return fmt.Sprintf("undefined step %q%s", id, suggest(id, ids))
+		}
+		if target == st {
+			return fmt.Sprintf("step %q cannot read its own results here; use outputs.NAME in expect:", id)
+		}
+		if target.Phase == reportsPhaseCleanup {
+			return fmt.Sprintf("step %q is a cleanup step; its results cannot be read", id)
+		}
+		if st.Phase == reportsPhaseMain && index[id] >= pos {
+			return fmt.Sprintf("step %q runs later; its results are not known yet", id)
+		}
+		if target.Background && !joined[id] {
+			return fmt.Sprintf("step %q runs in the background; add a wait step (uses: wait, with: {for: [%s]}) before reading its results", id, id)
+		}
+		if len(n.path) > 1 && !contains(stepFields, n.path[1]) {
+			return fmt.Sprintf("steps.%s has no field %q%s", id, n.path[1], suggest(n.path[1], stepFields))
+		}
+		if len(n.path) > 2 && n.path[1] == "outputs" && target.Spec.New != nil && !target.Spec.DynamicOutputs {
+			if _, ok := target.Spec.Output(n.path[2]); !ok {
+				return fmt.Sprintf("%s (%s) has no output %q%s", id, target.Uses, n.path[2], suggest(n.path[2], outputNames(target.Spec)))
+			}
+		}
+	default:
+		return fmt.Sprintf("unknown name %q: expressions read %s", n.root, strings.Join(scopeRoots, ", "))
+	}
+	return ""
+}
+
+func outputNames(s steps.Spec) []string {
+	out := make([]string, len(s.Outputs))
+	for i, o := range s.Outputs {
+		out[i] = o.Name
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,348 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opsdrill/opsdrill/reports"
+	"github.com/opsdrill/opsdrill/runner/redact"
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+// Options configure a run.
+type Options struct {
+	// ReportDir receives journal.jsonl, report.json, junit.xml and
+	// artifacts/. Default "out".
+	ReportDir string
+	// Parallel is how many scenarios run at once. Default 1.
+	Parallel int
+	// Vars override scenario vars (vars files, then --var).
+	Vars map[string]any
+	// Secrets gives secret values directly (vars files' secrets:); they win
+	// over the scenario's env/file sources.
+	Secrets map[string]string
+	// Sinks receive every (redacted) event, e.g. the console.
+	Sinks []reports.Sink
+	// Progress receives live status lines of running steps.
+	Progress func(scenario int, phase, id, status string)
+	// Skip decides which scenarios are filtered out (tags); the reason is
+	// reported.
+	Skip func(*Scenario) (bool, string)
+	// ToolVersion and Args are recorded in the report.
+	ToolVersion string
+	Args        []string
+	// CleanupTimeout bounds each scenario's cleanup phase. Default 5m.
+	CleanupTimeout time.Duration
+	// HardStop, when cancelled, aborts cleanup too (a second Ctrl-C).
+	HardStop context.Context
+	// StopGrace is how long a cancelled step may take to return before it
+	// is abandoned. Default 10s.
+	StopGrace time.Duration
+}
+
+// Result is what a run produced.
+type Result struct {
+	Run       *reports.Run
+	Redactor  *redact.Redactor
+	ReportDir string
+}
+
+// Files written into the report folder.
+const (
+	JournalFile = "journal.jsonl"
+	JSONFile    = "report.json"
+	JUnitFile   = "junit.xml"
+	ArtifactDir = "artifacts"
+)
+
+// Run executes the scenarios and writes the reports. It returns an error
+// only when nothing could be run (bad input, unwritable report folder); a
+// run whose checks fail is a successful call with a failed Run.
+func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, error) {
+	if opts.ReportDir == "" {
+		opts.ReportDir = "out"
+	}
+	if opts.Parallel < 1 {
+		opts.Parallel = 1
+	}
+	if opts.CleanupTimeout <= 0 {
+		opts.CleanupTimeout = 5 * time.Minute
+	}
+	if opts.HardStop == nil {
+		opts.HardStop = context.Background()
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 10 * time.Second
+	}
+	red := &redact.Redactor{}
+	secretVals, err := resolveSecrets(scenarios, opts.Secrets, red)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareReportDir(opts.ReportDir); err != nil {
+		return nil, err
+	}
+	journal, err := reports.OpenJournal(filepath.Join(opts.ReportDir, JournalFile))
+	if err != nil {
+		return nil, fmt.Errorf("report folder: %w", err)
+	}
+	builder := reports.NewBuilder()
+	em := &emitter{red: red, sinks: append([]reports.Sink{journal, builder}, opts.Sinks...)}
+	host, _ := os.Hostname()
+	runID := newRunID()
+	em.emit(&reports.Event{Type: reports.EventRunStart, Run: &reports.RunInfo{
+		ToolVersion: opts.ToolVersion, RunID: runID, Host: host, User: currentUser(), Args: opts.Args,
+	}})
+
+	env := environMap()
+	absDir, _ := filepath.Abs(opts.ReportDir)
+	statuses := make([]string, len(scenarios))
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < opts.Parallel; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				sr := &scenarioRun{
+					ctx: ctx, opts: &opts, em: em, red: red, idx: i, sc: scenarios[i],
+					secrets: secretVals[i], env: env, reportDir: absDir, runID: runID,
+				}
+				statuses[i] = sr.run()
+			}
+		}()
+	}
+	for i := range scenarios {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+
+	status := reports.StatusPassed
+	for _, s := range statuses {
+		switch s {
+		case reports.StatusInterrupted:
+			status = reports.StatusInterrupted
+		case reports.StatusFailed:
+			if status != reports.StatusInterrupted {
+				status = reports.StatusFailed
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		status = reports.StatusInterrupted
+	}
+	em.emit(&reports.Event{Type: reports.EventRunEnd, Status: status})
+	if err := journal.Close(); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	run := builder.Run(time.Now())
+	if err := WriteReports(opts.ReportDir, run); err != nil {
+		return nil, err
+	}
+	return &Result{Run: run, Redactor: red, ReportDir: opts.ReportDir}, nil
+}
+
+// WriteReports writes report.json and junit.xml for run into dir, each
+// atomically (temp file and rename), so a reader never sees half a report.
+func WriteReports(dir string, run *reports.Run) error {
+	if err := writeAtomic(filepath.Join(dir, JSONFile), func(f *os.File) error { return reports.WriteJSON(f, run) }); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(dir, JUnitFile), func(f *os.File) error { return reports.WriteJUnit(f, run) })
+}
+
+func writeAtomic(path string, write func(*os.File) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// prepareReportDir creates the folder and removes the files of a previous
+// run, so evidence of two runs never mixes.
+func prepareReportDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("report folder: %w", err)
+	}
+	for _, name := range []string{JournalFile, JSONFile, JUnitFile, "report.html", "manifest.json", "manifest.sig"} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("report folder: %w", err)
+		}
+	}
+	return os.RemoveAll(filepath.Join(dir, ArtifactDir))
+}
+
+// resolveSecrets reads every scenario's secrets before anything runs, so a
+// missing secret is bad input rather than a failure half-way through a drill.
+func resolveSecrets(scenarios []*Scenario, given map[string]string, red *redact.Redactor) ([]map[string]any, error) {
+	out := make([]map[string]any, len(scenarios))
+	var probs Problems
+	for _, v := range given {
+		red.Add(v)
+	}
+	for i, sc := range scenarios {
+		vals := map[string]any{}
+		for name, src := range sc.Secrets {
+			v, ok := given[name]
+			switch {
+			case ok:
+			case src.Env != "":
+				v, ok = os.LookupEnv(src.Env)
+				if !ok || v == "" {
+					probs = append(probs, src.Pos.problem("secrets.%s: environment variable %s is not set", name, src.Env))
+					continue
+				}
+			default:
+				b, err := os.ReadFile(src.File)
+				if err != nil {
+					probs = append(probs, src.Pos.problem("secrets.%s: %s", name, err))
+					continue
+				}
+				v = strings.TrimRight(string(b), "\r\n")
+			}
+			if !redact.Acceptable(v) {
+				probs = append(probs, src.Pos.problem("secrets.%s: value is shorter than %d characters and could not be redacted reliably", name, redact.MinLen))
+				continue
+			}
+			red.Add(v)
+			vals[name] = v
+		}
+		out[i] = vals
+	}
+	if len(probs) > 0 {
+		probs.Sort()
+		return nil, probs
+	}
+	return out, nil
+}
+
+// emitter serialises events, numbers and redacts them, and fans them out.
+type emitter struct {
+	mu    sync.Mutex
+	seq   int64
+	red   *redact.Redactor
+	sinks []reports.Sink
+}
+
+func (e *emitter) emit(ev *reports.Event) {
+	redactEvent(e.red, ev)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seq++
+	ev.Seq = e.seq
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	for _, s := range e.sinks {
+		s.Emit(ev)
+	}
+}
+
+func redactEvent(r *redact.Redactor, ev *reports.Event) {
+	if r.Len() == 0 {
+		return
+	}
+	ev.Line = r.String(ev.Line)
+	ev.Error = r.String(ev.Error)
+	if si := ev.ScenarioInfo; si != nil && si.Vars != nil {
+		si.Vars, _ = r.Value(si.Vars).(map[string]any)
+	}
+	if res := ev.Result; res != nil {
+		res.Error = r.String(res.Error)
+		res.SkipReason = r.String(res.SkipReason)
+		if res.Outputs != nil {
+			res.Outputs, _ = r.Value(res.Outputs).(map[string]any)
+		}
+		for i := range res.Expectations {
+			x := &res.Expectations[i]
+			x.Expr = r.String(x.Expr)
+			x.Error = r.String(x.Error)
+			for k, v := range x.Values {
+				x.Values[k] = r.String(v)
+			}
+		}
+		for i := range res.Evidence {
+			redactEvidence(r, &res.Evidence[i])
+		}
+	}
+}
+
+func redactEvidence(r *redact.Redactor, ev *steps.Evidence) {
+	ev.Title = r.String(ev.Title)
+	ev.Text = r.String(ev.Text)
+	if ev.Table != nil {
+		t := &steps.Table{Columns: make([]string, len(ev.Table.Columns)), Rows: make([][]string, len(ev.Table.Rows))}
+		for i, c := range ev.Table.Columns {
+			t.Columns[i] = r.String(c)
+		}
+		for i, row := range ev.Table.Rows {
+			t.Rows[i] = make([]string, len(row))
+			for j, c := range row {
+				t.Rows[i][j] = r.String(c)
+			}
+		}
+		ev.Table = t
+	}
+	for i := range ev.Series {
+		ev.Series[i].Name = r.String(ev.Series[i].Name)
+	}
+	for i := range ev.Marks {
+		ev.Marks[i].Label = r.String(ev.Marks[i].Label)
+	}
+}
+
+var runCounter atomic.Int64
+
+func newRunID() string {
+	return fmt.Sprintf("%s-%d-%d", time.Now().UTC().Format("20060102T150405Z"), os.Getpid(), runCounter.Add(1))
+}
+
+func currentUser() string {
+	for _, k := range []string{"USER", "LOGNAME", "USERNAME"} {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return fmt.Sprint(os.Getuid())
+}
+
+func environMap() map[string]any {
+	out := map[string]any{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// stack returns a short panic trace for a step that panicked.
+func stack() string {
+	lines := strings.Split(string(debug.Stack()), "\n")
+	if len(lines) > 16 {
+		lines = lines[:16]
+	}
+	return strings.Join(lines, "\n")
+}

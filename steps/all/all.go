@@ -1,0 +1,10 @@
+// Package all imports every step family, registering them all. Programs
+// that run scenarios import it for its side effect.
+package all
+
+import (
+	_ "github.com/opsdrill/opsdrill/steps/command"
+	_ "github.com/opsdrill/opsdrill/steps/flow"
+	_ "github.com/opsdrill/opsdrill/steps/httpcheck"
+	_ "github.com/opsdrill/opsdrill/steps/tcp"
+)

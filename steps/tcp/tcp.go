@@ -1,0 +1,114 @@
+// Package tcp provides tcp.probe: is a TCP port open or closed, seen from a
+// given source address. Firewall drills use it before and after a change:
+// closed before, open from the allowed source, still closed from others.
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+func init() {
+	steps.Register(steps.Spec{
+		Name:    "tcp.probe",
+		Summary: "Check that a TCP port is open or closed",
+		Doc: "Connects to `address` (host:port) within `timeout`, optionally from a local `source` address. " +
+			"`expect: open` (default) fails when the connection is not accepted; `expect: closed` fails when it is; " +
+			"`expect: any` only reports. The `state` output tells a refused connection (RST: nothing listens or a REJECT rule) " +
+			"from a timeout (a DROP rule or a lost route).",
+		New: func() steps.Step { return &Probe{Expect: "open", Timeout: 3 * time.Second} },
+		Outputs: []steps.Output{
+			{Name: "open", Type: "bool", Doc: "the connection was accepted"},
+			{Name: "state", Type: "string", Doc: "open, refused, timeout or unreachable"},
+			{Name: "latency_ms", Type: "float", Doc: "time to connect or to fail"},
+			{Name: "error", Type: "string", Doc: "why the connection failed"},
+		},
+		Examples: []steps.Example{
+			{Title: "SSH is closed by default", YAML: "- uses: tcp.probe\n  with: { address: \"gate:22\", expect: closed, timeout: 2s }"},
+			{Title: "Open from the authenticated source", YAML: "- uses: tcp.probe\n  with: { address: \"10.0.0.5:22\", source: 10.0.0.7 }"},
+		},
+	})
+}
+
+// Probe checks a TCP port.
+type Probe struct {
+	Address string        `yaml:"address" doc:"host:port to connect to" required:"true"`
+	Expect  string        `yaml:"expect" doc:"open (default), closed or any"`
+	Timeout time.Duration `yaml:"timeout" doc:"connect timeout (default 3s)"`
+	Source  string        `yaml:"source" doc:"local IP address to connect from"`
+}
+
+// Validate checks the parameters.
+func (p *Probe) Validate() error {
+	if _, port, err := net.SplitHostPort(p.Address); err != nil || port == "" {
+		return fmt.Errorf("address: expected host:port, got %q", p.Address)
+	}
+	switch p.Expect {
+	case "open", "closed", "any":
+	default:
+		return fmt.Errorf("expect: must be open, closed or any, got %q", p.Expect)
+	}
+	if p.Timeout <= 0 {
+		return fmt.Errorf("timeout: must be positive")
+	}
+	if p.Source != "" && net.ParseIP(p.Source) == nil {
+		return fmt.Errorf("source: %q is not an IP address", p.Source)
+	}
+	return nil
+}
+
+// Run probes the port.
+func (p *Probe) Run(ctx context.Context, env *steps.Env) error {
+	d := net.Dialer{Timeout: p.Timeout}
+	if p.Source != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(p.Source)}
+	}
+	start := time.Now()
+	conn, err := d.DialContext(ctx, "tcp", p.Address)
+	env.SetOutput("latency_ms", float64(time.Since(start).Microseconds())/1000)
+	state := "open"
+	if err == nil {
+		conn.Close()
+		env.SetOutput("error", "")
+	} else {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		state = classify(err)
+		env.SetOutput("error", err.Error())
+		if state == "" {
+			return fmt.Errorf("probe %s: %w", p.Address, err)
+		}
+	}
+	env.SetOutput("open", state == "open")
+	env.SetOutput("state", state)
+	switch {
+	case p.Expect == "open" && state != "open":
+		return steps.Failf("%s is not open (%s)", p.Address, state)
+	case p.Expect == "closed" && state == "open":
+		return steps.Failf("%s is open, expected closed", p.Address)
+	}
+	return nil
+}
+
+// classify maps a dial error to a port state, or "" when the probe itself
+// could not run (bad source address, unresolvable name).
+func classify(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable"
+	}
+	return ""
+}
