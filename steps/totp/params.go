@@ -207,6 +207,12 @@ func parseBase32Secret(s string) ([]byte, error) {
 	if clean == "" {
 		return nil, errors.New("empty")
 	}
+	// Go's unpadded decoder accepts a dangling final group; base32 itself
+	// cannot end 1, 3 or 6 characters into a group of 8.
+	switch len(clean) % 8 {
+	case 1, 3, 6:
+		return nil, fmt.Errorf("not valid base32 (%d characters is not a possible length)", len(clean))
+	}
 	key, err := b32.DecodeString(clean)
 	if err != nil {
 		var corrupt base32.CorruptInputError
