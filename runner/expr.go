@@ -117,7 +117,7 @@ func collectNames(root ast.Node, src string) []nameRef {
 		if c.inner[cand.node] || c.declared[cand.ref.root] {
 			continue
 		}
-		loc := cand.node.Location()
+		loc := rootNode(cand.node).Location()
 		if loc.From >= 0 && loc.To <= len(src) && loc.From < loc.To {
 			cand.ref.offset = loc.From
 		}
@@ -125,6 +125,17 @@ func collectNames(root ast.Node, src string) []nameRef {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].offset < out[j].offset })
 	return out
+}
+
+// rootNode returns the identifier a member chain starts from.
+func rootNode(n ast.Node) ast.Node {
+	for {
+		m, ok := n.(*ast.MemberNode)
+		if !ok {
+			return n
+		}
+		n = m.Node
+	}
 }
 
 type nameCand struct {
@@ -247,7 +258,8 @@ func parseTemplate(s string, pos Pos) (*Template, []Problem) {
 			break
 		}
 		src := rest[i+len(openDelim) : i+j]
-		e, err := compileExpr(src, epos)
+		lead := len(src) - len(strings.TrimLeft(src, " \t"))
+		e, err := compileExpr(src, epos.shift(s[offset+i:], len(openDelim)+lead))
 		if err != nil {
 			probs = append(probs, epos.problem("%s", err))
 		} else {

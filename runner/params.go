@@ -338,3 +338,59 @@ func levenshtein(a, b string) int {
 	}
 	return prev[len(rb)]
 }
+
+// TypeName is the scenario-facing name of a parameter type.
+func TypeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == durationType:
+		return "duration"
+	case t == timeType:
+		return "time"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "bool"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "int"
+	case reflect.Float32, reflect.Float64:
+		return "float"
+	case reflect.Slice:
+		return "list of " + TypeName(t.Elem())
+	case reflect.Map:
+		return "map of " + TypeName(t.Elem())
+	case reflect.Struct:
+		return "mapping"
+	}
+	return "any"
+}
+
+// FieldDefault renders the default of field f in the params value v (as
+// Spec.New fills it), or "" for a zero value.
+func FieldDefault(v reflect.Value, f Field) string {
+	fv := v
+	for _, i := range f.index {
+		for fv.Kind() == reflect.Pointer {
+			if fv.IsNil() {
+				return ""
+			}
+			fv = fv.Elem()
+		}
+		fv = fv.Field(i)
+	}
+	if fv.IsZero() {
+		return ""
+	}
+	if fv.Type() == durationType {
+		return time.Duration(fv.Int()).String()
+	}
+	if fv.Kind() == reflect.Struct {
+		return ""
+	}
+	return fmt.Sprint(fv.Interface())
+}

@@ -37,15 +37,15 @@ func nodePos(file string, n *yaml.Node) Pos {
 // shift moves the column to byte offset off of value s when the value sits
 // on one line of the file.
 func (p Pos) shift(s string, off int) Pos {
-	if !p.single || off <= 0 || off > len(s) {
+	if !p.single || off < 0 || off > len(s) || (off == 0 && !p.quoted) {
 		return p
 	}
 	q := p
 	q.Column += utf8.RuneCountInString(s[:off])
 	if p.quoted {
 		q.Column++
+		q.quoted = false
 	}
-	q.single = false
 	return q
 }
 

@@ -53,7 +53,7 @@ type Exec struct {
 	Dir       string            `yaml:"dir" doc:"working directory (relative to the scenario's folder)"`
 	Stdin     string            `yaml:"stdin" doc:"text written to standard input"`
 	Timeout   time.Duration     `yaml:"timeout" doc:"kill the process group after this long"`
-	ExitCodes []int             `yaml:"exit_codes" doc:"exit codes that count as success (default [0])"`
+	ExitCodes []int             `yaml:"exit_codes" doc:"exit codes that count as success"`
 }
 
 // Validate checks that exactly one way of running is given.
