@@ -1,0 +1,231 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
+
+	"github.com/opsdrill/opsdrill/lab/image"
+)
+
+// Labels carried by every container and network of a lab. LabelLab holds the
+// lab id; `lab down` removes everything that has it, whatever the id, which
+// also catches what a crashed run left behind.
+const (
+	LabelLab  = "org.opsdrill.lab"
+	LabelEnv  = "org.opsdrill.lab.env"
+	LabelHost = "org.opsdrill.lab.host"
+)
+
+// ryukEnv is testcontainers' switch for its reaper container. The reaper is
+// an image pulled from Docker Hub, which this lab must never need: the lab
+// cleans up explicitly, by label.
+const ryukEnv = "TESTCONTAINERS_RYUK_DISABLED"
+
+var setupOnce sync.Once
+
+// setupTestcontainers disables the reaper unless the user decided otherwise,
+// and silences testcontainers' own logging (the lab reports progress itself).
+// testcontainers reads its configuration once per process, so this runs
+// before the first call into it.
+func setupTestcontainers() {
+	setupOnce.Do(func() {
+		if _, set := os.LookupEnv(ryukEnv); !set {
+			os.Setenv(ryukEnv, "true")
+		}
+		tclog.SetDefault(tclog.NewNoopLogger())
+	})
+}
+
+// engine is the Docker engine the lab runs on.
+type engine struct {
+	cli *testcontainers.DockerClient
+}
+
+// connect returns a client for the engine testcontainers would use
+// (DOCKER_HOST, docker context, default socket), after checking it answers.
+func connect(ctx context.Context) (*engine, error) {
+	setupTestcontainers()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	hint := "start the Docker engine (systemctl start docker) or point DOCKER_HOST at one"
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v; %s", ErrNoDocker, err, hint)
+	}
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return nil, fmt.Errorf("%w at %s: %v; %s", ErrNoDocker, cli.DaemonHost(), err, hint)
+	}
+	return &engine{cli: cli}, nil
+}
+
+// Ping checks that a Docker engine answers. The error wraps ErrNoDocker.
+func Ping(ctx context.Context) error {
+	_, err := connect(ctx)
+	return err
+}
+
+// imageRef is the image the lab runs: an explicit one, $OPSDRILL_LAB_IMAGE,
+// or the one built from this binary's lab/image sources.
+func imageRef(explicit string) string {
+	if explicit != "" {
+		return explicit
+	}
+	if ref := os.Getenv(image.EnvImage); ref != "" {
+		return ref
+	}
+	return image.Ref()
+}
+
+// checkImage makes sure ref is present locally: the lab never pulls.
+func (e *engine) checkImage(ctx context.Context, ref string) error {
+	_, err := e.cli.ImageInspect(ctx, ref)
+	if err == nil {
+		return nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect lab image %s: %w", ref, err)
+	}
+	var found string
+	if other := e.otherLabImages(ctx); len(other) > 0 {
+		found = fmt.Sprintf(" (found %s, built from other sources)", strings.Join(other, ", "))
+	}
+	return fmt.Errorf("%w: %s is not in the Docker engine%s; %s", ErrImageMissing, ref, found, image.BuildHint)
+}
+
+// CheckImage reports whether the lab image is present. The error wraps
+// ErrNoDocker or ErrImageMissing and says what to do.
+func CheckImage(ctx context.Context, ref string) error {
+	e, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	return e.checkImage(ctx, imageRef(ref))
+}
+
+func (e *engine) otherLabImages(ctx context.Context) []string {
+	res, err := e.cli.ImageList(ctx, client.ImageListOptions{
+		Filters: make(client.Filters).Add("reference", image.Repository),
+	})
+	if err != nil {
+		return nil
+	}
+	var tags []string
+	for _, img := range res.Items {
+		for _, t := range img.RepoTags {
+			if !strings.HasSuffix(t, ":latest") {
+				tags = append(tags, t)
+			}
+		}
+	}
+	sort.Strings(tags)
+	return tags
+}
+
+// Resource is a container or network that carries the lab label.
+type Resource struct {
+	Kind  string `json:"kind"` // container or network
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Lab   string `json:"lab"`
+	Env   string `json:"env,omitempty"`
+	Host  string `json:"host,omitempty"`
+	State string `json:"state,omitempty"` // containers: running, exited, ...
+}
+
+// labelFilter selects every lab resource, or one lab's when id is set.
+func labelFilter(id string) client.Filters {
+	if id == "" {
+		return make(client.Filters).Add("label", LabelLab)
+	}
+	return make(client.Filters).Add("label", LabelLab+"="+id)
+}
+
+// resources lists the labelled containers and networks (of lab id, or all).
+func (e *engine) resources(ctx context.Context, id string) ([]Resource, error) {
+	cs, err := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: labelFilter(id)})
+	if err != nil {
+		return nil, fmt.Errorf("list lab containers: %w", err)
+	}
+	ns, err := e.cli.NetworkList(ctx, client.NetworkListOptions{Filters: labelFilter(id)})
+	if err != nil {
+		return nil, fmt.Errorf("list lab networks: %w", err)
+	}
+	var out []Resource
+	for _, c := range cs.Items {
+		name := c.ID[:12]
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		out = append(out, Resource{
+			Kind: "container", ID: c.ID, Name: name, State: string(c.State),
+			Lab: c.Labels[LabelLab], Env: c.Labels[LabelEnv], Host: c.Labels[LabelHost],
+		})
+	}
+	for _, n := range ns.Items {
+		out = append(out, Resource{Kind: "network", ID: n.ID, Name: n.Name, Lab: n.Labels[LabelLab]})
+	}
+	return out, nil
+}
+
+// ListResources returns every container and network carrying the lab label,
+// whichever lab (or crashed run) created it.
+func ListResources(ctx context.Context) ([]Resource, error) {
+	e, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.resources(ctx, "")
+}
+
+// removeLabelled force-removes the containers, then the networks, of lab id
+// (every lab when id is empty). Removal runs in parallel; a resource already
+// gone is not an error. It returns what it removed.
+func (e *engine) removeLabelled(ctx context.Context, id string) ([]Resource, error) {
+	res, err := e.resources(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var containers, networks []Resource
+	for _, r := range res {
+		if r.Kind == "container" {
+			containers = append(containers, r)
+		} else {
+			networks = append(networks, r)
+		}
+	}
+	remove := func(rs []Resource, fn func(Resource) error) error {
+		errs := make([]error, len(rs))
+		var wg sync.WaitGroup
+		for i, r := range rs {
+			wg.Go(func() {
+				if err := fn(r); err != nil && !cerrdefs.IsNotFound(err) {
+					errs[i] = fmt.Errorf("remove %s %s: %w", r.Kind, r.Name, err)
+				}
+			})
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	err = remove(containers, func(r Resource) error {
+		_, err := e.cli.ContainerRemove(ctx, r.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		return err
+	})
+	if err != nil {
+		return res, err
+	}
+	return res, remove(networks, func(r Resource) error {
+		_, err := e.cli.NetworkRemove(ctx, r.ID, client.NetworkRemoveOptions{})
+		return err
+	})
+}
