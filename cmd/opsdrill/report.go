@@ -15,8 +15,8 @@ func init() { subcommands = append(subcommands, newReportCmd) }
 
 func newReportCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "report",
-		Short: "Work with report folders",
+		Use:     "report",
+		Short:   "Work with report folders",
 		Example: `  opsdrill report render out/`,
 	}
 	cmd.AddCommand(&cobra.Command{

@@ -13,17 +13,17 @@ import (
 
 func init() {
 	steps.Register(steps.Spec{
-		Name:    "sleep",
-		Summary: "Pause the scenario for a fixed duration",
-		Doc:     "Waits for `duration`, or until the scenario is cancelled. Useful to let a lease expire or a background load build up.",
-		New:     func() steps.Step { return &Sleep{} },
+		Name:     "sleep",
+		Summary:  "Pause the scenario for a fixed duration",
+		Doc:      "Waits for `duration`, or until the scenario is cancelled. Useful to let a lease expire or a background load build up.",
+		New:      func() steps.Step { return &Sleep{} },
 		Examples: []steps.Example{{Title: "Let a 10 s lease expire", YAML: "- uses: sleep\n  with: { duration: 11s }"}},
 	})
 	steps.Register(steps.Spec{
-		Name:    "assert",
-		Summary: "Check expectations over earlier steps' outputs",
-		Doc:     "Runs nothing; its `expect:` expressions are the check. Use it to compare results of several steps.",
-		New:     func() steps.Step { return &Assert{} },
+		Name:     "assert",
+		Summary:  "Check expectations over earlier steps' outputs",
+		Doc:      "Runs nothing; its `expect:` expressions are the check. Use it to compare results of several steps.",
+		New:      func() steps.Step { return &Assert{} },
 		Examples: []steps.Example{{Title: "Compare two steps", YAML: "- uses: assert\n  expect:\n    - steps.before.outputs.open == false\n    - steps.after.outputs.open"}},
 	})
 	steps.Register(steps.Spec{
