@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/opsdrill/opsdrill/runner"
 )
 
 // Exit codes, as documented in README.md.
@@ -69,7 +71,12 @@ func execute(args []string) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil {
+		var probs runner.Problems
+		switch {
+		case errors.As(ee.err, &probs):
+			// file:line:col: message, one per line, for editors and CI.
+			fmt.Fprintln(os.Stderr, probs.Error())
+		case ee.err != nil:
 			fmt.Fprintln(os.Stderr, "opsdrill:", ee.err)
 		}
 		return ee.code

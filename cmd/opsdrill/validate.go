@@ -23,10 +23,6 @@ secrets, steps and their outputs), and the order of background steps.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			scenarios, _, err := loadInput(args, varsFiles, nil)
 			if err != nil {
-				if ee, ok := err.(*exitError); ok {
-					fmt.Fprintln(cmd.ErrOrStderr(), ee.err)
-					return &exitError{code: ee.code}
-				}
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d scenario(s) valid\n", len(scenarios))
