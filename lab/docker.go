@@ -59,6 +59,13 @@ func connect(ctx context.Context) (*engine, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	hint := "start the Docker engine (systemctl start docker) or point DOCKER_HOST at one"
+	// testcontainers quietly falls back to the default socket when
+	// DOCKER_HOST does not answer; a user who set it means that engine.
+	if host := os.Getenv("DOCKER_HOST"); host != "" {
+		if err := pingHost(ctx); err != nil {
+			return nil, fmt.Errorf("%w: DOCKER_HOST=%s does not answer: %v; start that engine or unset DOCKER_HOST", ErrNoDocker, host, err)
+		}
+	}
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v; %s", ErrNoDocker, err, hint)
@@ -67,6 +74,16 @@ func connect(ctx context.Context) (*engine, error) {
 		return nil, fmt.Errorf("%w at %s: %v; %s", ErrNoDocker, cli.DaemonHost(), err, hint)
 	}
 	return &engine{cli: cli}, nil
+}
+
+func pingHost(ctx context.Context) error {
+	c, err := client.New(client.FromEnv)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Ping(ctx, client.PingOptions{})
+	return err
 }
 
 // Ping checks that a Docker engine answers. The error wraps ErrNoDocker.

@@ -307,7 +307,12 @@ func (h *Host) create(ctx context.Context) error {
 			eps[l.Network] = ep
 		},
 	}
-	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
+	// The engine may complete a create whose request was cancelled, after
+	// Up's cleanup listed the lab's containers; so the create and start are
+	// not cancelled half-way (they take about a second), only waited for.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	c, err := testcontainers.GenericContainer(cctx, testcontainers.GenericContainerRequest{
 		ContainerRequest: req,
 		Started:          true,
 		Logger:           tclog.NewNoopLogger(),
@@ -317,6 +322,9 @@ func (h *Host) create(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("host %s: %w", h.Name, explainCreate(err))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("host %s: %w", h.Name, err)
 	}
 	return nil
 }

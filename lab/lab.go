@@ -297,13 +297,19 @@ func (l *Lab) createNetwork(ctx context.Context, subnet netip.Prefix) error {
 	for _, p := range candidates {
 		gw := p.Masked().Addr().Next()
 		ipv6 := false
-		_, err := l.eng.cli.NetworkCreate(ctx, l.Network, client.NetworkCreateOptions{
+		// Not cancelled half-way, for the same reason as container creation.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		_, err := l.eng.cli.NetworkCreate(cctx, l.Network, client.NetworkCreateOptions{
 			Driver:     "bridge",
 			EnableIPv6: &ipv6,
 			IPAM:       &network.IPAM{Config: []network.IPAMConfig{{Subnet: p.Masked(), Gateway: gw}}},
 			Labels:     map[string]string{LabelLab: l.ID},
 		})
+		cancel()
 		if err == nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			l.Subnet, l.Gateway = p.Masked(), gw
 			return nil
 		}
