@@ -19,12 +19,16 @@ import (
 )
 
 // Labels carried by every container and network of a lab. LabelLab holds the
-// lab id; `lab down` removes everything that has it, whatever the id, which
-// also catches what a crashed run left behind.
+// lab id and marks everything the lab package created. LabelOwner names the
+// process that created the lab (hostname:pid) and LabelState the state
+// folder of a lab that outlives its process; DownAll uses them to tell
+// leftovers of a crashed run from labs still in use.
 const (
-	LabelLab  = "org.opsdrill.lab"
-	LabelEnv  = "org.opsdrill.lab.env"
-	LabelHost = "org.opsdrill.lab.host"
+	LabelLab   = "org.opsdrill.lab"
+	LabelEnv   = "org.opsdrill.lab.env"
+	LabelHost  = "org.opsdrill.lab.host"
+	LabelOwner = "org.opsdrill.lab.owner"
+	LabelState = "org.opsdrill.lab.state"
 )
 
 // ryukEnv is testcontainers' switch for its reaper container. The reaper is
@@ -151,13 +155,23 @@ func (e *engine) otherLabImages(ctx context.Context) []string {
 
 // Resource is a container or network that carries the lab label.
 type Resource struct {
-	Kind  string `json:"kind"` // container or network
-	ID    string `json:"id"`
-	Name  string `json:"name"`
-	Lab   string `json:"lab"`
-	Env   string `json:"env,omitempty"`
-	Host  string `json:"host,omitempty"`
-	State string `json:"state,omitempty"` // containers: running, exited, ...
+	Kind     string `json:"kind"` // container or network
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Lab      string `json:"lab"`
+	Env      string `json:"env,omitempty"`
+	Host     string `json:"host,omitempty"`
+	State    string `json:"state,omitempty"` // containers: running, exited, ...
+	Owner    string `json:"owner,omitempty"` // hostname:pid of the creating process
+	StateDir string `json:"state_dir,omitempty"`
+}
+
+func resourceFromLabels(kind, id, name string, labels map[string]string) Resource {
+	return Resource{
+		Kind: kind, ID: id, Name: name,
+		Lab: labels[LabelLab], Env: labels[LabelEnv], Host: labels[LabelHost],
+		Owner: labels[LabelOwner], StateDir: labels[LabelState],
+	}
 }
 
 // labelFilter selects every lab resource, or one lab's when id is set.
@@ -184,13 +198,12 @@ func (e *engine) resources(ctx context.Context, id string) ([]Resource, error) {
 		if len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		out = append(out, Resource{
-			Kind: "container", ID: c.ID, Name: name, State: string(c.State),
-			Lab: c.Labels[LabelLab], Env: c.Labels[LabelEnv], Host: c.Labels[LabelHost],
-		})
+		r := resourceFromLabels("container", c.ID, name, c.Labels)
+		r.State = string(c.State)
+		out = append(out, r)
 	}
 	for _, n := range ns.Items {
-		out = append(out, Resource{Kind: "network", ID: n.ID, Name: n.Name, Lab: n.Labels[LabelLab]})
+		out = append(out, resourceFromLabels("network", n.ID, n.Name, n.Labels))
 	}
 	return out, nil
 }

@@ -256,7 +256,8 @@ func (h *Host) endpoint() *network.EndpointSettings {
 // is known to be present, so testcontainers never pulls.
 func (h *Host) create(ctx context.Context) error {
 	l := h.lab
-	labels := map[string]string{LabelLab: l.ID, LabelEnv: h.Env, LabelHost: h.Name}
+	labels := l.labels()
+	labels[LabelEnv], labels[LabelHost] = h.Env, h.Name
 	var files []testcontainers.ContainerFile
 	for _, f := range h.spec.Files {
 		mode := f.Mode

@@ -10,12 +10,16 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/network"
@@ -101,8 +105,13 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if l.logf == nil {
 		l.logf = func(string, ...any) {}
 	}
-	if l.varsFile == "" && l.stateDir != "" {
-		l.varsFile = defaultVarsFile(l.stateDir)
+	if l.stateDir != "" {
+		if l.stateDir, err = filepath.Abs(l.stateDir); err != nil {
+			return nil, fmt.Errorf("lab state folder: %w", err)
+		}
+		if l.varsFile == "" {
+			l.varsFile = defaultVarsFile(l.stateDir)
+		}
 	}
 	for _, e := range chosen {
 		l.Envs = append(l.Envs, e.Name)
@@ -233,12 +242,30 @@ func (l *Lab) Down(ctx context.Context) error {
 	return nil
 }
 
-// DownAll removes every container and network carrying the lab label,
-// whichever process or crashed run created them, and the state and vars
-// files in stateDir when it is not empty. It returns what it removed.
+// DownAll removes the lab of stateDir and every lab left behind by a
+// process that is gone: an in-process lab (such as `run --lab`) whose
+// process crashed, or a lab whose state file was lost. It keeps labs of
+// running processes (tests, a concurrent `run --lab`) and labs that other
+// state folders still describe; Purge removes those too. The state and vars
+// files in stateDir are removed. It returns what it removed.
 func DownAll(ctx context.Context, stateDir string) ([]Resource, error) {
+	return downWhere(ctx, stateDir, leftover(stateDir))
+}
+
+// Purge removes every container and network carrying the lab label, in use
+// or not, and the state and vars files in stateDir when it is not empty.
+func Purge(ctx context.Context, stateDir string) ([]Resource, error) {
+	return downWhere(ctx, stateDir, func(Resource) bool { return true })
+}
+
+func downWhere(ctx context.Context, stateDir string, remove func(Resource) bool) ([]Resource, error) {
 	var varsFile string
 	if stateDir != "" {
+		abs, err := filepath.Abs(stateDir)
+		if err != nil {
+			return nil, fmt.Errorf("lab state folder: %w", err)
+		}
+		stateDir = abs
 		unlock, err := lockStateDir(stateDir)
 		if err != nil {
 			return nil, err
@@ -253,21 +280,91 @@ func DownAll(ctx context.Context, stateDir string) ([]Resource, error) {
 	if err != nil {
 		return nil, err
 	}
-	removed, err := e.removeLabelled(ctx, "")
+	all, err := e.resources(ctx, "")
 	if err != nil {
-		return removed, err
+		return nil, err
+	}
+	// Decide per lab, not per resource, so a lab goes away whole.
+	labs := map[string]bool{}
+	for _, r := range all {
+		if remove(r) {
+			labs[r.Lab] = true
+		}
+	}
+	var removed []Resource
+	for _, id := range slices.Sorted(maps.Keys(labs)) {
+		rs, err := e.removeLabelled(ctx, id)
+		removed = append(removed, rs...)
+		if err != nil {
+			return removed, err
+		}
 	}
 	if stateDir != "" {
 		if err := removeState(stateDir, ""); err != nil {
 			return removed, err
 		}
-		if varsFile != "" {
-			if err := removeIfExists(varsFile); err != nil {
-				return removed, err
-			}
+		if err := removeIfExists(varsFile); err != nil {
+			return removed, err
 		}
 	}
 	return removed, nil
+}
+
+// leftover reports whether a lab resource may go in `lab down` of stateDir.
+func leftover(stateDir string) func(Resource) bool {
+	abs, _ := filepath.Abs(stateDir)
+	described := map[string]bool{} // state folder -> describes its lab
+	return func(r Resource) bool {
+		switch {
+		case stateDir != "" && r.StateDir == abs:
+			return true
+		case ownerAlive(r.Owner):
+			return false
+		case r.StateDir == "":
+			return true // in-process lab whose process is gone
+		}
+		key := r.StateDir + "\x00" + r.Lab
+		ok, seen := described[key]
+		if !seen {
+			st, err := loadState(r.StateDir)
+			ok = err == nil && st.ID == r.Lab
+			described[key] = ok
+		}
+		return !ok
+	}
+}
+
+// owner names this process in LabelOwner.
+func owner() string {
+	host, _ := os.Hostname()
+	return host + ":" + strconv.Itoa(os.Getpid())
+}
+
+// ownerAlive reports whether the process named by a LabelOwner value still
+// runs. A process on another machine counts as alive: it cannot be checked.
+func ownerAlive(o string) bool {
+	host, pidStr, ok := strings.Cut(o, ":")
+	if !ok {
+		return false
+	}
+	pid, err := strconv.Atoi(pidStr)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	if me, _ := os.Hostname(); host != me {
+		return true
+	}
+	err = syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// labels are the labels of every resource of the lab.
+func (l *Lab) labels() map[string]string {
+	m := map[string]string{LabelLab: l.ID, LabelOwner: owner()}
+	if l.stateDir != "" {
+		m[LabelState] = l.stateDir
+	}
+	return m
 }
 
 // createNetwork creates the lab's bridge network on subnet, or on the first
@@ -303,7 +400,7 @@ func (l *Lab) createNetwork(ctx context.Context, subnet netip.Prefix) error {
 			Driver:     "bridge",
 			EnableIPv6: &ipv6,
 			IPAM:       &network.IPAM{Config: []network.IPAMConfig{{Subnet: p.Masked(), Gateway: gw}}},
-			Labels:     map[string]string{LabelLab: l.ID},
+			Labels:     l.labels(),
 		})
 		cancel()
 		if err == nil {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -260,23 +262,56 @@ func TestConcurrentUpInOneStateDir(t *testing.T) {
 }
 
 func TestDownAllRemovesLeftovers(t *testing.T) {
-	labtest.Require(t)
-	if os.Getenv("OPSDRILL_LAB_TEST_DOWNALL") == "" {
-		// DownAll removes every lab on the engine, also those of tests
-		// running in parallel in other packages.
-		t.Skip("set OPSDRILL_LAB_TEST_DOWNALL=1 to run (removes every lab on this engine)")
+	if id := os.Getenv("LAB_TEST_CRASH_CHILD"); id != "" {
+		// A run that brings a lab up in-process, then dies without Down.
+		_, err := lab.Up(context.Background(), lab.Options{Envs: []string{"hosts"}, ID: id})
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	labtest.Require(t)
 	ctx := testCtx(t, 3*time.Minute)
+
+	// A persisted lab whose state file was lost.
 	dir := t.TempDir()
-	l, err := lab.Up(ctx, lab.Options{Envs: []string{"hosts"}, StateDir: dir})
+	lost, err := lab.Up(ctx, lab.Options{Envs: []string{"hosts"}, StateDir: dir})
 	require.NoError(t, err)
-	// Simulate a crash: the state file is lost, the containers are not.
 	require.NoError(t, os.Remove(filepath.Join(dir, "state.json")))
+
+	// An in-process lab of a crashed process.
+	crashed := fmt.Sprintf("t-crashed-%d", os.Getpid())
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDownAllRemovesLeftovers$")
+	cmd.Env = append(os.Environ(), "LAB_TEST_CRASH_CHILD="+crashed)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Len(t, resourcesOf(t, crashed), 4)
+
+	// Labs in use stay: this process's own, and one another folder holds.
+	live, err := lab.Up(ctx, lab.Options{Envs: []string{"hosts"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = live.Down(context.Background()) })
+	otherDir := t.TempDir()
+	other, err := lab.Up(ctx, lab.Options{Envs: []string{"hosts"}, StateDir: otherDir})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = other.Down(context.Background()) })
 
 	removed, err := lab.DownAll(ctx, dir)
 	require.NoError(t, err)
-	assert.GreaterOrEqual(t, len(removed), 4)
-	assert.Empty(t, resourcesOf(t, l.ID))
+	var removedLabs []string
+	for _, r := range removed {
+		if !slices.Contains(removedLabs, r.Lab) {
+			removedLabs = append(removedLabs, r.Lab)
+		}
+	}
+	assert.Subset(t, removedLabs, []string{lost.ID, crashed})
+	assert.NotContains(t, removedLabs, live.ID)
+	assert.NotContains(t, removedLabs, other.ID)
+	assert.Empty(t, resourcesOf(t, lost.ID))
+	assert.Empty(t, resourcesOf(t, crashed))
+	assert.Len(t, resourcesOf(t, live.ID), 4)
+	assert.Len(t, resourcesOf(t, other.ID), 4)
 	assert.NoFileExists(t, filepath.Join(dir, "vars.yaml"))
 }
 

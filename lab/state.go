@@ -98,6 +98,10 @@ func removeState(dir, id string) error {
 // any later process: `lab status`, `lab down`, or a step that kills a host.
 // The error wraps ErrNoLab when there is none.
 func Open(ctx context.Context, stateDir string) (*Lab, error) {
+	stateDir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("lab state folder: %w", err)
+	}
 	st, err := loadState(stateDir)
 	if err != nil {
 		return nil, err
