@@ -20,7 +20,7 @@ import (
 // Endpoint describes an HTTP validator: where to send a code and how to
 // tell an accepted code from a refused one.
 type Endpoint struct {
-	URL           string            `yaml:"url" doc:"validator URL, http or https (required)"`
+	URL           string            `yaml:"url" required:"true" doc:"validator URL, http or https"`
 	Method        string            `yaml:"method" doc:"POST (default) or GET; GET sends the fields in the query string"`
 	Encoding      string            `yaml:"encoding" doc:"POST body: form (default, application/x-www-form-urlencoded) or json"`
 	UserField     string            `yaml:"user_field" doc:"name of the user field (default user)"`
