@@ -73,7 +73,9 @@ func TestVerifyDriftValidate(t *testing.T) {
 		func(v *VerifyDrift) { v.Code = "123456" },
 		func(v *VerifyDrift) { v.Code, v.Digits = "0123456", 7 },
 		func(v *VerifyDrift) { v.ValidatorCommand = []string{"ssh", "host", "check --otp={code}"} },
-		func(v *VerifyDrift) { v.Endpoint = &Endpoint{URL: "https://h/otp", Method: "get", SuccessStatus: []int{204}} },
+		func(v *VerifyDrift) {
+			v.Endpoint = &Endpoint{URL: "https://h/otp", Method: "get", SuccessStatus: []int{204}}
+		},
 	}
 	for i, f := range ok {
 		v := newVerifyDrift().(*VerifyDrift)
@@ -134,7 +136,7 @@ func TestVerifyDriftCode(t *testing.T) {
 func TestVerifyDriftCodeNow(t *testing.T) {
 	v := newVerifyDrift().(*VerifyDrift)
 	v.Secret, v.Code, v.Window = testB32, "287082", 1 // counter 1
-	v.clock = newFakeClock(time.Unix(95, 0))         // counter 3
+	v.clock = newFakeClock(time.Unix(95, 0))          // counter 3
 	env, _ := newEnv(t)
 	require.NoError(t, v.Run(context.Background(), env))
 	assert.Equal(t, false, env.Outputs()["matched"])
