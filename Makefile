@@ -1,0 +1,52 @@
+# opsdrill — see README.md. The two set-up commands are `make demo` and
+# `make test`; everything they need is installed by the targets below.
+
+GO        ?= go
+BIN       := bin
+STATICCHECK_VERSION := v0.8.2
+export TESTCONTAINERS_RYUK_DISABLED := true
+
+.PHONY: all build deps lab-images test test-short lint bench fuzz demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/opsdrill ./cmd/opsdrill
+
+# Host packages (apt) the tests and the lab build need; a no-op when present.
+deps:
+	@scripts/install-deps.sh
+
+# Lab image(s), built from Debian packages with debootstrap: no registry.
+# Tagged by content hash; an unchanged image is never rebuilt.
+lab-images: deps
+	@bash lab/image/build.sh
+
+# The whole suite: unit, integration (real binaries, Docker lab), fuzz seeds.
+test: deps lab-images
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 45m ./...
+
+# Unit tests only (no Docker needed).
+test-short:
+	$(GO) test -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./runner
+	$(GO) test -run '^$$' -fuzz FuzzTemplate -fuzztime 30s ./runner
+
+# Build, bring the lab up, run every scenario against it, tear it down (also
+# on Ctrl-C), print where the report is.
+demo: build lab-images
+	@scripts/demo.sh
+
+clean:
+	rm -rf $(BIN) out

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# install-deps.sh installs the Debian packages opsdrill's tests, lab image
+# build and demo need on the host, only when one is missing, so repeated
+# `make test` runs do not touch apt. Needs root (or sudo) on Debian/Ubuntu.
+set -euo pipefail
+
+packages=(
+	debootstrap    # lab image build (no container registry)
+	oathtool       # TOTP reference validator (runbook)
+	libxml2-utils  # xmllint: junit.xml schema check
+	iproute2       # network namespaces for host-level tests
+	iptables       # firewall backends
+	nftables
+	ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: all host packages present"
+	exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "deps: need root to install: ${missing[*]}" >&2; exit 1; }
+	sudo=sudo
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
