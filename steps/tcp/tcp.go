@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/opsdrill/opsdrill/steps"
+	"github.com/opsdrill/opsdrill/steps/hostexec"
 )
 
 func init() {
@@ -33,6 +35,7 @@ func init() {
 		Examples: []steps.Example{
 			{Title: "SSH is closed by default", YAML: "- uses: tcp.probe\n  with: { address: \"gate:22\", expect: closed, timeout: 2s }"},
 			{Title: "Open from the authenticated source", YAML: "- uses: tcp.probe\n  with: { address: \"10.0.0.5:22\", source: 10.0.0.7 }"},
+			{Title: "Still closed from another lab host", YAML: "- uses: tcp.probe\n  with: { address: \"${{ vars.gate }}:22\", host: lab:client2, expect: closed }"},
 		},
 	})
 }
@@ -43,6 +46,7 @@ type Probe struct {
 	Expect  string        `yaml:"expect" doc:"open (default), closed or any"`
 	Timeout time.Duration `yaml:"timeout" doc:"connect timeout (default 3s)"`
 	Source  string        `yaml:"source" doc:"local IP address to connect from"`
+	Host    string        `yaml:"host" doc:"where to probe from: local (default) or lab:NAME"`
 }
 
 // Validate checks the parameters.
@@ -61,11 +65,14 @@ func (p *Probe) Validate() error {
 	if p.Source != "" && net.ParseIP(p.Source) == nil {
 		return fmt.Errorf("source: %q is not an IP address", p.Source)
 	}
-	return nil
+	return hostexec.Validate(p.Host)
 }
 
 // Run probes the port.
 func (p *Probe) Run(ctx context.Context, env *steps.Env) error {
+	if !hostexec.IsLocal(p.Host) {
+		return p.verdict(env, p.remote(ctx, env))
+	}
 	d := net.Dialer{Timeout: p.Timeout}
 	if p.Source != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(p.Source)}
@@ -86,6 +93,51 @@ func (p *Probe) Run(ctx context.Context, env *steps.Env) error {
 		if state == "" {
 			return fmt.Errorf("probe %s: %w", p.Address, err)
 		}
+	}
+	return p.verdict(env, state)
+}
+
+// remote probes from a lab host with netcat (netcat-openbsd), reading its
+// verbose message to tell a refusal from a timeout.
+func (p *Probe) remote(ctx context.Context, env *steps.Env) string {
+	host, port, _ := net.SplitHostPort(p.Address)
+	secs := int(p.Timeout.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	argv := []string{"nc", "-z", "-v", "-w", fmt.Sprint(secs)}
+	if p.Source != "" {
+		argv = append(argv, "-s", p.Source)
+	}
+	argv = append(argv, host, port)
+	start := time.Now()
+	res, err := hostexec.Run(ctx, p.Host, argv, nil)
+	env.SetOutput("latency_ms", float64(time.Since(start).Microseconds())/1000)
+	if err != nil {
+		env.SetOutput("error", err.Error())
+		return "error"
+	}
+	msg := strings.TrimSpace(res.Stderr + res.Stdout)
+	switch {
+	case res.ExitCode == 0:
+		env.SetOutput("error", "")
+		return "open"
+	case strings.Contains(msg, "refused"):
+		env.SetOutput("error", msg)
+		return "refused"
+	case strings.Contains(msg, "unreachable"):
+		env.SetOutput("error", msg)
+		return "unreachable"
+	default:
+		env.SetOutput("error", msg)
+		return "timeout"
+	}
+}
+
+func (p *Probe) verdict(env *steps.Env, state string) error {
+	if state == "error" {
+		out := env.Outputs()
+		return fmt.Errorf("probe %s from %s: %v", p.Address, p.Host, out["error"])
 	}
 	env.SetOutput("open", state == "open")
 	env.SetOutput("state", state)
