@@ -65,9 +65,9 @@
 // one-sided. So codes for offsets -window..+window are submitted strictly in
 // ascending counter order: each accepted code is newer than every earlier
 // one, and the refusals seen are the window's, not the replay protection's.
-// The probe starts early in a time step (it waits for the next one when
-// less than min(period/2, 2 s + submissions × delay) is left) and errors if
-// it still crossed a boundary, since its offsets would then be ambiguous.
+// The probe starts in the first half of a time step (it waits for the next
+// step otherwise) and errors if it still crossed a boundary, since its
+// offsets would then be ambiguous.
 // From the accepted offsets come clock_offset_steps (the centre, rounded
 // toward zero) and window_steps (the half-width); window_truncated says the
 // window reached the probed edge.
@@ -80,7 +80,8 @@
 // submission must be accepted (if not, the validator is rate-limiting or
 // locking out and the step fails, since no verdict on replays is possible),
 // and replay_rejected reports whether the second was refused. The check
-// therefore adds one period (30 s by default) to the step; replay_check:
+// therefore adds one period to the step, which with the wait for the first
+// half of a step makes at most 1.5 periods (45 s by default); replay_check:
 // false skips it. Validators that lock accounts after failures see the
 // probe's refused codes as failures: keep window small and use delay when
 // needed.

@@ -229,7 +229,7 @@ func (v *validator) counters() []int64 {
 	return append([]int64(nil), v.seen...)
 }
 
-func serveValidator(t *testing.T, v *validator) string {
+func serveValidator(t testing.TB, v *validator) string {
 	t.Helper()
 	srv := httptest.NewServer(v)
 	t.Cleanup(srv.Close)
