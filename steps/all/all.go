@@ -7,4 +7,5 @@ import (
 	_ "github.com/opsdrill/opsdrill/steps/flow"
 	_ "github.com/opsdrill/opsdrill/steps/httpcheck"
 	_ "github.com/opsdrill/opsdrill/steps/tcp"
+	_ "github.com/opsdrill/opsdrill/steps/totp"
 )
