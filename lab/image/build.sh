@@ -132,7 +132,8 @@ docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
 	die "no Docker engine reachable (docker version failed); start Docker or set DOCKER_HOST"
 
 tag="$repository:$(image_hash)"
-if ! $force && docker image inspect --format '{{.Id}}' "$tag" >/dev/null 2>&1; then
+previous=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+if ! $force && [ -n "$previous" ]; then
 	log "lab image $tag is up to date"
 	exit 0
 fi
@@ -143,10 +144,28 @@ build_dockerfile() {
 	docker build --tag "$tag" --label "org.opsdrill.lab.hash=${tag#*:}" "$here"
 }
 
+# run runs a long step as a background job in its own process group and
+# waits for it: bash only acts on a signal between commands, so waiting on a
+# foreground child would delay an interrupt until the step ends. cleanup
+# stops the whole group (debootstrap, apt, dpkg).
+job=""
+run() {
+	"$@" &
+	job=$!
+	local status=0
+	wait "$job" || status=$?
+	job=""
+	return "$status"
+}
+
 work=""
 cleanup() {
 	local status=$?
 	trap - EXIT INT TERM
+	if [ -n "$job" ]; then
+		kill -TERM -- "-$job" 2>/dev/null || true
+		wait "$job" 2>/dev/null || true
+	fi
 	if [ -n "$work" ] && [ -d "$work" ]; then
 		# Unmount anything left mounted below the work folder (an interrupted
 		# debootstrap or chroot), deepest first, before removing it.
@@ -167,6 +186,7 @@ build_debootstrap() {
 	keyring=${OPSDRILL_LAB_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 	[ -r "$keyring" ] || die "keyring $keyring not found; apt-get install debian-archive-keyring or set OPSDRILL_LAB_KEYRING"
 
+	set -m # background jobs get their own process group (see run)
 	trap cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
@@ -174,9 +194,8 @@ build_debootstrap() {
 	rootfs="$work/rootfs"
 
 	log "[1/4] debootstrap $suite (minbase) from the apt mirror into $rootfs"
-	debootstrap --variant=minbase --keyring="$keyring" "$suite" "$rootfs" "$url" |
-		grep --line-buffered -E '^(I|W|E):' | grep --line-buffered -vE '^I: (Validating|Extracting) ' || true
-	[ -x "$rootfs/usr/bin/apt-get" ] || die "debootstrap did not produce a root file system (see messages above)"
+	run step_debootstrap "$keyring" "$rootfs" "$url" ||
+		die "debootstrap failed (see messages above)"
 
 	log "[2/4] installing $(packages | wc -l) packages"
 	# Like Docker's own Debian images: services never start inside a build
@@ -185,12 +204,7 @@ build_debootstrap() {
 	chmod 755 "$rootfs/usr/sbin/policy-rc.d"
 	cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
 	mount -t proc proc "$rootfs/proc"
-	chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-		apt-get -q update
-	# shellcheck disable=SC2046 # one package per word
-	chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-		apt-get -q -y --no-install-recommends -o Dpkg::Use-Pty=0 install $(packages) |
-		grep --line-buffered -E '^(Setting up|E:|W:)' || true
+	run step_install "$rootfs" || die "package installation failed (see messages above)"
 	for p in $(packages); do
 		chroot "$rootfs" dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 			die "package $p was not installed"
@@ -206,15 +220,35 @@ build_debootstrap() {
 	: >"$rootfs/etc/hostname"
 
 	log "[4/4] docker import"
-	id=$(tar --numeric-owner -C "$rootfs" --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' -cf - . |
+	run step_import "$rootfs" "$work/image-id" || die "docker import failed"
+	id=$(cat "$work/image-id")
+	# The tag is the commit point: before it, the image is an untagged layer
+	# that `docker image prune` removes.
+	docker tag "$id" "$tag"
+}
+
+step_debootstrap() {
+	set -o pipefail
+	debootstrap --variant=minbase --keyring="$1" "$suite" "$2" "$3" 2>&1 |
+		{ grep --line-buffered -vE '^I: (Validating|Extracting|Retrieving) ' || true; }
+}
+
+step_install() {
+	set -o pipefail
+	local in_root=(chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive)
+	"${in_root[@]}" apt-get -q update
+	# shellcheck disable=SC2046 # one package per word
+	"${in_root[@]}" apt-get -q -y --no-install-recommends -o Dpkg::Use-Pty=0 install $(packages) 2>&1 |
+		{ grep --line-buffered -E '^(Setting up|Unpacking|E:|W:)' || true; }
+}
+
+step_import() {
+	tar --numeric-owner -C "$rootfs" --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' -cf - . |
 		docker import \
 			--change 'CMD ["/usr/local/sbin/lab-init"]' \
 			--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
 			--change "LABEL org.opsdrill.lab.hash=${tag#*:}" \
-			--message "opsdrill lab image $tag" - )
-	# The tag is the commit point: before it, the image is an untagged layer
-	# that `docker image prune` removes.
-	docker tag "$id" "$tag"
+			--message "opsdrill lab image $tag" - >"$2"
 }
 
 case "${OPSDRILL_LAB_BUILD:-debootstrap}" in
@@ -223,4 +257,8 @@ dockerfile) build_dockerfile ;;
 *) die "OPSDRILL_LAB_BUILD must be debootstrap or dockerfile, not ${OPSDRILL_LAB_BUILD}" ;;
 esac
 docker tag "$tag" "$repository:latest"
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]; then
+	# --force replaced the image; drop the old one unless containers use it.
+	docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 log "built $tag ($(docker image inspect --format '{{.Size}}' "$tag" | awk '{ printf "%.0f MB", $1 / 1e6 }'))"

@@ -8,7 +8,8 @@
 //
 // A test that needs the lab is skipped with a message saying what is missing
 // (a Docker engine, the lab image) when it runs outside CI, and fails in CI
-// (the CI environment variable is set), where the lab must work.
+// (the CI environment variable is set), where the lab must work. With
+// -short it is always skipped.
 package labtest
 
 import (
@@ -32,6 +33,9 @@ func InCI() bool {
 // When not, it skips the test outside CI and fails it in CI.
 func Require(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping: needs the Docker lab, not run with -short")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err := lab.CheckImage(ctx, "")
