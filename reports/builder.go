@@ -19,6 +19,7 @@ type Builder struct {
 	run       *Run
 	scenarios map[int]*Scenario
 	open      map[int]map[string]*Step // steps started and not ended, by scenario
+	waivers   []Waiver
 }
 
 // NewBuilder returns an empty Builder.
@@ -41,6 +42,7 @@ func (b *Builder) Emit(ev *Event) {
 			b.run.Host = ev.Run.Host
 			b.run.User = ev.Run.User
 			b.run.Args = ev.Run.Args
+			b.waivers = ev.Run.Waivers
 		}
 	case EventScenarioStart:
 		info := ev.ScenarioInfo
@@ -54,7 +56,8 @@ func (b *Builder) Emit(ev *Event) {
 		for _, si := range info.Steps {
 			sc.Steps = append(sc.Steps, &Step{
 				ID: si.ID, Uses: si.Uses, Phase: si.Phase, Background: si.Background,
-				Status: StatusSkipped, SkipReason: "not reached", Outputs: map[string]any{},
+				ContinueOnError: si.ContinueOnError,
+				Status:          StatusSkipped, SkipReason: "not reached", Outputs: map[string]any{},
 			})
 		}
 		b.scenarios[ev.Scenario] = sc
@@ -173,6 +176,7 @@ func (b *Builder) Run(last time.Time) *Run {
 		run.Status = StatusInterrupted
 		run.Finished = last
 	}
+	ApplyWaivers(&run, b.waivers)
 	return &run
 }
 

@@ -39,11 +39,14 @@ type Event struct {
 
 // RunInfo opens a run.
 type RunInfo struct {
-	ToolVersion string   `json:"tool_version"`
-	RunID       string   `json:"run_id"`
-	Host        string   `json:"host,omitempty"`
-	User        string   `json:"user,omitempty"`
-	Args        []string `json:"args,omitempty"`
+	ToolVersion string `json:"tool_version"`
+	// Waivers in force for the run, so rendering the journal again
+	// gives the same verdict.
+	Waivers []Waiver `json:"waivers,omitempty"`
+	RunID   string   `json:"run_id"`
+	Host    string   `json:"host,omitempty"`
+	User    string   `json:"user,omitempty"`
+	Args    []string `json:"args,omitempty"`
 }
 
 // ScenarioInfo opens a scenario. Steps lists every step declared, so the
@@ -65,6 +68,8 @@ type StepInfo struct {
 	Phase      string `json:"phase,omitempty"`
 	Background bool   `json:"background,omitempty"`
 	Attempt    int    `json:"attempt,omitempty"`
+	// ContinueOnError is set in scenario_start's step list.
+	ContinueOnError bool `json:"continue_on_error,omitempty"`
 }
 
 // StepResult closes a step.

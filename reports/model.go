@@ -45,6 +45,7 @@ type Run struct {
 	User        string      `json:"user,omitempty"`
 	Args        []string    `json:"args,omitempty"`
 	Scenarios   []*Scenario `json:"scenarios"`
+	Waivers     []Waiver    `json:"waivers,omitempty"`
 }
 
 // Scenario is the result of one scenario file.
@@ -81,6 +82,12 @@ type Step struct {
 	Expectations []Expectation    `json:"expectations,omitempty"`
 	Evidence     []steps.Evidence `json:"evidence,omitempty"`
 	Logs         []string         `json:"logs,omitempty"`
+	// Waiver is set when the step's failure is waived; WaivedStatus is
+	// what the step's status was before.
+	Waiver       *Waiver `json:"waiver,omitempty"`
+	WaivedStatus string  `json:"waived_status,omitempty"`
+	// ContinueOnError steps may fail without failing their scenario.
+	ContinueOnError bool `json:"continue_on_error,omitempty"`
 }
 
 // Expectation is one `expect:` expression and its verdict. Values holds the
@@ -94,7 +101,7 @@ type Expectation struct {
 
 // Counts summarises step statuses.
 type Counts struct {
-	Total, Passed, Failed, Errored, Skipped int
+	Total, Passed, Failed, Errored, Skipped, Waived int
 }
 
 // StepCounts counts the steps of s by status.
@@ -109,6 +116,8 @@ func (s *Scenario) StepCounts() Counts {
 			c.Failed++
 		case StatusSkipped:
 			c.Skipped++
+		case StatusWaived:
+			c.Waived++
 		default:
 			c.Errored++
 		}

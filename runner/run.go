@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -46,6 +47,10 @@ type Options struct {
 	// StopGrace is how long a cancelled step may take to return before it
 	// is abandoned. Default 10s.
 	StopGrace time.Duration
+	// Waivers excuse known failures until they expire.
+	Waivers []reports.Waiver
+	// SignKey, when set, signs the report folder's manifest.
+	SignKey ed25519.PrivateKey
 }
 
 // Result is what a run produced.
@@ -60,6 +65,8 @@ const (
 	JournalFile = "journal.jsonl"
 	JSONFile    = "report.json"
 	JUnitFile   = "junit.xml"
+	HTMLFile    = "report.html"
+	PDFFile     = "report.pdf"
 	ArtifactDir = "artifacts"
 )
 
@@ -100,6 +107,7 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 	runID := newRunID()
 	em.emit(&reports.Event{Type: reports.EventRunStart, Run: &reports.RunInfo{
 		ToolVersion: opts.ToolVersion, RunID: runID, Host: host, User: currentUser(), Args: opts.Args,
+		Waivers: opts.Waivers,
 	}})
 
 	env := environMap()
@@ -145,19 +153,29 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	run := builder.Run(time.Now())
-	if err := WriteReports(opts.ReportDir, run); err != nil {
+	if err := WriteReports(opts.ReportDir, run, opts.SignKey); err != nil {
 		return nil, err
 	}
 	return &Result{Run: run, Redactor: red, ReportDir: opts.ReportDir}, nil
 }
 
-// WriteReports writes report.json and junit.xml for run into dir, each
-// atomically (temp file and rename), so a reader never sees half a report.
-func WriteReports(dir string, run *reports.Run) error {
+// WriteReports writes report.json, junit.xml and report.html for run into
+// dir, each atomically (temp file and rename), so a reader never sees half
+// a report, then manifest.json over every file of the folder, signed when
+// key is given.
+func WriteReports(dir string, run *reports.Run, key ed25519.PrivateKey) error {
 	if err := writeAtomic(filepath.Join(dir, JSONFile), func(f *os.File) error { return reports.WriteJSON(f, run) }); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(dir, JUnitFile), func(f *os.File) error { return reports.WriteJUnit(f, run) })
+	if err := writeAtomic(filepath.Join(dir, JUnitFile), func(f *os.File) error { return reports.WriteJUnit(f, run) }); err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(dir, HTMLFile), func(f *os.File) error {
+		return reports.WriteHTML(f, run, reports.HTMLOptions{Dir: dir})
+	}); err != nil {
+		return err
+	}
+	return reports.WriteManifest(dir, run.RunID, key)
 }
 
 func writeAtomic(path string, write func(*os.File) error) error {
@@ -169,6 +187,10 @@ func writeAtomic(path string, write func(*os.File) error) error {
 	if err := write(f); err != nil {
 		f.Close()
 		return fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
@@ -186,7 +208,7 @@ func prepareReportDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("report folder: %w", err)
 	}
-	for _, name := range []string{JournalFile, JSONFile, JUnitFile, "report.html", "manifest.json", "manifest.sig"} {
+	for _, name := range []string{JournalFile, JSONFile, JUnitFile, HTMLFile, PDFFile, reports.ManifestName, reports.SignatureName} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("report folder: %w", err)
 		}

@@ -77,7 +77,8 @@ func (sr *scenarioRun) run() string {
 	info := &reports.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256,
 		Description: sc.Description, Tags: sc.Tags, Vars: declaredVars(sc, vars)}
 	for _, st := range sc.Steps {
-		info.Steps = append(info.Steps, reports.StepInfo{ID: st.ID, Uses: st.Uses, Phase: reports.PhaseMain, Background: st.Background})
+		info.Steps = append(info.Steps, reports.StepInfo{ID: st.ID, Uses: st.Uses, Phase: reports.PhaseMain,
+			Background: st.Background, ContinueOnError: st.ContinueOnError})
 	}
 	for _, st := range sc.Cleanup {
 		info.Steps = append(info.Steps, reports.StepInfo{ID: st.ID, Uses: st.Uses, Phase: reports.PhaseCleanup})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,9 @@ type runFlags struct {
 	skipTags  []string
 	parallel  int
 	reportDir string
+	waivers   string
+	signKey   string
+	summary   string
 }
 
 func newRunCmd() *cobra.Command {
@@ -55,9 +59,14 @@ Exit codes: 0 every scenario passed, 1 a check failed, 2 bad input or usage
 	fl.StringSliceVar(&f.tags, "tags", nil, "run only scenarios with one of these tags")
 	fl.StringSliceVar(&f.skipTags, "skip-tags", nil, "skip scenarios with any of these tags")
 	fl.IntVarP(&f.parallel, "jobs", "j", 1, "scenarios to run at once")
-	fl.StringVar(&f.reportDir, "report-dir", "out", "folder for journal.jsonl, report.json, junit.xml")
+	fl.StringVar(&f.reportDir, "report-dir", "out", "folder for journal.jsonl, report.json, junit.xml, report.html, manifest.json")
+	fl.StringVar(&f.waivers, "waivers", "", "waiver file: known failures excused, with a justification, until they expire")
+	fl.StringVar(&f.signKey, "sign-key", "", "ed25519 private key (PEM) to sign manifest.json with")
+	fl.StringVar(&f.summary, "summary", "", "append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
 	_ = cmd.MarkFlagFilename("vars", "yaml", "yml")
 	_ = cmd.MarkFlagDirname("report-dir")
+	_ = cmd.MarkFlagFilename("waivers", "yaml", "yml")
+	_ = cmd.MarkFlagFilename("sign-key", "pem", "key")
 	return cmd
 }
 
@@ -142,6 +151,16 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	var waivers []reports.Waiver
+	if f.waivers != "" {
+		if waivers, err = runner.LoadWaivers(f.waivers); err != nil {
+			return &exitError{code: exitBadInput, err: err}
+		}
+	}
+	key, err := loadSignKey(f.signKey)
+	if err != nil {
+		return err
+	}
 	stdout := cmd.OutOrStdout()
 	console := reports.NewConsole(stdout, consoleOptions(stdout, f.parallel > 1))
 	defer console.Close()
@@ -178,6 +197,8 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		ToolVersion: version(),
 		Args:        os.Args[1:],
 		HardStop:    hard,
+		Waivers:     waivers,
+		SignKey:     key,
 	})
 	if err != nil {
 		if _, ok := err.(runner.Problems); ok {
@@ -187,6 +208,11 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	}
 	console.Close()
 	printSummary(stdout, res)
+	if f.summary != "" {
+		if err := appendSummary(f.summary, res.Run); err != nil {
+			return &exitError{code: exitBadInput, err: err}
+		}
+	}
 	switch res.Run.Status {
 	case reports.StatusPassed:
 		return nil
@@ -201,11 +227,45 @@ func printSummary(w io.Writer, res *runner.Result) {
 	c := res.Run.ScenarioCounts()
 	fmt.Fprintf(w, "\n%s: %d scenarios, %d passed, %d failed, %d errored, %d skipped\n",
 		strings.ToUpper(res.Run.Status), c.Total, c.Passed, c.Failed, c.Errored, c.Skipped)
-	fmt.Fprintf(w, "reports: %s\n", strings.Join([]string{
+	for _, wv := range res.Run.Waivers {
+		fmt.Fprintf(w, "waiver %s/%s (until %s): %s\n", wv.Scenario, wv.Step, wv.Expires, wv.State)
+	}
+	fmt.Fprintf(w, "report: %s\n", filepath.Join(res.ReportDir, runner.HTMLFile))
+	fmt.Fprintf(w, "also: %s\n", strings.Join([]string{
 		filepath.Join(res.ReportDir, runner.JSONFile),
 		filepath.Join(res.ReportDir, runner.JUnitFile),
 		filepath.Join(res.ReportDir, runner.JournalFile),
+		filepath.Join(res.ReportDir, reports.ManifestName),
 	}, ", "))
+}
+
+// appendSummary appends the Markdown summary to path (CI job summaries
+// collect several runs in one file).
+func appendSummary(path string, run *reports.Run) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("--summary: %w", err)
+	}
+	if err := reports.WriteMarkdown(f, run); err != nil {
+		f.Close()
+		return fmt.Errorf("--summary: %w", err)
+	}
+	return f.Close()
+}
+
+func loadSignKey(path string) (ed25519.PrivateKey, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--sign-key: %w", err)}
+	}
+	key, err := reports.ParsePrivateKey(data)
+	if err != nil {
+		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--sign-key %s: %w", path, err)}
+	}
+	return key, nil
 }
 
 // consoleOptions picks live or plain output: plain when not a terminal, in

@@ -1,0 +1,222 @@
+package reports
+
+import (
+	"bytes"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"mime"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+//go:embed assets/report.html.tmpl assets/report.css assets/report.js
+var assets embed.FS
+
+// maxInlineImage bounds an image embedded into report.html.
+const maxInlineImage = 2 << 20
+
+var htmlTmpl = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
+	"dur":   func(ms int64) string { return FormatDuration(time.Duration(ms) * time.Millisecond) },
+	"time":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"upper": strings.ToUpper,
+	"exp":   ExpectationText,
+}).ParseFS(assets, "assets/report.html.tmpl"))
+
+// HTMLOptions configure WriteHTML.
+type HTMLOptions struct {
+	// Dir is the report folder; images shown inline are read from it.
+	Dir string
+}
+
+// htmlView is what the template reads.
+type htmlView struct {
+	Run       *Run
+	Title     string
+	Verdict   string
+	Scenarios Counts
+	Steps     Counts
+	Items     []htmlScenario
+	Waivers   []Waiver
+	CSS       template.CSS
+	JS        template.JS
+	Generated time.Time
+}
+
+type htmlScenario struct {
+	*Scenario
+	Index  int
+	Counts Counts
+	Vars   [][2]string
+	Rows   []htmlStep
+}
+
+type htmlStep struct {
+	*Step
+	Outputs  [][2]string
+	Evidence []template.HTML
+	Failing  bool
+	Detail   bool
+}
+
+// WriteHTML renders report.html: one self-contained file (styles, script,
+// charts and images inline; no request of any kind), readable with
+// JavaScript off and printable.
+func WriteHTML(w io.Writer, run *Run, o HTMLOptions) error {
+	css, err := assets.ReadFile("assets/report.css")
+	if err != nil {
+		return err
+	}
+	js, err := assets.ReadFile("assets/report.js")
+	if err != nil {
+		return err
+	}
+	v := htmlView{
+		Run: run, Verdict: strings.ToUpper(run.Status), Scenarios: run.ScenarioCounts(),
+		CSS: template.CSS(css), JS: template.JS(js), Waivers: run.Waivers, Generated: time.Now(),
+	}
+	v.Title = "opsdrill report — " + v.Verdict
+	if len(run.Scenarios) == 1 {
+		v.Title = run.Scenarios[0].Name + " — " + v.Verdict
+	}
+	for i, sc := range run.Scenarios {
+		item := htmlScenario{Scenario: sc, Index: i, Counts: sc.StepCounts(), Vars: flatten(sc.Vars)}
+		addCounts(&v.Steps, item.Counts)
+		for _, st := range sc.Steps {
+			row := htmlStep{Step: st, Outputs: flatten(st.Outputs),
+				Failing: st.Status == StatusFailed || st.Status == StatusErrored}
+			for _, ev := range st.Evidence {
+				row.Evidence = append(row.Evidence, renderEvidence(ev, o.Dir))
+			}
+			row.Detail = len(row.Evidence) > 0 || len(st.Logs) > 0
+			item.Rows = append(item.Rows, row)
+		}
+		v.Items = append(v.Items, item)
+	}
+	var buf bytes.Buffer
+	if err := htmlTmpl.Execute(&buf, v); err != nil {
+		return err
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+func addCounts(into *Counts, c Counts) {
+	into.Total += c.Total
+	into.Passed += c.Passed
+	into.Failed += c.Failed
+	into.Errored += c.Errored
+	into.Skipped += c.Skipped
+	into.Waived += c.Waived
+}
+
+// flatten turns outputs or vars into sorted key/value text pairs.
+func flatten(m map[string]any) [][2]string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([][2]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, [2]string{k, valueText(m[k])})
+	}
+	return out
+}
+
+func valueText(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case nil:
+		return "—"
+	case float64:
+		return fmtNum(t)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// renderEvidence turns one evidence item into markup.
+func renderEvidence(ev steps.Evidence, dir string) template.HTML {
+	var b strings.Builder
+	title := template.HTMLEscapeString(ev.Title)
+	fmt.Fprintf(&b, `<figure class="evidence ev-%s">`, template.HTMLEscapeString(ev.Kind))
+	if title != "" {
+		fmt.Fprintf(&b, `<figcaption>%s</figcaption>`, title)
+	}
+	switch ev.Kind {
+	case "table":
+		if ev.Table != nil {
+			b.WriteString(`<div class="scroll"><table class="data"><thead><tr>`)
+			for _, c := range ev.Table.Columns {
+				fmt.Fprintf(&b, `<th scope="col">%s</th>`, template.HTMLEscapeString(c))
+			}
+			b.WriteString(`</tr></thead><tbody>`)
+			for _, row := range ev.Table.Rows {
+				b.WriteString(`<tr>`)
+				for _, c := range row {
+					fmt.Fprintf(&b, `<td>%s</td>`, template.HTMLEscapeString(c))
+				}
+				b.WriteString(`</tr>`)
+			}
+			b.WriteString(`</tbody></table></div>`)
+		}
+	case "series":
+		b.WriteString(renderChart(ev))
+	case "log":
+		fmt.Fprintf(&b, `<pre class="log">%s</pre>`, template.HTMLEscapeString(ev.Text))
+	case "image":
+		b.WriteString(renderImage(ev, dir))
+	default:
+		if ev.Text != "" {
+			fmt.Fprintf(&b, `<pre class="log">%s</pre>`, template.HTMLEscapeString(ev.Text))
+		}
+		if ev.Path != "" {
+			fmt.Fprintf(&b, `<p>File in the report folder: <code>%s</code></p>`, template.HTMLEscapeString(ev.Path))
+		}
+	}
+	b.WriteString(`</figure>`)
+	return template.HTML(b.String())
+}
+
+// renderImage inlines an image the scenario opted in to show, as a data
+// URI so the report stays one file. Images not opted in (a TOTP QR code
+// holds the key) are only named.
+func renderImage(ev steps.Evidence, dir string) string {
+	name := template.HTMLEscapeString(ev.Path)
+	if !ev.Show || ev.Path == "" || dir == "" {
+		return fmt.Sprintf(`<p class="muted">Image kept out of the report (not opted in): <code>%s</code></p>`, name)
+	}
+	clean := filepath.Clean(filepath.FromSlash(ev.Path))
+	if filepath.IsAbs(clean) || strings.HasPrefix(clean, "..") {
+		return fmt.Sprintf(`<p class="muted">Image outside the report folder not shown: <code>%s</code></p>`, name)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, clean))
+	if err != nil || len(data) > maxInlineImage {
+		return fmt.Sprintf(`<p class="muted">Image not available: <code>%s</code></p>`, name)
+	}
+	mt := ev.MediaType
+	if mt == "" {
+		mt = mime.TypeByExtension(filepath.Ext(clean))
+	}
+	if !strings.HasPrefix(mt, "image/") {
+		mt = "image/png"
+	}
+	return fmt.Sprintf(`<img src="data:%s;base64,%s" alt="%s">`, template.HTMLEscapeString(mt),
+		base64.StdEncoding.EncodeToString(data), template.HTMLEscapeString(ev.Title))
+}
