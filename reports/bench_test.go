@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"testing"
@@ -31,6 +32,17 @@ func BenchmarkRender10kSteps(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+	b.Run("html", func(b *testing.B) {
+		var size int
+		for i := 0; i < b.N; i++ {
+			var buf bytes.Buffer
+			if err := WriteHTML(&buf, run, HTMLOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			size = buf.Len()
+		}
+		b.ReportMetric(float64(size)/(1<<20), "MiB")
 	})
 	b.Run("junit", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
