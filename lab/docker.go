@@ -117,9 +117,19 @@ func (e *engine) checkImage(ctx context.Context, ref string) error {
 	if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("inspect lab image %s: %w", ref, err)
 	}
+	return missingImage(ref, e.otherLabImages(ctx))
+}
+
+// missingImage says what to do about a missing image: build the default
+// one, or fix an override. others are the lab images the engine has.
+func missingImage(ref string, others []string) error {
+	if ref != image.Ref() {
+		return fmt.Errorf("%w: %s (from --image or $%s) is not in the Docker engine; build or load it, or drop the override to use %s",
+			ErrImageMissing, ref, image.EnvImage, image.Ref())
+	}
 	var found string
-	if other := e.otherLabImages(ctx); len(other) > 0 {
-		found = fmt.Sprintf(" (found %s, built from other sources)", strings.Join(other, ", "))
+	if len(others) > 0 {
+		found = fmt.Sprintf(" (found %s, built from other sources)", strings.Join(others, ", "))
 	}
 	return fmt.Errorf("%w: %s is not in the Docker engine%s; %s", ErrImageMissing, ref, found, image.BuildHint)
 }

@@ -98,7 +98,7 @@ func TestUpFailures(t *testing.T) {
 	}{
 		{"unknown environment", lab.Options{Envs: []string{"nope"}}, lab.ErrUnknownEnv, []string{`"nope"`, "hosts"}},
 		{"host name clash", lab.Options{Envs: []string{"hosts", "test-clash"}}, lab.ErrConflict, []string{"server", "hosts", "test-clash"}},
-		{"image missing", lab.Options{Envs: []string{"hosts"}, Image: "opsdrill-lab:does-not-exist"}, lab.ErrImageMissing, []string{"make lab-images"}},
+		{"image override missing", lab.Options{Envs: []string{"hosts"}, Image: "opsdrill-lab:does-not-exist"}, lab.ErrImageMissing, []string{"opsdrill-lab:does-not-exist", "--image", "drop the override"}},
 		{"host never ready", lab.Options{Envs: []string{"test-never-ready"}}, lab.ErrNotReady, []string{"stuck", "not ready after 2s", "test -e /never"}},
 		{"start command fails", lab.Options{Envs: []string{"test-start-fails"}}, lab.ErrNotReady, []string{"broken", "daemon exploded", "exited 4"}},
 		{"port in use", lab.Options{Envs: []string{"test-busy-port"}}, lab.ErrPortInUse, []string{"publisher", fmt.Sprintf("127.0.0.1:%d", busyPort), "lab down"}},
