@@ -8,6 +8,9 @@ import (
 	"time"
 )
 
+// BigRun is bigRun for the external browser tests.
+func BigRun(n int) *Run { return bigRun(n) }
+
 // bigRun is a run of one scenario with n steps, each with outputs and an
 // expectation, the shape of a large nightly run.
 func bigRun(n int) *Run {

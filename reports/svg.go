@@ -76,17 +76,25 @@ func renderChart(ev steps.Evidence) string {
 		fmt.Fprintf(&b, `<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f"/>`, padLeft, chartW-padRight, y, y)
 		fmt.Fprintf(&b, `<text class="tick" x="%d" y="%.1f" text-anchor="end">%s</text>`, padLeft-6, y+4, fmtNum(v))
 	}
-	// x ticks.
-	for i := 0; i <= 5; i++ {
-		v := minX + (maxX-minX)*float64(i)/5
-		if bars {
-			v = math.Round(v)
-			if v < minX || v > maxX {
-				continue
+	// x ticks: every category for bars, six even steps otherwise.
+	var xticks []float64
+	if bars {
+		seen := map[float64]bool{}
+		for _, pts := range all {
+			for _, p := range pts {
+				if !seen[p.x] && len(seen) < 40 {
+					seen[p.x] = true
+					xticks = append(xticks, p.x)
+				}
 			}
 		}
-		x := sx(v)
-		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%d" text-anchor="middle">%s</text>`, x, chartH-padBottom+16, fmtNum(v))
+	} else {
+		for i := 0; i <= 5; i++ {
+			xticks = append(xticks, minX+(maxX-minX)*float64(i)/5)
+		}
+	}
+	for _, v := range xticks {
+		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%d" text-anchor="middle">%s</text>`, sx(v), chartH-padBottom+16, fmtNum(v))
 	}
 	xunit, yunit := "", ""
 	if len(ev.Series) > 0 {

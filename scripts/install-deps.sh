@@ -12,6 +12,7 @@ packages=(
 	iptables       # firewall backends
 	nftables
 	ca-certificates
+	sane-utils     # scanimage with the SANE test backend: scanner.visible tests
 )
 
 missing=()
