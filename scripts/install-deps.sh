@@ -12,6 +12,9 @@ packages=(
 	iptables       # firewall backends
 	nftables
 	ca-certificates
+	chromium       # report.pdf and the browser tests of report.html
+	poppler-utils  # pdftotext: reading report.pdf back in tests
+	fonts-dejavu-core
 	sane-utils     # scanimage with the SANE test backend: scanner.visible tests
 )
 
