@@ -36,19 +36,21 @@ const (
 // cleans up explicitly, by label.
 const ryukEnv = "TESTCONTAINERS_RYUK_DISABLED"
 
+// testcontainers reads its configuration once per process, at its first
+// use; setting the variable from init makes sure that comes after, whoever
+// in the program uses testcontainers first.
+func init() {
+	if _, set := os.LookupEnv(ryukEnv); !set {
+		os.Setenv(ryukEnv, "true")
+	}
+}
+
 var setupOnce sync.Once
 
-// setupTestcontainers disables the reaper unless the user decided otherwise,
-// and silences testcontainers' own logging (the lab reports progress itself).
-// testcontainers reads its configuration once per process, so this runs
-// before the first call into it.
+// setupTestcontainers silences testcontainers' global logger, which prints
+// a banner on first connection; the lab reports progress itself.
 func setupTestcontainers() {
-	setupOnce.Do(func() {
-		if _, set := os.LookupEnv(ryukEnv); !set {
-			os.Setenv(ryukEnv, "true")
-		}
-		tclog.SetDefault(tclog.NewNoopLogger())
-	})
+	setupOnce.Do(func() { tclog.SetDefault(tclog.NewNoopLogger()) })
 }
 
 // engine is the Docker engine the lab runs on.

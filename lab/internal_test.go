@@ -1,7 +1,10 @@
 package lab
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -84,6 +87,38 @@ func TestOwnerAlive(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Equal(t, tt.alive, ownerAlive(tt.owner))
+		})
+	}
+}
+
+// TestRyukDisabledUnlessSet runs the test binary again with the variable
+// unset or set, and reads what the package's init left.
+func TestRyukDisabledUnlessSet(t *testing.T) {
+	if os.Getenv("LAB_TEST_RYUK_CHILD") == "1" {
+		v, ok := os.LookupEnv(ryukEnv)
+		fmt.Printf("ryuk=%v,%s\n", ok, v)
+		return
+	}
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"unset: disabled", nil, "ryuk=true,true"},
+		{"user's choice kept", []string{ryukEnv + "=false"}, "ryuk=true,false"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestRyukDisabledUnlessSet$")
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, ryukEnv+"=") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(append(cmd.Env, "LAB_TEST_RYUK_CHILD=1"), tt.env...)
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			assert.Contains(t, string(out), tt.want)
 		})
 	}
 }

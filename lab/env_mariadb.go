@@ -1,0 +1,827 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/client"
+)
+
+// The mariadb-pair environment is the lab's stand-in for an Amazon RDS
+// Multi-AZ MySQL/MariaDB instance: a primary and a standby MariaDB 10.11
+// (GTID replication, binary log and InnoDB redo log synced at every commit,
+// semi-synchronous replication waiting AFTER_SYNC, or asynchronous), and a
+// dnsmasq resolver holding the instance endpoint as a CNAME to the host
+// that is primary, like RDS's endpoint (TTL 5 s).
+//
+// Both database hosts start read-only; Setup makes db-a writable. A host
+// restarted after a crash or a reboot therefore never accepts writes until
+// it is promoted, which is how a standby behaves.
+//
+// MariaDBPair drives a running pair from any process: the db.failover step
+// (lab driver) and the lab's RDS-compatible API (lab/rdsapi) use it to kill
+// or reboot the primary, promote the standby and repoint the endpoint.
+const (
+	// PairEnv is the environment's name.
+	PairEnv = "mariadb-pair"
+	// PairEndpoint is the instance endpoint, a CNAME served by db-dns.
+	PairEndpoint = "testrds.drill.lab-1.rds.lab"
+	// PairInstance and PairCluster are the identifiers the lab's RDS API
+	// answers to.
+	PairInstance = "testrds"
+	PairCluster  = "testrds-cluster"
+	// PairRegion is the region the lab's RDS API claims to be.
+	PairRegion = "lab-1"
+	// PairDatabase and PairUser are the drill's schema and login.
+	PairDatabase = "drill"
+	PairUser     = "drill"
+	// PairPort is the MariaDB port of both database hosts.
+	PairPort = 3306
+	// PairDNSHost is the resolver host.
+	PairDNSHost = "db-dns"
+
+	// ReplicationEnv selects the replication mode at `lab up`:
+	// "semi-sync" (default) or "async".
+	ReplicationEnv = "OPSDRILL_MARIADB_REPLICATION"
+)
+
+// Replication modes of the pair.
+const (
+	SemiSync = "semi-sync"
+	Async    = "async"
+)
+
+// pairNode is one database host of the pair and where RDS would place it.
+type pairNode struct {
+	host     string
+	az       string
+	dnsName  string
+	serverID int
+}
+
+var pairNodes = []pairNode{
+	{host: "db-a", az: "lab-1a", dnsName: "db-a.lab-1a.compute.lab", serverID: 1},
+	{host: "db-b", az: "lab-1b", dnsName: "db-b.lab-1b.compute.lab", serverID: 2},
+}
+
+const (
+	pairConfDir      = "/etc/mysql/mariadb.conf.d/"
+	pairModeConf     = pairConfDir + "91-opsdrill-replication.cnf"
+	pairReplPassFile = "/etc/mysql/opsdrill-repl.pass"
+	dnsConf          = "/etc/dnsmasq.d/opsdrill-pair.conf"
+	dnsEndpointConf  = "/etc/dnsmasq.d/opsdrill-endpoint.conf"
+	dnsRestart       = "/usr/local/sbin/opsdrill-dns-restart"
+	endpointTTL      = 5
+)
+
+func pairServerConf(n pairNode) string {
+	return fmt.Sprintf(`# opsdrill mariadb-pair: durability and replication as on RDS Multi-AZ.
+[mariadbd]
+bind-address = 0.0.0.0
+skip-name-resolve = ON
+server_id = %d
+log_error = /var/lib/mysql/error.log
+max_connections = 1000
+innodb_buffer_pool_size = 256M
+innodb_flush_log_at_trx_commit = 1
+sync_binlog = 1
+log_bin = binlog
+binlog_format = ROW
+log_slave_updates = ON
+gtid_strict_mode = ON
+relay_log = relay
+relay_log_recovery = ON
+read_only = ON
+rpl_semi_sync_master_wait_point = AFTER_SYNC
+# Without a connected standby the primary goes on alone (as RDS does while
+# it replaces a standby); with one, no commit is acknowledged before the
+# standby has the transaction.
+rpl_semi_sync_master_wait_no_slave = OFF
+rpl_semi_sync_master_timeout = 30000
+`, n.serverID)
+}
+
+func pairModeConfText(mode string) string {
+	on := "OFF"
+	if mode == SemiSync {
+		on = "ON"
+	}
+	return fmt.Sprintf("# written by opsdrill: replication mode %s\n[mariadbd]\nrpl_semi_sync_master_enabled = %s\nrpl_semi_sync_slave_enabled = %s\n", mode, on, on)
+}
+
+// dnsRestartScript restarts dnsmasq so that it rereads the endpoint's CNAME
+// (dnsmasq reads cname= lines only at start). It does nothing before Setup
+// wrote the configuration.
+const dnsRestartScript = `#!/bin/sh
+[ -f ` + dnsConf + ` ] || exit 0
+if [ -f /run/dnsmasq.pid ]; then
+	pid=$(cat /run/dnsmasq.pid)
+	kill "$pid" 2>/dev/null
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done
+fi
+exec dnsmasq --conf-file=` + dnsConf + `
+`
+
+func pairHostSpec(n pairNode) HostSpec {
+	return HostSpec{
+		Name: n.host,
+		Files: []File{
+			{Path: pairConfDir + "90-opsdrill.cnf", Content: []byte(pairServerConf(n))},
+			{Path: pairModeConf, Content: []byte(pairModeConfText(SemiSync))},
+		},
+		Start: []Command{
+			{Args: []string{"sh", "-c", "mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld"}},
+			{Args: []string{"mariadbd", "--user=mysql"}, Detach: true},
+		},
+		Ready: &Probe{Cmd: []string{"mariadb", "-e", "SELECT 1"}, Timeout: 2 * time.Minute},
+	}
+}
+
+func pairDNSSpec() HostSpec {
+	return HostSpec{
+		Name:  PairDNSHost,
+		Files: []File{{Path: dnsRestart, Content: []byte(dnsRestartScript), Mode: 0o755}},
+		Start: []Command{{Args: []string{dnsRestart}}},
+	}
+}
+
+func init() {
+	RegisterEnv(Env{
+		Name:  PairEnv,
+		Doc:   "RDS Multi-AZ stand-in: MariaDB primary + standby (GTID, semi-sync) behind a dnsmasq endpoint CNAME",
+		Hosts: []HostSpec{pairHostSpec(pairNodes[0]), pairHostSpec(pairNodes[1]), pairDNSSpec()},
+		Setup: setupPair,
+		Vars:  pairVars,
+	})
+}
+
+// pairVars are the names scenarios/rds-multi-az-failover.yaml reads.
+func pairVars(l *Lab) (map[string]any, map[string]string) {
+	v := map[string]any{
+		"rds_endpoint":     PairEndpoint,
+		"rds_port":         PairPort,
+		"rds_instance":     PairInstance,
+		"rds_region":       PairRegion,
+		"rds_api_endpoint": "lab:" + l.ID,
+		"rds_user":         PairUser,
+		"rds_database":     PairDatabase,
+		"mariadb_pair":     map[string]any{"lab": l.ID, "writer": pairNodes[0].host, "standby": pairNodes[1].host},
+	}
+	if dns, err := l.Host(PairDNSHost); err == nil {
+		v["rds_resolver"] = dns.Addr(53)
+	}
+	return v, map[string]string{"rds_password": l.Password("mariadb-pair/drill")}
+}
+
+func setupPair(ctx context.Context, l *Lab) error {
+	mode := os.Getenv(ReplicationEnv)
+	if mode == "" {
+		mode = SemiSync
+	}
+	if mode != SemiSync && mode != Async {
+		return fmt.Errorf("%s=%q: use %s or %s", ReplicationEnv, mode, SemiSync, Async)
+	}
+	p := &MariaDBPair{LabID: l.ID}
+	for i, n := range pairNodes {
+		h, err := l.Host(n.host)
+		if err != nil {
+			return err
+		}
+		p.nodes[i] = h
+	}
+	dns, err := l.Host(PairDNSHost)
+	if err != nil {
+		return err
+	}
+	p.dns = dns
+	primary, standby := p.nodes[0], p.nodes[1]
+	replPass := l.Password("mariadb-pair/repl")
+	for _, h := range p.nodes {
+		if err := writeFile(ctx, h, pairReplPassFile, replPass, true); err != nil {
+			return err
+		}
+	}
+	// Everything below is binlogged on the primary, so the standby gets the
+	// schema and the users by replicating from the start.
+	setup := fmt.Sprintf(`SET GLOBAL read_only = OFF;
+CREATE DATABASE IF NOT EXISTS %s;
+CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s';
+GRANT ALL PRIVILEGES ON %s.* TO '%s'@'%%';
+CREATE USER IF NOT EXISTS 'repl'@'%%' IDENTIFIED BY '%s';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%%';`,
+		PairDatabase, PairUser, l.Password("mariadb-pair/drill"), PairDatabase, PairUser, replPass)
+	if _, err := p.SQL(ctx, primary, setup); err != nil {
+		return fmt.Errorf("set up primary %s: %w", primary.Name, err)
+	}
+	if err := p.replicate(ctx, standby, primary, "slave_pos"); err != nil {
+		return err
+	}
+	if err := p.SetReplication(ctx, mode); err != nil {
+		return err
+	}
+	var hosts strings.Builder
+	hosts.WriteString("# opsdrill mariadb-pair resolver\nno-resolv\nno-hosts\nno-poll\nbind-interfaces\nlisten-address=0.0.0.0\n")
+	hosts.WriteString("pid-file=/run/dnsmasq.pid\nlog-facility=/var/log/dnsmasq.log\n")
+	fmt.Fprintf(&hosts, "local-ttl=%d\n", endpointTTL)
+	for i, n := range pairNodes {
+		fmt.Fprintf(&hosts, "host-record=%s,%s\n", n.dnsName, p.nodes[i].IP)
+	}
+	fmt.Fprintf(&hosts, "conf-file=%s\n", dnsEndpointConf)
+	if err := writeFile(ctx, dns, dnsConf, hosts.String(), false); err != nil {
+		return err
+	}
+	if err := p.PointEndpoint(ctx, primary); err != nil {
+		return err
+	}
+	return p.WaitReplicating(ctx)
+}
+
+// MariaDBPair is a running mariadb-pair environment. Open it with
+// OpenMariaDBPair; every method takes the lab's live state (which host the
+// endpoint names, which hosts run) rather than remembering it, so several
+// processes may drive the same pair one after the other.
+type MariaDBPair struct {
+	LabID string
+	nodes [2]*Host
+	dns   *Host
+}
+
+// PairIdentity says which server a host of the pair is.
+type PairIdentity struct {
+	Host     string // lab host name
+	AZ       string // availability zone the lab's RDS API reports for it
+	DNSName  string // the name the endpoint CNAME points at when it is primary
+	ServerID int
+	ReadOnly bool
+	Running  bool
+}
+
+// OpenMariaDBPair finds the mariadb-pair of lab labID, or of the only lab
+// running one when labID is empty. Hosts are found by their labels, also
+// when they are stopped (a killed primary stays part of the pair).
+func OpenMariaDBPair(ctx context.Context, labID string) (*MariaDBPair, error) {
+	e, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", LabelEnv+"="+PairEnv)})
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", PairEnv, err)
+	}
+	labs := map[string]bool{}
+	for _, c := range res.Items {
+		labs[c.Labels[LabelLab]] = true
+	}
+	if labID == "" {
+		switch len(labs) {
+		case 0:
+			return nil, fmt.Errorf("%w: no lab runs %s; start one with `opsdrill lab up %s`", ErrNoLab, PairEnv, PairEnv)
+		case 1:
+			for id := range labs {
+				labID = id
+			}
+		default:
+			return nil, fmt.Errorf("several labs run %s; name one by its id", PairEnv)
+		}
+	}
+	if !labs[labID] {
+		return nil, fmt.Errorf("%w: lab %q does not run %s", ErrNoLab, labID, PairEnv)
+	}
+	l := &Lab{ID: labID, Network: "opsdrill-" + labID, eng: e}
+	p := &MariaDBPair{LabID: labID}
+	specs := map[string]HostSpec{PairDNSHost: pairDNSSpec()}
+	for _, n := range pairNodes {
+		specs[n.host] = pairHostSpec(n)
+	}
+	for _, c := range res.Items {
+		if c.Labels[LabelLab] != labID {
+			continue
+		}
+		name := c.Labels[LabelHost]
+		spec, ok := specs[name]
+		if !ok {
+			continue
+		}
+		cname := ""
+		if len(c.Names) > 0 {
+			cname = strings.TrimPrefix(c.Names[0], "/")
+		}
+		// The spec lets Start run the host's start commands and readiness
+		// probe, as for a host of a lab this process brought up.
+		h := &Host{Name: name, Env: PairEnv, Container: cname, ContainerID: c.ID, spec: spec, lab: l}
+		switch name {
+		case pairNodes[0].host:
+			p.nodes[0] = h
+		case pairNodes[1].host:
+			p.nodes[1] = h
+		default:
+			p.dns = h
+		}
+	}
+	if p.nodes[0] == nil || p.nodes[1] == nil || p.dns == nil {
+		return nil, fmt.Errorf("%w: lab %s: %s is incomplete", ErrNoHost, labID, PairEnv)
+	}
+	return p, nil
+}
+
+// Nodes returns the two database hosts.
+func (p *MariaDBPair) Nodes() []*Host { return []*Host{p.nodes[0], p.nodes[1]} }
+
+// DNS returns the resolver host.
+func (p *MariaDBPair) DNS() *Host { return p.dns }
+
+// Other returns the database host that is not h.
+func (p *MariaDBPair) Other(h *Host) *Host {
+	if h.Name == p.nodes[0].Name {
+		return p.nodes[1]
+	}
+	return p.nodes[0]
+}
+
+func nodeOf(name string) pairNode {
+	for _, n := range pairNodes {
+		if n.host == name {
+			return n
+		}
+	}
+	return pairNode{host: name}
+}
+
+// AZ returns the availability zone of a database host.
+func (p *MariaDBPair) AZ(h *Host) string { return nodeOf(h.Name).az }
+
+// Writer returns the host the endpoint's CNAME names: the primary as
+// clients see it.
+func (p *MariaDBPair) Writer(ctx context.Context) (*Host, error) {
+	res, err := p.dns.Exec(ctx, "cat", dnsEndpointConf)
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the endpoint's CNAME: %w", err)
+	}
+	for i, n := range pairNodes {
+		if strings.Contains(res.Stdout, ","+n.dnsName+",") {
+			return p.nodes[i], nil
+		}
+	}
+	return nil, fmt.Errorf("endpoint CNAME names no host of the pair: %q", strings.TrimSpace(res.Stdout))
+}
+
+// Identity reports who h is. A host that does not run reports Running
+// false and no server id.
+func (p *MariaDBPair) Identity(ctx context.Context, h *Host) (PairIdentity, error) {
+	n := nodeOf(h.Name)
+	id := PairIdentity{Host: h.Name, AZ: n.az, DNSName: n.dnsName}
+	st, err := h.State(ctx)
+	if err != nil {
+		return id, err
+	}
+	if st != "running" {
+		return id, nil
+	}
+	rows, err := p.SQL(ctx, h, "SELECT @@server_id, @@read_only")
+	if err != nil {
+		return id, err
+	}
+	if len(rows) != 1 || len(rows[0]) != 2 {
+		return id, fmt.Errorf("host %s: unexpected identity answer %q", h.Name, rows)
+	}
+	id.Running = true
+	id.ServerID, _ = strconv.Atoi(rows[0][0])
+	id.ReadOnly = rows[0][1] == "1"
+	return id, nil
+}
+
+// SQL runs statements as root on h through the local socket and returns
+// the rows of the last result, tab-separated fields split.
+func (p *MariaDBPair) SQL(ctx context.Context, h *Host, stmts string) ([][]string, error) {
+	res, err := h.ExecCommand(ctx, Command{Args: []string{"mariadb", "--batch", "--skip-column-names", "--raw"}, Stdin: []byte(stmts)})
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", h.Name, err)
+	}
+	var rows [][]string
+	for line := range strings.SplitSeq(strings.TrimRight(res.Stdout, "\n"), "\n") {
+		if line != "" {
+			rows = append(rows, strings.Split(line, "\t"))
+		}
+	}
+	return rows, nil
+}
+
+// status runs a SHOW statement on h and returns its first row by column.
+func (p *MariaDBPair) status(ctx context.Context, h *Host, show string) (map[string]string, error) {
+	res, err := h.ExecCommand(ctx, Command{Args: []string{"mariadb", "--batch", "--raw"}, Stdin: []byte(show)})
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", h.Name, err)
+	}
+	lines := strings.Split(strings.TrimRight(res.Stdout, "\n"), "\n")
+	out := map[string]string{}
+	if len(lines) < 2 {
+		return out, nil
+	}
+	cols, vals := strings.Split(lines[0], "\t"), strings.Split(lines[1], "\t")
+	for i, c := range cols {
+		if i < len(vals) {
+			out[c] = vals[i]
+		}
+	}
+	return out, nil
+}
+
+// globalStatus returns one SHOW GLOBAL STATUS value.
+func (p *MariaDBPair) globalStatus(ctx context.Context, h *Host, name string) (string, error) {
+	rows, err := p.SQL(ctx, h, "SHOW GLOBAL STATUS LIKE '"+name+"'")
+	if err != nil {
+		return "", err
+	}
+	if len(rows) != 1 || len(rows[0]) != 2 {
+		return "", fmt.Errorf("host %s: no status %s", h.Name, name)
+	}
+	return rows[0][1], nil
+}
+
+// SetReplication switches both hosts to semi-sync or async replication,
+// at once and for later restarts, and waits until the primary replicates
+// in that mode.
+func (p *MariaDBPair) SetReplication(ctx context.Context, mode string) error {
+	if mode != SemiSync && mode != Async {
+		return fmt.Errorf("replication mode %q: use %s or %s", mode, SemiSync, Async)
+	}
+	on := "OFF"
+	if mode == SemiSync {
+		on = "ON"
+	}
+	for _, h := range p.nodes {
+		if st, err := h.State(ctx); err != nil || st != "running" {
+			continue
+		}
+		if err := writeFile(ctx, h, pairModeConf, pairModeConfText(mode), false); err != nil {
+			return err
+		}
+		stmts := fmt.Sprintf("SET GLOBAL rpl_semi_sync_master_enabled = %s; SET GLOBAL rpl_semi_sync_slave_enabled = %s;", on, on)
+		if _, err := p.SQL(ctx, h, stmts); err != nil {
+			return err
+		}
+		// A replica negotiates semi-sync when its I/O thread connects.
+		st, err := p.status(ctx, h, "SHOW SLAVE STATUS")
+		if err != nil {
+			return err
+		}
+		if st["Slave_IO_Running"] != "" {
+			if _, err := p.SQL(ctx, h, "STOP SLAVE IO_THREAD; START SLAVE IO_THREAD;"); err != nil {
+				return err
+			}
+		}
+	}
+	return p.WaitReplicating(ctx)
+}
+
+// Replication returns the mode the writer replicates in.
+func (p *MariaDBPair) Replication(ctx context.Context) (string, error) {
+	w, err := p.Writer(ctx)
+	if err != nil {
+		return "", err
+	}
+	rows, err := p.SQL(ctx, w, "SELECT @@rpl_semi_sync_master_enabled")
+	if err != nil {
+		return "", err
+	}
+	if len(rows) == 1 && len(rows[0]) == 1 && rows[0][0] == "1" {
+		return SemiSync, nil
+	}
+	return Async, nil
+}
+
+// WaitReplicating waits until the standby runs, replicates from the writer
+// and has caught up, and in semi-sync mode until the writer waits for its
+// acknowledgements.
+func (p *MariaDBPair) WaitReplicating(ctx context.Context) error {
+	w, err := p.Writer(ctx)
+	if err != nil {
+		return err
+	}
+	s := p.Other(w)
+	mode, err := p.Replication(ctx)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	var last string
+	for {
+		last, err = p.replicationLag(ctx, w, s, mode)
+		if err == nil && last == "" {
+			return nil
+		}
+		if err != nil {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s does not replicate from %s: %s", s.Name, w.Name, last)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to replicate from %s: %w", s.Name, w.Name, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// replicationLag returns "" when s is a caught-up replica of w (acking
+// semi-sync when mode says so), else what is missing.
+func (p *MariaDBPair) replicationLag(ctx context.Context, w, s *Host, mode string) (string, error) {
+	st, err := p.status(ctx, s, "SHOW SLAVE STATUS")
+	if err != nil {
+		return "", err
+	}
+	if st["Slave_IO_Running"] != "Yes" || st["Slave_SQL_Running"] != "Yes" {
+		return fmt.Sprintf("replication threads IO=%q SQL=%q, last error %q %q", st["Slave_IO_Running"], st["Slave_SQL_Running"], st["Last_IO_Error"], st["Last_SQL_Error"]), nil
+	}
+	rows, err := p.SQL(ctx, w, "SELECT @@gtid_binlog_pos")
+	if err != nil {
+		return "", err
+	}
+	pos := ""
+	if len(rows) == 1 && len(rows[0]) == 1 {
+		pos = rows[0][0]
+	}
+	rows, err = p.SQL(ctx, s, "SELECT MASTER_GTID_WAIT('"+pos+"', 1)")
+	if err != nil {
+		return "", err
+	}
+	if len(rows) != 1 || len(rows[0]) != 1 || rows[0][0] != "0" {
+		return "standby has not applied " + pos, nil
+	}
+	if mode == SemiSync {
+		on, err := p.globalStatus(ctx, w, "Rpl_semi_sync_master_status")
+		if err != nil {
+			return "", err
+		}
+		if on != "ON" {
+			return "semi-sync is not active on " + w.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// replicate makes s a read-only replica of primary. gtidMode is
+// MASTER_USE_GTID: slave_pos for a fresh or rebuilt replica, current_pos
+// for a former primary rejoining.
+func (p *MariaDBPair) replicate(ctx context.Context, s, primary *Host, gtidMode string) error {
+	res, err := s.Exec(ctx, "cat", pairReplPassFile)
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("replication password on %s: %w", s.Name, err)
+	}
+	stmts := fmt.Sprintf(`SET GLOBAL read_only = ON;
+STOP SLAVE;
+CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='%s',
+  MASTER_USE_GTID=%s, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1;
+START SLAVE;`, primary.Name, PairPort, strings.TrimSpace(res.Stdout), gtidMode)
+	if _, err := p.SQL(ctx, s, stmts); err != nil {
+		return fmt.Errorf("make %s a replica of %s: %w", s.Name, primary.Name, err)
+	}
+	return nil
+}
+
+// PointEndpoint makes the endpoint's CNAME name h and restarts the
+// resolver so it answers with it.
+func (p *MariaDBPair) PointEndpoint(ctx context.Context, h *Host) error {
+	n := nodeOf(h.Name)
+	line := fmt.Sprintf("cname=%s,%s,%d\n", PairEndpoint, n.dnsName, endpointTTL)
+	if err := writeFile(ctx, p.dns, dnsEndpointConf, line, false); err != nil {
+		return err
+	}
+	res, err := p.dns.Exec(ctx, dnsRestart)
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("restart the resolver: %w", err)
+	}
+	return nil
+}
+
+// Promote makes h, a replica of a primary that may be dead, the primary:
+// it stops receiving, applies everything it has received (a transaction
+// acknowledged under semi-sync is in its relay log), forgets its primary
+// and becomes writable. It does not touch the endpoint.
+func (p *MariaDBPair) Promote(ctx context.Context, h *Host) error {
+	if _, err := p.SQL(ctx, h, "STOP SLAVE IO_THREAD"); err != nil {
+		return fmt.Errorf("promote %s: %w", h.Name, err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := p.status(ctx, h, "SHOW SLAVE STATUS")
+		if err != nil {
+			return fmt.Errorf("promote %s: %w", h.Name, err)
+		}
+		if st["Slave_SQL_Running"] != "Yes" && st["Last_SQL_Error"] != "" {
+			return fmt.Errorf("promote %s: its replication stopped on an error: %s", h.Name, st["Last_SQL_Error"])
+		}
+		if len(st) == 0 || strings.Contains(st["Slave_SQL_Running_State"], "read all relay log") ||
+			st["Slave_SQL_Running"] != "Yes" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("promote %s: relay log not applied after 2m (state %q)", h.Name, st["Slave_SQL_Running_State"])
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("promote %s: %w", h.Name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if _, err := p.SQL(ctx, h, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF;"); err != nil {
+		return fmt.Errorf("promote %s: %w", h.Name, err)
+	}
+	return nil
+}
+
+// KillWriter cuts the writer's power: SIGKILL to the whole host. It
+// returns the host killed.
+func (p *MariaDBPair) KillWriter(ctx context.Context) (*Host, error) {
+	w, err := p.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return w, w.Kill(ctx)
+}
+
+// FailOver is the abrupt failover the runbook wished for: SIGKILL the
+// writer, promote the standby, point the endpoint at it. The old writer
+// stays down (see Rebuild). It returns the old and the new writer.
+func (p *MariaDBPair) FailOver(ctx context.Context) (old, promoted *Host, err error) {
+	old, err = p.KillWriter(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	promoted = p.Other(old)
+	if err := p.Promote(ctx, promoted); err != nil {
+		return old, nil, err
+	}
+	return old, promoted, p.PointEndpoint(ctx, promoted)
+}
+
+// Switchover is what RDS does on a reboot with failover: the writer stops
+// taking writes, the standby catches up with it, the writer shuts down
+// cleanly, the standby is promoted and the endpoint repointed, then the old
+// writer boots again and rejoins as the standby. Nothing acknowledged is
+// lost.
+func (p *MariaDBPair) Switchover(ctx context.Context) (old, promoted *Host, err error) {
+	old, err = p.Writer(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	promoted = p.Other(old)
+	if st, err := promoted.State(ctx); err != nil || st != "running" {
+		return old, nil, fmt.Errorf("no standby to fail over to: %s is %s", promoted.Name, st)
+	}
+	// read_only waits for running commits; later writes get error 1290.
+	rows, err := p.SQL(ctx, old, "SET GLOBAL read_only = ON; SELECT @@gtid_binlog_pos;")
+	if err != nil {
+		return old, nil, err
+	}
+	pos := ""
+	if len(rows) == 1 && len(rows[0]) == 1 {
+		pos = rows[0][0]
+	}
+	rows, err = p.SQL(ctx, promoted, "SELECT MASTER_GTID_WAIT('"+pos+"', 120)")
+	if err != nil {
+		return old, nil, err
+	}
+	if len(rows) != 1 || len(rows[0]) != 1 || rows[0][0] != "0" {
+		return old, nil, fmt.Errorf("standby %s did not catch up with %s (at %s) in 2m", promoted.Name, old.Name, pos)
+	}
+	if err := old.Stop(ctx, 30*time.Second); err != nil {
+		return old, nil, err
+	}
+	if err := p.Promote(ctx, promoted); err != nil {
+		return old, nil, err
+	}
+	if err := p.PointEndpoint(ctx, promoted); err != nil {
+		return old, promoted, err
+	}
+	if err := old.Start(ctx); err != nil {
+		return old, promoted, err
+	}
+	if err := p.replicate(ctx, old, promoted, "current_pos"); err != nil {
+		return old, promoted, err
+	}
+	return old, promoted, p.WaitReplicating(ctx)
+}
+
+// Reboot restarts the writer without failover (RDS reboot without
+// ForceFailover): clean shutdown, boot, writable again.
+func (p *MariaDBPair) Reboot(ctx context.Context) error {
+	w, err := p.Writer(ctx)
+	if err != nil {
+		return err
+	}
+	if err := w.Stop(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	if _, err := p.SQL(ctx, w, "SET GLOBAL read_only = OFF"); err != nil {
+		return err
+	}
+	return p.WaitReplicating(ctx)
+}
+
+// Rebuild makes h a fresh standby of the current writer after an abrupt
+// failover: it boots h if it is down, replaces its drill schema with a
+// consistent copy of the writer's (whatever h had and the writer never got
+// is discarded, as RDS discards a failed primary), and replicates from the
+// copy's position.
+func (p *MariaDBPair) Rebuild(ctx context.Context, h *Host) error {
+	w, err := p.Writer(ctx)
+	if err != nil {
+		return err
+	}
+	if w.Name == h.Name {
+		return fmt.Errorf("rebuild %s: it is the writer", h.Name)
+	}
+	st, err := h.State(ctx)
+	if err != nil {
+		return err
+	}
+	if st != "running" {
+		if err := h.Start(ctx); err != nil {
+			return err
+		}
+	}
+	dump, err := w.Exec(ctx, "mariadb-dump", "--single-transaction", "--gtid", "--master-data=1", "--databases", PairDatabase)
+	if err == nil {
+		err = dump.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("rebuild %s: dump %s: %w", h.Name, w.Name, err)
+	}
+	if _, err := p.SQL(ctx, h, "SET GLOBAL read_only = ON; STOP SLAVE; RESET SLAVE ALL; RESET MASTER; DROP DATABASE IF EXISTS "+PairDatabase+";"); err != nil {
+		return fmt.Errorf("rebuild %s: %w", h.Name, err)
+	}
+	// The dump sets gtid_slave_pos to the writer's position at the copy.
+	load, err := h.ExecCommand(ctx, Command{Args: []string{"mariadb"}, Stdin: []byte(dump.Stdout)})
+	if err == nil {
+		err = load.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("rebuild %s: load the copy: %w", h.Name, err)
+	}
+	if err := p.replicate(ctx, h, w, "slave_pos"); err != nil {
+		return err
+	}
+	return p.WaitReplicating(ctx)
+}
+
+// writeFile replaces a file in h atomically.
+func writeFile(ctx context.Context, h *Host, path, content string, private bool) error {
+	script := `umask 022; cat > "$0.tmp" && mv "$0.tmp" "$0"`
+	if private {
+		script = `umask 077; cat > "$0.tmp" && mv "$0.tmp" "$0"`
+	}
+	res, err := h.ExecCommand(ctx, Command{Args: []string{"sh", "-c", script, path}, Stdin: []byte(content)})
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("host %s: write %s: %w", h.Name, path, err)
+	}
+	return nil
+}
+
+// errPairDown tells callers the pair has no writer to act on.
+var errPairDown = errors.New("the pair has no running writer")
+
+// RunningWriter returns the writer when it runs, else an error.
+func (p *MariaDBPair) RunningWriter(ctx context.Context) (*Host, error) {
+	w, err := p.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := w.State(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st != "running" {
+		return nil, fmt.Errorf("%w: %s is %s", errPairDown, w.Name, st)
+	}
+	return w, nil
+}
