@@ -425,11 +425,16 @@ steps:
 	h := run(t, context.Background(), Options{}, src)
 	assert.Equal(t, reports.StatusFailed, h.step(t, 0, "cmp").Status)
 	assert.Equal(t, "***", h.step(t, 0, "tok").Outputs["token"])
+	var md bytes.Buffer
+	require.NoError(t, reports.WriteMarkdown(&md, h.res.Run))
 	outputs := map[string]string{
-		"console":   h.console.String(),
-		JournalFile: h.file(t, JournalFile),
-		JSONFile:    h.file(t, JSONFile),
-		JUnitFile:   h.file(t, JUnitFile),
+		"console":            h.console.String(),
+		JournalFile:          h.file(t, JournalFile),
+		JSONFile:             h.file(t, JSONFile),
+		JUnitFile:            h.file(t, JUnitFile),
+		HTMLFile:             h.file(t, HTMLFile),
+		reports.ManifestName: h.file(t, reports.ManifestName),
+		"summary.md":         md.String(),
 	}
 	for file, content := range outputs {
 		for name, enc := range encodings {
@@ -437,7 +442,9 @@ steps:
 				assert.NotContains(t, content, enc(s), "%s leaks the %s form of %q", file, name, s)
 			}
 		}
-		assert.Contains(t, content, "***", "%s shows that something was redacted", file)
+		if file != reports.ManifestName { // hashes and names only
+			assert.Contains(t, content, "***", "%s shows that something was redacted", file)
+		}
 	}
 }
 
