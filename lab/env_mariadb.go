@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -219,14 +218,8 @@ GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%%';`,
 	if _, err := p.SQL(ctx, primary, setup); err != nil {
 		return fmt.Errorf("set up primary %s: %w", primary.Name, err)
 	}
-	if err := p.replicate(ctx, standby, primary, "slave_pos"); err != nil {
-		return err
-	}
-	if err := p.SetReplication(ctx, mode); err != nil {
-		return err
-	}
 	var hosts strings.Builder
-	hosts.WriteString("# opsdrill mariadb-pair resolver\nno-resolv\nno-hosts\nno-poll\nbind-interfaces\nlisten-address=0.0.0.0\n")
+	hosts.WriteString("# opsdrill mariadb-pair resolver\nno-resolv\nno-hosts\nno-poll\n")
 	hosts.WriteString("pid-file=/run/dnsmasq.pid\nlog-facility=/var/log/dnsmasq.log\n")
 	fmt.Fprintf(&hosts, "local-ttl=%d\n", endpointTTL)
 	for i, n := range pairNodes {
@@ -239,7 +232,10 @@ GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%%';`,
 	if err := p.PointEndpoint(ctx, primary); err != nil {
 		return err
 	}
-	return p.WaitReplicating(ctx)
+	if err := p.replicate(ctx, standby, primary, "slave_pos"); err != nil {
+		return err
+	}
+	return p.SetReplication(ctx, mode)
 }
 
 // MariaDBPair is a running mariadb-pair environment. Open it with
@@ -778,7 +774,9 @@ func (p *MariaDBPair) Rebuild(ctx context.Context, h *Host) error {
 		return fmt.Errorf("rebuild %s: %w", h.Name, err)
 	}
 	// The dump sets gtid_slave_pos to the writer's position at the copy.
-	load, err := h.ExecCommand(ctx, Command{Args: []string{"mariadb"}, Stdin: []byte(dump.Stdout)})
+	// Loaded outside the binary log: h's own log restarts empty, so the
+	// writer's transactions it replicates next are the first it logs.
+	load, err := h.ExecCommand(ctx, Command{Args: []string{"mariadb", "--init-command=SET sql_log_bin=0"}, Stdin: []byte(dump.Stdout)})
 	if err == nil {
 		err = load.Err()
 	}
@@ -805,23 +803,4 @@ func writeFile(ctx context.Context, h *Host, path, content string, private bool)
 		return fmt.Errorf("host %s: write %s: %w", h.Name, path, err)
 	}
 	return nil
-}
-
-// errPairDown tells callers the pair has no writer to act on.
-var errPairDown = errors.New("the pair has no running writer")
-
-// RunningWriter returns the writer when it runs, else an error.
-func (p *MariaDBPair) RunningWriter(ctx context.Context) (*Host, error) {
-	w, err := p.Writer(ctx)
-	if err != nil {
-		return nil, err
-	}
-	st, err := w.State(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if st != "running" {
-		return nil, fmt.Errorf("%w: %s is %s", errPairDown, w.Name, st)
-	}
-	return w, nil
 }
