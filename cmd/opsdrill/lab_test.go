@@ -90,5 +90,5 @@ func TestLabHelpHasExamples(t *testing.T) {
 		assert.Contains(t, r.stdout, "opsdrill lab "+sub)
 	}
 	r := opsdrill(t, "lab", "up", "--help")
-	assert.Contains(t, r.stdout, "hosts  two clients and a server")
+	assert.Regexp(t, `(?m)^  hosts +two clients and a server on one network \(client1, client2, server\)$`, r.stdout)
 }
