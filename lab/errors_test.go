@@ -125,6 +125,22 @@ func TestUpFailures(t *testing.T) {
 	}
 }
 
+// TestUpRefusesATakenID checks that a failed Up, which cleans up by lab id,
+// never removes another lab that has the same id.
+func TestUpRefusesATakenID(t *testing.T) {
+	labtest.Require(t)
+	ctx := testCtx(t, 2*time.Minute)
+	id := fmt.Sprintf("t-taken-%d", os.Getpid())
+	first, err := lab.Up(ctx, lab.Options{Envs: []string{"hosts"}, ID: id})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = first.Down(context.Background()) })
+
+	_, err = lab.Up(ctx, lab.Options{Envs: []string{"hosts"}, ID: id})
+	require.ErrorIs(t, err, lab.ErrAlreadyRunning)
+	assert.Contains(t, err.Error(), "lab id "+id+" is in use")
+	assert.Len(t, resourcesOf(t, id), 4, "the first lab is untouched")
+}
+
 func TestUpCancelledLeaksNothing(t *testing.T) {
 	labtest.Require(t)
 	for _, after := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {

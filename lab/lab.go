@@ -139,6 +139,13 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := checkPortsFree(chosen); err != nil {
 		return nil, err
 	}
+	// The cleanup below removes by lab id: never let it reach another lab.
+	if taken, err := l.eng.resources(ctx, l.ID); err != nil {
+		return nil, err
+	} else if len(taken) > 0 {
+		return nil, fmt.Errorf("%w: lab id %s is in use (%s %s); choose another id or take that lab down",
+			ErrAlreadyRunning, l.ID, taken[0].Kind, taken[0].Name)
+	}
 
 	defer func() {
 		if err == nil {
@@ -149,6 +156,9 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		defer cancel()
 		if _, cerr := l.eng.removeLabelled(cctx, l.ID); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("clean up lab %s: %w", l.ID, cerr))
+		}
+		if l.varsFile != "" {
+			_ = removeIfExists(l.varsFile)
 		}
 		l = nil
 	}()
@@ -172,13 +182,14 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if l.vars, err = l.buildVars(chosen); err != nil {
 		return l, err
 	}
-	if l.stateDir != "" {
-		if err := l.save(); err != nil {
+	if l.varsFile != "" {
+		if err := l.WriteVars(l.varsFile); err != nil {
 			return l, err
 		}
 	}
-	if l.varsFile != "" {
-		if err := l.WriteVars(l.varsFile); err != nil {
+	// The state file comes last: once written, the lab is up for good.
+	if l.stateDir != "" {
+		if err := l.save(); err != nil {
 			return l, err
 		}
 	}
