@@ -56,8 +56,13 @@ type htmlScenario struct {
 	Index  int
 	Counts Counts
 	Vars   [][2]string
-	Rows   []htmlStep
+	Chunks [][]htmlStep
 }
+
+// chunkRows is how many steps one table of a scenario holds. Each chunk is
+// laid out only when it scrolls into view (content-visibility), which is
+// what lets a 10,000-step report open quickly.
+const chunkRows = 200
 
 type htmlStep struct {
 	*Step
@@ -97,7 +102,11 @@ func WriteHTML(w io.Writer, run *Run, o HTMLOptions) error {
 				row.Evidence = append(row.Evidence, renderEvidence(ev, o.Dir))
 			}
 			row.Detail = len(row.Evidence) > 0 || len(st.Logs) > 0
-			item.Rows = append(item.Rows, row)
+			if len(item.Chunks) == 0 || len(item.Chunks[len(item.Chunks)-1]) == chunkRows {
+				item.Chunks = append(item.Chunks, make([]htmlStep, 0, min(chunkRows, len(sc.Steps))))
+			}
+			last := &item.Chunks[len(item.Chunks)-1]
+			*last = append(*last, row)
 		}
 		v.Items = append(v.Items, item)
 	}
