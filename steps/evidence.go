@@ -11,6 +11,9 @@ type Evidence struct {
 	Series []Series `json:"series,omitempty"`
 	// Marks are labelled instants on a series chart (failover, DNS switch).
 	Marks []Mark `json:"marks,omitempty"`
+	// Chart hints how to draw series: "line" (default) or "bars" (discrete
+	// x such as TOTP step offsets).
+	Chart string `json:"chart,omitempty"`
 	// Text is a log excerpt.
 	Text string `json:"text,omitempty"`
 	// Path is a file in the report folder, relative to it.
