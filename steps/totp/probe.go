@@ -229,6 +229,6 @@ func (p *prober) addEvidence() {
 	}
 	p.env.AddEvidence(steps.TableEvidence("TOTP accepted-window diagram",
 		[]string{"#", "phase", "offset_steps", "counter", "submitted (UTC)", "ms", "accepted", "answer"}, rows))
-	p.env.AddEvidence(steps.Evidence{Kind: "series", Title: "TOTP accepted window",
+	p.env.AddEvidence(steps.Evidence{Kind: "series", Title: "TOTP accepted window", Chart: "bars",
 		Series: []steps.Series{{Name: "accepted", XUnit: "steps", Points: pts}}})
 }
