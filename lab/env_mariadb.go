@@ -554,12 +554,16 @@ func (p *MariaDBPair) replicationLag(ctx context.Context, w, s *Host, mode strin
 	if len(rows) == 1 && len(rows[0]) == 1 {
 		pos = rows[0][0]
 	}
-	rows, err = p.SQL(ctx, s, "SELECT MASTER_GTID_WAIT('"+pos+"', 1)")
+	rows, err = p.SQL(ctx, s, "SELECT @@gtid_current_pos")
 	if err != nil {
 		return "", err
 	}
-	if len(rows) != 1 || len(rows[0]) != 1 || rows[0][0] != "0" {
-		return "standby has not applied " + pos, nil
+	have := ""
+	if len(rows) == 1 && len(rows[0]) == 1 {
+		have = rows[0][0]
+	}
+	if !gtidCovers(have, pos) {
+		return fmt.Sprintf("standby is at %q, writer at %q", have, pos), nil
 	}
 	if mode == SemiSync {
 		on, err := p.globalStatus(ctx, w, "Rpl_semi_sync_master_status")
@@ -803,4 +807,31 @@ func writeFile(ctx context.Context, h *Host, path, content string, private bool)
 		return fmt.Errorf("host %s: write %s: %w", h.Name, path, err)
 	}
 	return nil
+}
+
+// gtidCovers reports whether GTID position have includes want: in every
+// replication domain of want, have is at the same or a later sequence
+// number.
+func gtidCovers(have, want string) bool {
+	seqs := func(pos string) map[string]uint64 {
+		m := map[string]uint64{}
+		for g := range strings.SplitSeq(pos, ",") {
+			parts := strings.Split(strings.TrimSpace(g), "-")
+			if len(parts) != 3 {
+				continue
+			}
+			n, err := strconv.ParseUint(parts[2], 10, 64)
+			if err == nil {
+				m[parts[0]] = n
+			}
+		}
+		return m
+	}
+	h := seqs(have)
+	for d, n := range seqs(want) {
+		if h[d] < n {
+			return false
+		}
+	}
+	return true
 }
