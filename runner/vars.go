@@ -74,6 +74,29 @@ func (t *Target) LoadVarsFile(path string) error {
 	return nil
 }
 
+// Merge applies vars given as a map, such as a running lab's; a "secrets"
+// mapping inside gives secret values, as in a vars file.
+func (t *Target) Merge(vars map[string]any) {
+	for k, v := range vars {
+		if k != "secrets" {
+			t.Vars[k] = v
+			continue
+		}
+		switch m := v.(type) {
+		case map[string]string:
+			for sk, sv := range m {
+				t.Secrets[sk] = sv
+			}
+		case map[string]any:
+			for sk, sv := range m {
+				if s, ok := sv.(string); ok {
+					t.Secrets[sk] = s
+				}
+			}
+		}
+	}
+}
+
 // SetVar applies a --var name=value flag. The value is read as YAML, so
 // `--var writers=8` is an int and `--var hosts=[a,b]` a list.
 func (t *Target) SetVar(kv string) error {

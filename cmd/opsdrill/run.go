@@ -12,10 +12,12 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/opsdrill/opsdrill/lab"
 	"github.com/opsdrill/opsdrill/reports"
 	"github.com/opsdrill/opsdrill/runner"
 	_ "github.com/opsdrill/opsdrill/steps/all"
@@ -33,6 +35,7 @@ type runFlags struct {
 	waivers   string
 	signKey   string
 	summary   string
+	labEnvs   []string
 }
 
 func newRunCmd() *cobra.Command {
@@ -47,7 +50,8 @@ Exit codes: 0 every scenario passed, 1 a check failed, 2 bad input or usage
 (nothing was run), 130 interrupted (cleanup still ran).`,
 		Example: `  opsdrill run scenarios/totp-freeotp.yaml
   opsdrill run --vars scenarios/targets/lab.yaml --vars .lab/vars.yaml scenarios/
-  opsdrill run --var writers=8 --tags nightly -j 2 --report-dir out/nightly scenarios/`,
+  opsdrill run --var writers=8 --tags nightly -j 2 --report-dir out/nightly scenarios/
+  opsdrill run --lab all --vars scenarios/targets/lab.yaml scenarios/`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenarios(cmd, f, args)
@@ -63,6 +67,7 @@ Exit codes: 0 every scenario passed, 1 a check failed, 2 bad input or usage
 	fl.StringVar(&f.waivers, "waivers", "", "waiver file: known failures excused, with a justification, until they expire")
 	fl.StringVar(&f.signKey, "sign-key", "", "ed25519 private key (PEM) to sign manifest.json with")
 	fl.StringVar(&f.summary, "summary", "", "append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
+	fl.StringSliceVar(&f.labEnvs, "lab", nil, "bring these lab environments up for the run (\"all\" for every one) and down after it; their vars apply after --vars files")
 	_ = cmd.MarkFlagFilename("vars", "yaml", "yml")
 	_ = cmd.MarkFlagDirname("report-dir")
 	_ = cmd.MarkFlagFilename("waivers", "yaml", "yml")
@@ -72,6 +77,12 @@ Exit codes: 0 every scenario passed, 1 a check failed, 2 bad input or usage
 
 // loadInput reads vars files and scenarios; every problem is reported at once.
 func loadInput(paths, varsFiles, setVars []string) ([]*runner.Scenario, *runner.Target, error) {
+	return loadInputWith(paths, varsFiles, nil, setVars)
+}
+
+// loadInputWith also applies a running lab's vars, after the vars files and
+// before --var flags.
+func loadInputWith(paths, varsFiles []string, labVars map[string]any, setVars []string) ([]*runner.Scenario, *runner.Target, error) {
 	target := runner.NewTarget()
 	var probs runner.Problems
 	for _, vf := range varsFiles {
@@ -79,6 +90,7 @@ func loadInput(paths, varsFiles, setVars []string) ([]*runner.Scenario, *runner.
 			probs = appendProblems(probs, err)
 		}
 	}
+	target.Merge(labVars)
 	for _, kv := range setVars {
 		if err := target.SetVar(kv); err != nil {
 			return nil, nil, &exitError{code: exitBadInput, err: err}
@@ -147,24 +159,6 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.parallel < 1 {
 		return &exitError{code: exitBadInput, err: fmt.Errorf("-j: must be at least 1")}
 	}
-	scenarios, target, err := loadInput(args, f.vars, f.setVars)
-	if err != nil {
-		return err
-	}
-	var waivers []reports.Waiver
-	if f.waivers != "" {
-		if waivers, err = runner.LoadWaivers(f.waivers); err != nil {
-			return &exitError{code: exitBadInput, err: err}
-		}
-	}
-	key, err := loadSignKey(f.signKey)
-	if err != nil {
-		return err
-	}
-	stdout := cmd.OutOrStdout()
-	console := reports.NewConsole(stdout, consoleOptions(stdout, f.parallel > 1))
-	defer console.Close()
-
 	ctx, stop := context.WithCancel(cmd.Context())
 	defer stop()
 	hard, hardStop := context.WithCancel(context.Background())
@@ -185,6 +179,39 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 			hardStop()
 		}
 	}()
+
+	var labVars map[string]any
+	if len(f.labEnvs) > 0 {
+		l, err := upLab(ctx, cmd, f.labEnvs)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(hard), 2*time.Minute)
+			defer cancel()
+			if err := l.Down(dctx); err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill: lab down:", err)
+			}
+		}()
+		labVars = l.Vars()
+	}
+	scenarios, target, err := loadInputWith(args, f.vars, labVars, f.setVars)
+	if err != nil {
+		return err
+	}
+	var waivers []reports.Waiver
+	if f.waivers != "" {
+		if waivers, err = runner.LoadWaivers(f.waivers); err != nil {
+			return &exitError{code: exitBadInput, err: err}
+		}
+	}
+	key, err := loadSignKey(f.signKey)
+	if err != nil {
+		return err
+	}
+	stdout := cmd.OutOrStdout()
+	console := reports.NewConsole(stdout, consoleOptions(stdout, f.parallel > 1))
+	defer console.Close()
 
 	res, err := runner.Run(ctx, scenarios, runner.Options{
 		ReportDir:   f.reportDir,
@@ -278,6 +305,23 @@ func consoleOptions(w io.Writer, parallel bool) reports.ConsoleOptions {
 	_, noColor := os.LookupEnv("NO_COLOR")
 	live := tty && os.Getenv("CI") == "" && !noColor && os.Getenv("TERM") != "dumb"
 	return reports.ConsoleOptions{Live: live, Color: live, Parallel: parallel}
+}
+
+// upLab starts lab environments for one run, printing progress to stderr.
+func upLab(ctx context.Context, cmd *cobra.Command, envs []string) (*lab.Lab, error) {
+	if len(envs) == 1 && envs[0] == "all" {
+		envs = nil
+	}
+	l, err := lab.Up(ctx, lab.Options{Envs: envs, Logf: func(format string, args ...any) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "lab: "+format+"\n", args...)
+	}})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &exitError{code: exitInterrupted, err: err}
+		}
+		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--lab: %w", err)}
+	}
+	return l, nil
 }
 
 func tagFilter(tags, skip []string) func(*runner.Scenario) (bool, string) {
