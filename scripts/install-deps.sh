@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
 	debootstrap    # lab image build (no container registry)
+	debian-archive-keyring  # debootstrap checks the mirror's signatures with it
 	oathtool       # TOTP reference validator (runbook)
 	libxml2-utils  # xmllint: junit.xml schema check
 	iproute2       # network namespaces for host-level tests
