@@ -1,0 +1,372 @@
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+)
+
+// IPTablesConfig tunes the iptables backend.
+type IPTablesConfig struct {
+	// Chain is the filter-table chain portgate owns, jumped to first
+	// thing from INPUT. Default "PORTGATE".
+	Chain string `yaml:"chain"`
+	// IPv6 also manages ip6tables (default true).
+	IPv6 *bool `yaml:"ipv6"`
+	// KernelExpiry adds `-m time --datestop` to each lease rule, so the
+	// kernel stops matching it at the lease end even while portgate is
+	// down (default true; needs the xt_time match).
+	KernelExpiry *bool `yaml:"kernel_expiry"`
+	// Path is the iptables binary (default: found in PATH); ip6tables is
+	// looked for next to it.
+	Path string `yaml:"path"`
+}
+
+// Comment tags. iptables prints comments without quotes when they have no
+// spaces, which keeps `iptables -S` lines simple to read back.
+const (
+	tagJump  = "portgate:jump"
+	tagGuard = "portgate:guard"
+	tagLease = "portgate:lease:until="
+)
+
+// IPTables is the iptables backend.
+type IPTables struct {
+	chain  string
+	v4, v6 *iptables.IPTables
+	kexp   bool
+	keep   bool
+	now    func() time.Time
+	// installed maps each lease key to the rule spec portgate added, so
+	// the hot path never lists the chain.
+	installed map[ruleKey][]string
+}
+
+type ruleKey struct {
+	ip   netip.Addr
+	port uint16
+}
+
+// NewIPTables locates iptables (and ip6tables).
+func NewIPTables(c IPTablesConfig, keepEstablished bool, now func() time.Time) (*IPTables, error) {
+	if c.Chain == "" {
+		c.Chain = "PORTGATE"
+	}
+	if !validChain(c.Chain) {
+		return nil, fmt.Errorf("firewall.iptables.chain: %q: use A-Z, a-z, 0-9, '_' and '-', at most 28 characters", c.Chain)
+	}
+	v4, err := newIPT(iptables.ProtocolIPv4, c.Path)
+	if err != nil {
+		return nil, fmt.Errorf("iptables: %w", err)
+	}
+	b := &IPTables{
+		chain:     c.Chain,
+		v4:        v4,
+		kexp:      c.KernelExpiry == nil || *c.KernelExpiry,
+		keep:      keepEstablished,
+		now:       now,
+		installed: map[ruleKey][]string{},
+	}
+	if c.IPv6 == nil || *c.IPv6 {
+		path6 := ""
+		if c.Path != "" {
+			path6 = filepath.Join(filepath.Dir(c.Path), "ip6tables")
+		}
+		if b.v6, err = newIPT(iptables.ProtocolIPv6, path6); err != nil {
+			return nil, fmt.Errorf("ip6tables (set firewall.iptables.ipv6: false to manage IPv4 only): %w", err)
+		}
+	}
+	return b, nil
+}
+
+// newIPT runs iptables (or ip6tables) at path, or found in PATH, waiting
+// up to 5 s for the xtables lock.
+func newIPT(proto iptables.Protocol, path string) (*iptables.IPTables, error) {
+	if path == "" {
+		return iptables.New(iptables.IPFamily(proto), iptables.Timeout(5))
+	}
+	return iptables.New(iptables.IPFamily(proto), iptables.Timeout(5), iptables.Path(path))
+}
+
+// Name implements Backend.
+func (b *IPTables) Name() string { return "iptables" }
+
+func (b *IPTables) families() []*iptables.IPTables {
+	if b.v6 == nil {
+		return []*iptables.IPTables{b.v4}
+	}
+	return []*iptables.IPTables{b.v4, b.v6}
+}
+
+func (b *IPTables) family(ip netip.Addr) (*iptables.IPTables, error) {
+	if ip.Unmap().Is4() {
+		return b.v4, nil
+	}
+	if b.v6 == nil {
+		return nil, fmt.Errorf("iptables: %s is IPv6 and firewall.iptables.ipv6 is false", ip)
+	}
+	return b.v6, nil
+}
+
+// Init creates the chain when missing, replaces portgate's guard rules at
+// its end and puts the jump first in INPUT. Lease rules stay.
+func (b *IPTables) Init(ports []uint16) error {
+	for _, ipt := range b.families() {
+		ok, err := ipt.ChainExists("filter", b.chain)
+		if err != nil {
+			return fmt.Errorf("iptables: %w", err)
+		}
+		if !ok {
+			if err := ipt.NewChain("filter", b.chain); err != nil {
+				return fmt.Errorf("iptables: create chain %s: %w", b.chain, err)
+			}
+		}
+		lines, err := ipt.List("filter", b.chain)
+		if err != nil {
+			return fmt.Errorf("iptables: list %s: %w", b.chain, err)
+		}
+		for _, l := range lines {
+			spec, ok := ruleSpec(l, b.chain)
+			if ok && hasComment(spec, tagGuard) {
+				if err := ipt.DeleteIfExists("filter", b.chain, spec...); err != nil {
+					return fmt.Errorf("iptables: remove old guard rule: %w", err)
+				}
+			}
+		}
+		guards := [][]string{{"-i", "lo", "-m", "comment", "--comment", tagGuard, "-j", "RETURN"}}
+		for _, p := range ports {
+			dport := []string{"-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(int(p))}
+			if b.keep {
+				guards = append(guards, append(append([]string{}, dport...),
+					"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", tagGuard, "-j", "RETURN"))
+			}
+			guards = append(guards, append(append([]string{}, dport...), "-m", "comment", "--comment", tagGuard, "-j", "DROP"))
+		}
+		for _, g := range guards {
+			if err := ipt.Append("filter", b.chain, g...); err != nil {
+				return fmt.Errorf("iptables: guard rule: %w", err)
+			}
+		}
+		jump := []string{"-m", "comment", "--comment", tagJump, "-j", b.chain}
+		if err := ipt.InsertUnique("filter", "INPUT", 1, jump...); err != nil {
+			return fmt.Errorf("iptables: jump from INPUT: %w", err)
+		}
+	}
+	return nil
+}
+
+// leaseSpec is the rule letting ip reach port until until.
+func (b *IPTables) leaseSpec(ip netip.Addr, port uint16, until time.Time) []string {
+	ip = ip.Unmap()
+	end := ceilUnix(until)
+	spec := []string{"-s", netip.PrefixFrom(ip, ip.BitLen()).String(), "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(int(port))}
+	if b.kexp {
+		// xt_time matches while now (whole seconds) <= datestop, so the
+		// last matching second is the one before the lease end.
+		spec = append(spec, "-m", "time", "--datestop", time.Unix(end-1, 0).UTC().Format("2006-01-02T15:04:05"))
+	}
+	return append(spec, "-m", "comment", "--comment", tagLease+strconv.FormatInt(end, 10), "-j", "ACCEPT")
+}
+
+func ceilUnix(t time.Time) int64 {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return s
+}
+
+// Set implements Backend: the new rule goes in first, then the old one
+// for the same key is deleted, so there is no gap.
+func (b *IPTables) Set(r Rule) error {
+	if !r.Until.After(b.now()) {
+		return b.Delete(r.IP, r.Port)
+	}
+	ipt, err := b.family(r.IP)
+	if err != nil {
+		return err
+	}
+	k := ruleKey{r.IP.Unmap(), r.Port}
+	spec := b.leaseSpec(r.IP, r.Port, r.Until)
+	old, had := b.installed[k]
+	if had && slices.Equal(old, spec) {
+		return nil
+	}
+	if err := ipt.Insert("filter", b.chain, 1, spec...); err != nil {
+		return fmt.Errorf("iptables: add %s: %w", r, err)
+	}
+	b.installed[k] = spec
+	if had {
+		if err := ipt.DeleteIfExists("filter", b.chain, old...); err != nil {
+			return fmt.Errorf("iptables: replace %s: %w", r, err)
+		}
+	}
+	return nil
+}
+
+// Delete implements Backend.
+func (b *IPTables) Delete(ip netip.Addr, port uint16) error {
+	ipt, err := b.family(ip)
+	if err != nil {
+		return err
+	}
+	k := ruleKey{ip.Unmap(), port}
+	spec, had := b.installed[k]
+	if !had {
+		return nil
+	}
+	if err := ipt.DeleteIfExists("filter", b.chain, spec...); err != nil {
+		return fmt.Errorf("iptables: delete %s tcp/%d: %w", ip, port, err)
+	}
+	delete(b.installed, k)
+	return nil
+}
+
+// List implements Backend. It also rebuilds the index of installed rules,
+// so rules found in the chain (from an earlier run) can be deleted.
+func (b *IPTables) List() ([]Rule, error) {
+	var out []Rule
+	b.installed = map[ruleKey][]string{}
+	type extra struct {
+		ipt  *iptables.IPTables
+		spec []string
+	}
+	var dups []extra
+	for _, ipt := range b.families() {
+		lines, err := ipt.List("filter", b.chain)
+		var ie *iptables.Error
+		if errors.As(err, &ie) && ie.IsNotExist() {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("iptables: list %s: %w", b.chain, err)
+		}
+		for _, l := range lines {
+			spec, ok := ruleSpec(l, b.chain)
+			if !ok {
+				continue
+			}
+			r, ok := parseLease(spec)
+			if !ok {
+				continue
+			}
+			k := ruleKey{r.IP, r.Port}
+			if _, seen := b.installed[k]; seen {
+				// Two rules for one key (a crash between insert and
+				// delete): keep the first listed, the newest.
+				dups = append(dups, extra{ipt, spec})
+				continue
+			}
+			b.installed[k] = spec
+			out = append(out, r)
+		}
+	}
+	for _, d := range dups {
+		if err := d.ipt.DeleteIfExists("filter", b.chain, d.spec...); err != nil {
+			return nil, fmt.Errorf("iptables: remove duplicate lease rule: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// ruleSpec turns an `iptables -S` line of chain into the arguments that
+// follow `-A CHAIN`, honouring double quotes.
+func ruleSpec(line, chain string) ([]string, bool) {
+	f := splitQuoted(line)
+	if len(f) < 3 || f[0] != "-A" || f[1] != chain {
+		return nil, false
+	}
+	return f[2:], true
+}
+
+func splitQuoted(s string) []string {
+	var out []string
+	var cur strings.Builder
+	in, quoted := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quoted && c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case c == '"':
+			quoted = !quoted
+			in = true
+		case !quoted && (c == ' ' || c == '\t'):
+			if in {
+				out = append(out, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+func hasComment(spec []string, tag string) bool {
+	for i := 0; i+1 < len(spec); i++ {
+		if spec[i] == "--comment" && spec[i+1] == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// parseLease reads a lease rule back: source, destination port and the end
+// recorded in its comment.
+func parseLease(spec []string) (Rule, bool) {
+	var r Rule
+	var until string
+	for i := 0; i+1 < len(spec); i++ {
+		switch spec[i] {
+		case "-s":
+			p, err := netip.ParsePrefix(spec[i+1])
+			if err != nil || p.Bits() != p.Addr().BitLen() {
+				return Rule{}, false
+			}
+			r.IP = p.Addr()
+		case "--dport":
+			n, err := strconv.ParseUint(spec[i+1], 10, 16)
+			if err != nil || n == 0 {
+				return Rule{}, false
+			}
+			r.Port = uint16(n)
+		case "--comment":
+			if !strings.HasPrefix(spec[i+1], tagLease) {
+				return Rule{}, false
+			}
+			until = strings.TrimPrefix(spec[i+1], tagLease)
+		}
+	}
+	sec, err := strconv.ParseInt(until, 10, 64)
+	if err != nil || !r.IP.IsValid() || r.Port == 0 {
+		return Rule{}, false
+	}
+	r.Until = time.Unix(sec, 0)
+	return r, true
+}
+
+func validChain(s string) bool {
+	if s == "" || len(s) > 28 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' {
+			return false
+		}
+	}
+	return true
+}
