@@ -350,4 +350,3 @@ func (c *Config) Policy() auth.Policy {
 		ResetAfter:  c.Lockout.ResetAfter,
 	}
 }
-

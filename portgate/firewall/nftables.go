@@ -39,10 +39,10 @@ const (
 	set4Name   = "lease4"
 	set6Name   = "lease6"
 	portsName  = "ports"
-	regSaddr   = 1                  // NFT_REG_1: 16 bytes, addresses
-	regDport4  = unix.NFT_REG32_01  // right after a 4-byte address
-	regDport6  = unix.NFT_REG32_04  // right after a 16-byte address
-	elemPrefix = "portgate until="  // element comment, readable in `nft list`
+	regSaddr   = 1                 // NFT_REG_1: 16 bytes, addresses
+	regDport4  = unix.NFT_REG32_01 // right after a 4-byte address
+	regDport6  = unix.NFT_REG32_04 // right after a 16-byte address
+	elemPrefix = "portgate until=" // element comment, readable in `nft list`
 )
 
 // NFTables is the nftables backend.
