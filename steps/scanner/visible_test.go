@@ -204,16 +204,20 @@ func TestVisibleFaults(t *testing.T) {
 			out:    map[string]any{"backend_configured": false, "usb_present": true, "visible": true},
 		},
 		{
-			name:   "epkowa line commented out",
-			config: func(c map[string]string) { c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 04b8 08a1", "# usb  04b8 08a1", 1) },
+			name: "epkowa line commented out",
+			config: func(c map[string]string) {
+				c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 04b8 08a1", "# usb  04b8 08a1", 1)
+			},
 			failed: findBackend,
 			detail: []string{"line 8 has it commented out: `# usb  04b8 08a1`"},
 			fix:    "epkowa.conf after line 7 `#usb 0x04b8 0x0110`, as the runbook does",
 			out:    map[string]any{"backend_configured": false},
 		},
 		{
-			name:   "epkowa line with lsusb's colon",
-			config: func(c map[string]string) { c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 04b8 08a1", "usb 04b8:08a1", 1) },
+			name: "epkowa line with lsusb's colon",
+			config: func(c map[string]string) {
+				c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 04b8 08a1", "usb 04b8:08a1", 1)
+			},
 			failed: findBackend,
 			detail: []string{"line 8 `usb 04b8:08a1` keeps lsusb's colon"},
 			fix:    "add `usb 0x04b8 0x08a1`",
