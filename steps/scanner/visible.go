@@ -59,13 +59,13 @@ func init() {
 // Visible checks that a scanner is visible to SANE.
 type Visible struct {
 	USB                 string        `yaml:"usb" doc:"USB vendor:product id as lsusb prints it, e.g. 04b8:08a1; empty skips the USB checks"`
-	Backend             string        `yaml:"backend" doc:"SANE backend that drives the scanner; <sane_config_dir>/<backend>.conf is checked (default epkowa)"`
+	Backend             string        `yaml:"backend" doc:"SANE backend that drives the scanner; <sane_config_dir>/<backend>.conf is checked"`
 	ExpectDevice        string        `yaml:"expect_device" doc:"regular expression matched against each listed device's name, vendor, model and \"vendor model\"; empty: any device"`
-	SysfsRoot           string        `yaml:"sysfs_root" doc:"sysfs to read USB devices from (default /sys); another folder checks a mounted image or a fixture"`
-	SANEConfigDir       string        `yaml:"sane_config_dir" doc:"SANE config folder (default /etc/sane.d); scanimage runs with SANE_CONFIG_DIR set to it"`
-	ConflictingBackends []string      `yaml:"conflicting_backends" doc:"backends that must not drive the scanner too (default [epson, epson2])"`
-	List                bool          `yaml:"list" doc:"run scanimage to list devices (default true); false checks files only"`
-	Timeout             time.Duration `yaml:"timeout" doc:"scanimage is killed after this long (default 30s)"`
+	SysfsRoot           string        `yaml:"sysfs_root" doc:"sysfs to read USB devices from; another folder checks a mounted image or a fixture"`
+	SANEConfigDir       string        `yaml:"sane_config_dir" doc:"SANE config folder; scanimage runs with SANE_CONFIG_DIR set to it"`
+	ConflictingBackends []string      `yaml:"conflicting_backends" doc:"backends that must not drive the scanner too"`
+	List                bool          `yaml:"list" doc:"run scanimage to list devices; false checks files only"`
+	Timeout             time.Duration `yaml:"timeout" doc:"scanimage is killed after this long"`
 	Host                string        `yaml:"host" doc:"where the scanner is: local (default) or lab:NAME"`
 
 	id     *usbID
