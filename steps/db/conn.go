@@ -1,0 +1,262 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Conn is how a step reaches the database: a DSN in go-sql-driver/mysql
+// form, the DNS server that resolves its host name, and the timeouts that
+// keep a client from hanging on a dead primary.
+type Conn struct {
+	DSN            string        `yaml:"dsn" doc:"user:password@tcp(host:port)/database (go-sql-driver/mysql form); host is the endpoint name or an address" required:"true"`
+	Resolver       string        `yaml:"resolver" doc:"DNS server (ip:port) resolving the DSN's host name at every connection, e.g. the VPC resolver; default: the system's"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"dial and log-in timeout (default 2s)"`
+	ReadTimeout    time.Duration `yaml:"read_timeout" doc:"wait at most this long for the server's answer; a write still unanswered then has an unknown outcome (default 5s)"`
+	WriteTimeout   time.Duration `yaml:"write_timeout" doc:"socket write timeout (default 5s)"`
+}
+
+func defaultConn() Conn {
+	return Conn{ConnectTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
+}
+
+// Validate checks the DSN and timeouts without contacting anything. Error
+// messages never quote the password.
+func (c *Conn) Validate() error {
+	if c.DSN == "" {
+		return errors.New("dsn: missing; e.g. admin:${{ secrets.db_password }}@tcp(endpoint:3306)/drill")
+	}
+	cfg, err := mysql.ParseDSN(c.DSN)
+	if err != nil {
+		return fmt.Errorf("dsn: %s", hidePassword(err.Error(), c.DSN))
+	}
+	if cfg.Net != "tcp" {
+		return fmt.Errorf("dsn: network %q: the drill connects over tcp(host:port)", cfg.Net)
+	}
+	if cfg.DBName == "" {
+		return errors.New("dsn: no database name; end the DSN with /DATABASE")
+	}
+	if cfg.Timeout != 0 || cfg.ReadTimeout != 0 || cfg.WriteTimeout != 0 {
+		return errors.New("dsn: set timeout, readTimeout and writeTimeout with the step's connect_timeout, read_timeout and write_timeout, not in the DSN")
+	}
+	if c.Resolver != "" {
+		if _, _, err := net.SplitHostPort(c.Resolver); err != nil {
+			return fmt.Errorf("resolver: expected ip:port, got %q", c.Resolver)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"connect_timeout", c.ConnectTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s: must be positive, got %s", d.name, d.v)
+		}
+	}
+	return nil
+}
+
+// hidePassword removes the DSN's password from a message.
+func hidePassword(msg, dsn string) string {
+	at := strings.LastIndex(dsn, "@")
+	colon := strings.Index(dsn, ":")
+	if at > 0 && colon >= 0 && colon < at {
+		if pw := dsn[colon+1 : at]; pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "***")
+		}
+	}
+	return msg
+}
+
+// password returns the DSN's password, for env.Secret.
+func (c *Conn) password() string {
+	cfg, err := mysql.ParseDSN(c.DSN)
+	if err != nil {
+		return ""
+	}
+	return cfg.Passwd
+}
+
+// config builds the driver configuration. addr, when set, replaces the
+// DSN's host:port (a pinned address).
+func (c *Conn) config(addr string) (*mysql.Config, error) {
+	cfg, err := mysql.ParseDSN(c.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("dsn: %s", hidePassword(err.Error(), c.DSN))
+	}
+	if addr != "" {
+		cfg.Addr = addr
+	}
+	cfg.Timeout = c.ConnectTimeout
+	cfg.ReadTimeout = c.ReadTimeout
+	cfg.WriteTimeout = c.WriteTimeout
+	cfg.InterpolateParams = true
+	// Known up front, so a connection costs no extra round trip.
+	cfg.MaxAllowedPacket = 4 << 20
+	cfg.Logger = quietLogger{}
+	cfg.DialFunc = c.dial
+	return cfg, nil
+}
+
+// host returns the DSN's host name or address.
+func (c *Conn) host() string {
+	cfg, err := mysql.ParseDSN(c.DSN)
+	if err != nil {
+		return ""
+	}
+	h, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return cfg.Addr
+	}
+	return h
+}
+
+// addr returns the DSN's host:port.
+func (c *Conn) addr() string {
+	cfg, err := mysql.ParseDSN(c.DSN)
+	if err != nil {
+		return ""
+	}
+	return cfg.Addr
+}
+
+// resolver returns the resolver the DSN's host name is looked up with.
+func (c *Conn) resolver() *net.Resolver {
+	if c.Resolver == "" {
+		return net.DefaultResolver
+	}
+	server := c.Resolver
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, server)
+	}}
+}
+
+// resolve looks a host up with the step's resolver, with no caching: every
+// connection follows the endpoint's current CNAME, like a client whose
+// cache expired.
+func (c *Conn) resolve(ctx context.Context, host string) (string, error) {
+	if ip := net.ParseIP(host); ip != nil {
+		return host, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout)
+	defer cancel()
+	ips, err := c.resolver().LookupIP(ctx, "ip4", host)
+	if err != nil {
+		via := "the system resolver"
+		if c.Resolver != "" {
+			via = c.Resolver
+		}
+		return "", &connectError{op: "resolve " + host + " via " + via, err: err}
+	}
+	return ips[0].String(), nil
+}
+
+// dial resolves the host and connects, within the connect timeout.
+func (c *Conn) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, &connectError{op: "dial " + addr, err: err}
+	}
+	ip, err := c.resolve(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 5 * time.Second}
+	conn, err := d.DialContext(ctx, network, net.JoinHostPort(ip, port))
+	if err != nil {
+		return nil, &connectError{op: "connect to " + addr, err: err}
+	}
+	return conn, nil
+}
+
+// connectError is a failure to reach the server at all: nothing was sent,
+// so a write attempted on it certainly did not happen.
+type connectError struct {
+	op  string
+	err error
+}
+
+func (e *connectError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+type quietLogger struct{}
+
+func (quietLogger) Print(...any) {}
+
+// open returns a database handle limited to one connection, for the
+// steps' control queries (pre-flight checks, identity, verification).
+func (c *Conn) open() (*sql.DB, error) {
+	cfg, err := c.config("")
+	if err != nil {
+		return nil, err
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dsn: %s", hidePassword(err.Error(), c.DSN))
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(time.Minute)
+	return db, nil
+}
+
+// explain turns a connection or query error into a message that says what
+// is wrong and which parameter to look at.
+func (c *Conn) explain(err error) error {
+	var me *mysql.MySQLError
+	var ce *connectError
+	switch {
+	case errors.As(err, &me):
+		switch me.Number {
+		case 1045:
+			return fmt.Errorf("dsn: access denied for the DSN's user at %s: wrong user name or password (%s)", c.addr(), me.Message)
+		case 1044, 1049:
+			return fmt.Errorf("dsn: database not usable at %s: %s", c.addr(), me.Message)
+		case 1142, 1143, 1227:
+			return fmt.Errorf("dsn: missing privilege: %s", me.Message)
+		}
+		return fmt.Errorf("%s: %w", c.addr(), err)
+	case errors.As(err, &ce):
+		hint := ""
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			hint = " (nothing listens there)"
+		case isTimeout(err):
+			hint = " (no answer: wrong address, firewall, or the host is down)"
+		}
+		return fmt.Errorf("dsn: cannot reach %s: %v%s", c.addr(), ce, hint)
+	case isTimeout(err):
+		return fmt.Errorf("dsn: %s did not answer in time: %v", c.addr(), err)
+	}
+	return fmt.Errorf("%s: %w", c.addr(), err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// Identity is which server answers as the writer.
+type Identity struct {
+	Hostname string
+	ServerID int64
+	ReadOnly bool
+	Version  string
+}
+
+// identity asks the server who it is.
+func identity(ctx context.Context, db *sql.DB) (Identity, error) {
+	var id Identity
+	var ro int
+	err := db.QueryRowContext(ctx, "SELECT @@hostname, @@server_id, @@read_only, VERSION()").Scan(&id.Hostname, &id.ServerID, &ro, &id.Version)
+	id.ReadOnly = ro != 0
+	return id, err
+}

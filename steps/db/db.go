@@ -1,0 +1,99 @@
+// Package db provides the database failover drill of the runbook "Amazon
+// RDS Multi-AZ Setup Failover Simulation", with Jepsen's discipline:
+//
+//   - db.flood runs the runbook's writers (its "cycles"): each inserts rows
+//     with its own strictly increasing counter into the runbook's
+//     failover_test table, through the endpoint (resolved at every
+//     connection) or pinned to the primary's address, and records every
+//     write as invoke followed by ok, fail or unknown in an op log.
+//   - db.failover forces the failover: RebootDBInstance with ForceFailover
+//     or FailoverDBCluster on RDS (aws-sdk-go-v2; the lab serves the same
+//     API), an abrupt SIGKILL of the lab's primary, or any command; it
+//     fails when the writer did not change.
+//   - db.verify reads the op log and the new primary and decides, per
+//     write, whether an acknowledged write was lost, and how long writes
+//     were refused.
+//
+// The steps talk to MySQL and MariaDB with github.com/go-sql-driver/mysql.
+// Passwords only travel inside the DSN; they are marked secret as soon as
+// a step runs and never appear in messages.
+package db
+
+import (
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+func init() {
+	steps.Register(steps.Spec{
+		Name:    "db.flood",
+		Summary: "Write counters from N writers and record every write (invoke/ok/fail/unknown) in an op log",
+		Doc: "Before the first write it checks that the DSN's server is reachable with these credentials and writable, " +
+			"that `table` has the runbook's schema (id, cycle, counter, failover_date; created when absent) and that the user may insert and select; " +
+			"any problem is an error naming the parameter, and nothing is written. " +
+			"Then `writers` writers insert `cycle = RUN-cycleN, counter = 1, 2, 3, ...` until `duration` passes or each made `count` writes. " +
+			"Every write is recorded in the op log (artifact oplog.jsonl) as invoke and then ok (acknowledged), fail (certainly not done) or " +
+			"unknown (sent, then the connection died or timed out), with microsecond monotonic timestamps, streamed to disk. " +
+			"After an error a writer reconnects with exponential backoff (backoff_min to backoff_max); every connection resolves the host again " +
+			"through `resolver`, so writers follow the endpoint's CNAME; `pin` writes to the first address only. " +
+			"Run it with `background: true` and join it with `wait` before db.verify.",
+		New: newFlood,
+		Outputs: []steps.Output{
+			{Name: "oplog", Type: "string", Doc: "absolute path of the op log, for db.verify"},
+			{Name: "run", Type: "string", Doc: "the run tag; rows of this flood have cycle RUN-cycleN"},
+			{Name: "cycles", Type: "list", Doc: "the writers' cycle names"},
+			{Name: "table", Type: "string", Doc: "the table written"},
+			{Name: "target", Type: "string", Doc: "where the writers wrote: the DSN's host:port, or the pinned address"},
+			{Name: "writers", Type: "map", Doc: "per cycle: attempted, acknowledged, last_acked (the counter the runbook printed last), errors, failed, unknown"},
+			{Name: "attempted", Type: "int", Doc: "writes attempted"},
+			{Name: "acknowledged", Type: "int", Doc: "writes the server acknowledged"},
+			{Name: "failed", Type: "int", Doc: "writes that certainly did not happen"},
+			{Name: "unknown", Type: "int", Doc: "writes whose outcome the client cannot know"},
+			{Name: "errors", Type: "int", Doc: "failed + unknown"},
+			{Name: "duration_ms", Type: "int", Doc: "how long the flood ran"},
+			{Name: "writes_per_second", Type: "float", Doc: "acknowledged writes per second"},
+		},
+		Examples: []steps.Example{
+			{Title: "The runbook's test case 2: five writers straight at the primary", YAML: "- id: load\n  uses: db.flood\n  background: true\n  with:\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n    writers: 5\n    pin: true\n    duration: 90s"},
+			{Title: "The runbook's test case 1: one insert at a time through the endpoint, a new connection each", YAML: "- id: probe\n  uses: db.flood\n  background: true\n  with:\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n    writers: 1\n    connect_per_write: true\n    interval: 10ms\n    duration: 90s"},
+		},
+	})
+	steps.Register(steps.Spec{
+		Name:    "db.verify",
+		Summary: "Judge a flood's op log against the new primary: lost, recovered, unexpected, duplicate writes and write downtime",
+		Doc: "Reads the op log and every row of the flood's run from the DSN's server (the new primary: it refuses a read-only server unless " +
+			"`allow_replica`). Per write: lost = acknowledged but missing (the verdict), recovered = outcome unknown but present, " +
+			"unexpected = present but never attempted, duplicates = more than one row, failed_present = present although the server refused it. " +
+			"Per cycle it also gives the runbook's comparison: the last acknowledged counter (max_acked) against max(counter) in the database (max_in_db). " +
+			"write_downtime_ms is the longest gap between two acknowledged writes across all writers (µs precision), with its start and end. " +
+			"Evidence: the runbook table, a per-second timeline of acknowledged and failed writes with the failover and DNS switch marked " +
+			"(from the scenario's drill marks), and the lost counters. The step fails when a write was lost, unexpected, duplicated or " +
+			"present although refused, unless `report_only`.",
+		New: newVerify,
+		Outputs: []steps.Output{
+			{Name: "lost", Type: "int", Doc: "acknowledged writes missing from the database"},
+			{Name: "recovered", Type: "int", Doc: "writes with an unknown outcome found in the database"},
+			{Name: "unknown_absent", Type: "int", Doc: "writes with an unknown outcome not in the database"},
+			{Name: "unexpected", Type: "int", Doc: "rows of the run that no writer attempted"},
+			{Name: "duplicates", Type: "int", Doc: "extra rows for one write"},
+			{Name: "failed_present", Type: "int", Doc: "rows of writes the server had refused"},
+			{Name: "attempted", Type: "int", Doc: "writes in the op log"},
+			{Name: "acknowledged", Type: "int", Doc: "acknowledged writes in the op log"},
+			{Name: "failed", Type: "int", Doc: "failed writes in the op log"},
+			{Name: "unknown", Type: "int", Doc: "writes with an unknown outcome in the op log"},
+			{Name: "writers", Type: "map", Doc: "per cycle: the counts above, max_acked, max_in_db and the first lost counters"},
+			{Name: "max_acked", Type: "map", Doc: "per cycle: the highest acknowledged counter (what the runbook saw printed last)"},
+			{Name: "max_in_db", Type: "map", Doc: "per cycle: select max(counter) ... where cycle = ... on the new primary"},
+			{Name: "write_downtime_ms", Type: "float", Doc: "longest gap between acknowledged writes across writers"},
+			{Name: "downtime_start", Type: "string", Doc: "RFC 3339 instant of the last acknowledged write before the gap"},
+			{Name: "downtime_end", Type: "string", Doc: "RFC 3339 instant of the first acknowledged write after it (or of the last error, when writes never resumed)"},
+			{Name: "downtime_start_s", Type: "float", Doc: "the gap's start in seconds since the flood started"},
+			{Name: "downtime_end_s", Type: "float", Doc: "the gap's end in seconds since the flood started"},
+			{Name: "writes_resumed", Type: "bool", Doc: "writes were acknowledged again after the gap"},
+			{Name: "oplog_complete", Type: "bool", Doc: "the op log ends with its end line (false: the flood was killed)"},
+			{Name: "verified_on", Type: "map", Doc: "hostname, server_id and read_only of the server read"},
+		},
+		Examples: []steps.Example{
+			{Title: "No acknowledged write lost, writes back within two minutes", YAML: "- uses: db.verify\n  with:\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n    oplog: ${{ steps.load.outputs.oplog }}\n  expect:\n    - outputs.lost == 0\n    - outputs.write_downtime_ms < 120000"},
+		},
+	})
+}

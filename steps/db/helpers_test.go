@@ -1,0 +1,140 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/opsdrill/opsdrill/lab"
+	"github.com/opsdrill/opsdrill/lab/labtest"
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+// pairLab is a running mariadb-pair for a test.
+type pairLab struct {
+	lab      *lab.Lab
+	pair     *lab.MariaDBPair
+	password string
+	resolver string
+}
+
+func upPair(t *testing.T) *pairLab {
+	t.Helper()
+	l := labtest.Up(t, lab.PairEnv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := lab.OpenMariaDBPair(ctx, l.ID)
+	require.NoError(t, err)
+	vars := l.Vars()
+	secrets := vars[lab.SecretsKey].(map[string]any)
+	return &pairLab{lab: l, pair: p, password: secrets["rds_password"].(string), resolver: vars["rds_resolver"].(string)}
+}
+
+// dsn is the drill user's DSN through the endpoint (host "" ) or to a host.
+func (pl *pairLab) dsn(host string) string {
+	if host == "" {
+		host = lab.PairEndpoint
+	}
+	return fmt.Sprintf("%s:%s@tcp(%s:%d)/%s", lab.PairUser, pl.password, host, lab.PairPort, lab.PairDatabase)
+}
+
+func (pl *pairLab) conn() Conn {
+	c := defaultConn()
+	c.DSN = pl.dsn("")
+	c.Resolver = pl.resolver
+	return c
+}
+
+// sql runs statements as root on the current writer.
+func (pl *pairLab) sql(t *testing.T, stmts string) [][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w, err := pl.pair.Writer(ctx)
+	require.NoError(t, err)
+	rows, err := pl.pair.SQL(ctx, w, stmts)
+	require.NoError(t, err)
+	return rows
+}
+
+// recorder is a steps.Env whose log lines and secrets a test can inspect.
+type recorder struct {
+	mu      sync.Mutex
+	lines   []string
+	secrets []string
+	t       testing.TB
+}
+
+func newEnv(t testing.TB, dir, scenario, step string) (*steps.Env, *recorder) {
+	r := &recorder{t: t}
+	env := steps.NewEnv(scenario, step, dir, steps.Hooks{
+		Log: func(line string) {
+			r.mu.Lock()
+			r.lines = append(r.lines, line)
+			r.mu.Unlock()
+			t.Log(step + ": " + line)
+		},
+		Secret: func(v string) {
+			r.mu.Lock()
+			r.secrets = append(r.secrets, v)
+			r.mu.Unlock()
+		},
+	})
+	return env, r
+}
+
+// assertNoSecret checks that no log line, output or error quotes secret.
+func (r *recorder) assertNoSecret(t *testing.T, env *steps.Env, err error, secret string) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.lines {
+		require.NotContains(t, l, secret)
+	}
+	require.NotContains(t, fmt.Sprint(env.Outputs()), secret)
+	if err != nil {
+		require.NotContains(t, err.Error(), secret)
+	}
+	require.Contains(t, r.secrets, secret, "the step marks the password secret")
+}
+
+// run validates and runs a step.
+func run(t *testing.T, s interface {
+	steps.Step
+	steps.Validator
+}, env *steps.Env) error {
+	t.Helper()
+	require.NoError(t, s.Validate())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	return s.Run(ctx, env)
+}
+
+func intOut(t *testing.T, out map[string]any, name string) int64 {
+	t.Helper()
+	v, ok := out[name].(int64)
+	require.True(t, ok, "output %s is %T (%v)", name, out[name], out[name])
+	return v
+}
+
+func writerOut(t *testing.T, out map[string]any, cycle string) map[string]any {
+	t.Helper()
+	ws, ok := out["writers"].(map[string]any)
+	require.True(t, ok)
+	w, ok := ws[cycle].(map[string]any)
+	require.True(t, ok, "writer %s in %v", cycle, keys(ws))
+	return w
+}
+
+func keys(m map[string]any) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return strings.Join(ks, ",")
+}
