@@ -148,7 +148,10 @@ func (p *Visible) Run(ctx context.Context, env *steps.Env) error {
 	}
 	env.Logf("read %d files on %s", len(snap.Files), t)
 
+	// The findings table comes first in the evidence: it is the verdict,
+	// the rest is what it was decided on.
 	var findings []finding
+	var evidence []steps.Evidence
 	usbPresent := false
 	if p.id == nil {
 		findings = append(findings, skipped(findUSB, "no usb id given"))
@@ -157,23 +160,25 @@ func (p *Visible) Run(ctx context.Context, env *steps.Env) error {
 		f, dev := checkUSB(*p.id, usbDir, snap.Dirs[usbDir], devs)
 		findings = append(findings, f)
 		usbPresent = dev != nil
-		env.AddEvidence(usbEvidence(usbDir, devs, *p.id))
+		evidence = append(evidence, usbEvidence(usbDir, devs, *p.id))
 	}
 
 	conf := parseSANEConfig(saneDir, snap.Dirs[saneDir], snap.Files)
 	fb := checkBackend(p.Backend, p.id, conf)
 	fc, conflicts := checkConflicts(p.Backend, p.ConflictingBackends, p.id, conf)
 	findings = append(findings, fb, fc)
-	env.AddEvidence(configEvidence(conf, p.Backend, p.ConflictingBackends))
+	evidence = append(evidence, configEvidence(conf, p.Backend, p.ConflictingBackends))
 
-	fl, devices, err := p.list(ctx, env, t, saneDir)
+	listed, err := p.list(ctx, env, t, saneDir)
 	if err != nil {
 		return err
 	}
+	fl := listed.finding
 	findings = append(findings, fl)
+	evidence = append(evidence, listed.evidence...)
 
-	out := make([]any, 0, len(devices))
-	for _, d := range devices {
+	out := make([]any, 0, len(listed.devices))
+	for _, d := range listed.devices {
 		out = append(out, d.output())
 	}
 	env.SetOutput("usb_present", usbPresent)
@@ -191,56 +196,71 @@ func (p *Visible) Run(ctx context.Context, env *steps.Env) error {
 		}
 	}
 	env.AddEvidence(steps.TableEvidence("findings", []string{"finding", "ok", "detail", "fix"}, rows))
+	for _, ev := range evidence {
+		env.AddEvidence(ev)
+	}
 	if len(bad) > 0 {
 		return steps.Failf("scanner not visible on %s: %d of %d findings failed: %s", t, len(bad), len(findings), strings.Join(bad, "; "))
 	}
 	return nil
 }
 
+// listing is the outcome of running scanimage.
+type listing struct {
+	finding  finding
+	devices  []saneDevice
+	evidence []steps.Evidence
+}
+
 // list runs scanimage and decides the "scanner listed" finding. An error
 // is for failing to run anything on the host at all.
-func (p *Visible) list(ctx context.Context, env *steps.Env, t target, saneDir string) (finding, []saneDevice, error) {
+func (p *Visible) list(ctx context.Context, env *steps.Env, t target, saneDir string) (listing, error) {
 	if !p.List {
-		return skipped(findListed, "list: false"), nil, nil
+		return listing{finding: skipped(findListed, "list: false")}, nil
 	}
 	if err := t.lookPath(ctx, "scanimage"); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			return failed(findListed, fmt.Sprintf("scanimage is not installed on %s", t),
-				"install sane-utils (apt-get install sane-utils), which provides scanimage"), nil, nil
+			return listing{finding: failed(findListed, fmt.Sprintf("scanimage is not installed on %s", t),
+				"install sane-utils (apt-get install sane-utils), which provides scanimage")}, nil
 		}
-		return finding{}, nil, fmt.Errorf("look for scanimage on %s: %w", t, err)
+		return listing{}, fmt.Errorf("look for scanimage on %s: %w", t, err)
 	}
 	argv := []string{"scanimage", "-f", listFormat}
 	envv := []string{"SANE_CONFIG_DIR=" + saneDir}
 	env.Progress("scanimage -f")
 	res, err := t.run(ctx, argv, envv, p.Timeout)
 	if err != nil {
-		return finding{}, nil, err
+		return listing{}, err
 	}
 	devices, other := parseDeviceList(res.Stdout)
-	env.AddEvidence(listEvidence(saneDir, res, devices, other, p.expect))
+	l := listing{devices: devices, evidence: []steps.Evidence{listEvidence(saneDir, res, devices, other, p.expect)}}
 	switch {
 	case res.TimedOut:
-		return failed(findListed, fmt.Sprintf("scanimage did not finish within %s and was killed", p.Timeout),
-			"a backend hangs probing the device: disconnect and reconnect the scanner (runbook step 8), fix the other findings, then try `scanimage -L` by hand"), devices, nil
+		l.finding = failed(findListed, fmt.Sprintf("scanimage did not finish within %s and was killed", p.Timeout),
+			"a backend hangs probing the device: disconnect and reconnect the scanner (runbook step 8), fix the other findings, then try `scanimage -L` by hand")
 	case res.ExitCode != 0:
-		return failed(findListed, fmt.Sprintf("scanimage exited %d: %s", res.ExitCode, tail(res.Stderr)),
-			"run `scanimage -L` on the host and fix what it reports"), devices, nil
+		l.finding = failed(findListed, fmt.Sprintf("scanimage exited %d: %s", res.ExitCode, tail(res.Stderr)),
+			"run `scanimage -L` on the host and fix what it reports")
 	case len(devices) == 0:
-		return failed(findListed, noScanners+": scanimage lists no device",
-			"disconnect and reconnect the scanner, then run `sudo scanimage -L` (runbook step 8); if only sudo lists it, give the user access to the USB device (scanner group)"), devices, nil
+		l.finding = failed(findListed, noScanners+": scanimage lists no device",
+			"disconnect and reconnect the scanner, then run `sudo scanimage -L` (runbook step 8); if only sudo lists it, give the user access to the USB device (scanner group)")
+	default:
+		l.finding = p.match(devices)
 	}
-	for _, d := range devices {
-		if p.matches(d) {
-			return okFinding(findListed, "device "+d.label()), devices, nil
-		}
-	}
+	return l, nil
+}
+
+// match decides the finding for a non-empty device list.
+func (p *Visible) match(devices []saneDevice) finding {
 	var names []string
 	for _, d := range devices {
+		if p.matches(d) {
+			return okFinding(findListed, "device "+d.label())
+		}
 		names = append(names, d.Name)
 	}
 	return failed(findListed, fmt.Sprintf("scanimage lists %d devices (%s), none matches `%s`", len(devices), strings.Join(names, ", "), p.ExpectDevice),
-		"fix the other findings, reconnect the scanner (runbook step 8), or correct expect_device"), devices, nil
+		"fix the other findings, reconnect the scanner (runbook step 8), or correct expect_device")
 }
 
 func (p *Visible) matches(d saneDevice) bool {
