@@ -9,9 +9,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -121,22 +121,15 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	defer f.Close()
-	c, err := ParseConfig(f, dirOf(path))
+	c, err := ParseConfig(f, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
 
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		return path[:i+1]
-	}
-	return ""
-}
-
-// ParseConfig decodes YAML strictly and validates it. dir prefixes
-// relative secret file paths.
+// ParseConfig decodes YAML strictly and validates it. Relative secret file
+// paths are taken from dir.
 func ParseConfig(r io.Reader, dir string) (*Config, error) {
 	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
 	if err != nil {
@@ -318,8 +311,8 @@ func (u UserConfig) secret(dir string) ([]byte, error) {
 	v := s.value
 	if s.file {
 		p := v
-		if !strings.HasPrefix(p, "/") {
-			p = dir + p
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {

@@ -31,8 +31,8 @@ type Clock func() time.Time
 // noted on each.
 type Policy struct {
 	// Window is how many time steps either side of the current one are
-	// accepted (clock drift, a code typed as it changes). Default 1;
-	// negative means 0.
+	// accepted (clock drift, a code typed as it changes); 0 accepts the
+	// current step only. DefaultPolicy and portgate's configuration use 1.
 	Window int
 	// MaxFailures is how many failures in a row lock a user or a source
 	// out. Default 5.
@@ -45,9 +45,9 @@ type Policy struct {
 	// ResetAfter forgets failures and past lockouts after this long without
 	// a failure. Default 1h.
 	ResetAfter time.Duration
-	// MaxTracked bounds how many sources are remembered; beyond it the
-	// least recently failed ones that are not locked are forgotten first.
-	// Default 100,000.
+	// MaxTracked bounds how many sources are remembered; beyond it stale
+	// ones are forgotten first, then the least recently failed unlocked
+	// ones, then the locked ones closest to unlocking. Default 100,000.
 	MaxTracked int
 }
 
@@ -76,8 +76,7 @@ func (p Policy) withDefaults() Policy {
 	return p
 }
 
-// DefaultPolicy is the policy of a zero Policy with the window made
-// explicit: one step either side.
+// DefaultPolicy is one step either side and the default lockout.
 var DefaultPolicy = Policy{Window: 1}.withDefaults()
 
 // User is someone who may authenticate.
@@ -345,8 +344,9 @@ func (a *Authenticator) count(l *lock, now time.Time) (Lockout, bool) {
 	return Lockout{Until: l.lockedUntil, Failures: failures, Count: l.lockouts}, true
 }
 
-// pruneLocked forgets sources beyond MaxTracked: first those whose
-// failures are stale, then the least recently failed unlocked ones.
+// pruneLocked makes room below MaxTracked: stale sources go first, then
+// the least recently failed unlocked ones, then the locked ones closest to
+// unlocking (a flood of addresses must not exhaust memory).
 func (a *Authenticator) pruneLocked(now time.Time) {
 	if len(a.slocks) < a.policy.MaxTracked {
 		return
@@ -360,17 +360,25 @@ func (a *Authenticator) pruneLocked(now time.Time) {
 		return
 	}
 	type entry struct {
-		k netip.Prefix
-		t time.Time
+		k      netip.Prefix
+		locked bool
+		t      time.Time
 	}
-	var unlocked []entry
+	all := make([]entry, 0, len(a.slocks))
 	for k, l := range a.slocks {
-		if !now.Before(l.lockedUntil) {
-			unlocked = append(unlocked, entry{k, l.lastFailure})
+		if now.Before(l.lockedUntil) {
+			all = append(all, entry{k, true, l.lockedUntil})
+		} else {
+			all = append(all, entry{k, false, l.lastFailure})
 		}
 	}
-	sort.Slice(unlocked, func(i, j int) bool { return unlocked[i].t.Before(unlocked[j].t) })
-	for _, e := range unlocked {
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].locked != all[j].locked {
+			return !all[i].locked
+		}
+		return all[i].t.Before(all[j].t)
+	})
+	for _, e := range all {
 		if len(a.slocks) < a.policy.MaxTracked {
 			break
 		}
