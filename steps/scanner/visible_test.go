@@ -68,7 +68,7 @@ func runbookConfig() map[string]string {
 }
 
 // writeConfig writes a SANE config folder.
-func writeConfig(t *testing.T, files map[string]string) string {
+func writeConfig(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "sane.d")
 	for name, content := range files {
