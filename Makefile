@@ -50,3 +50,11 @@ demo: build lab-images
 
 clean:
 	rm -rf $(BIN) out
+
+# Fuzz the scanner drill's parsers (sysfs, SANE config, scanimage output,
+# lab-host file listing), 20 s each.
+.PHONY: fuzz-scanner
+fuzz-scanner:
+	@for f in FuzzParseUSBID FuzzParseUSBDevices FuzzParseConf FuzzParseDeviceList FuzzParseDump; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 20s ./steps/scanner || exit 1; \
+	done

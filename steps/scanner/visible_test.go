@@ -451,18 +451,42 @@ func TestVisibleScanimageFails(t *testing.T) {
 	assert.Equal(t, "scanimage exited 3: scanimage: open of device failed", r.findings(t)[findListed][1])
 }
 
+// TestVisibleCancelled interrupts the step while scanimage runs (Ctrl-C of
+// a drill): the step returns the cancellation, not a verdict, and the
+// process is killed.
 func TestVisibleCancelled(t *testing.T) {
 	bin := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(bin, "scanimage"), []byte("#!/bin/sh\nexec sleep 600\n"), 0o755))
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	script := "#!/bin/sh\necho $$ > " + pidFile + ".tmp\nmv " + pidFile + ".tmp " + pidFile + "\nexec sleep 600\n"
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "scanimage"), []byte(script), 0o755))
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	p := l350Step(t, writeConfig(t, runbookConfig()))
 	p.Timeout = 10 * time.Minute
 	require.NoError(t, p.Validate())
+
 	ctx, cancel := context.WithCancel(context.Background())
-	env := steps.NewEnv("scanner", "visible", t.TempDir(), steps.Hooks{Progress: func(string) { cancel() }})
-	err := p.Run(ctx, env)
+	defer cancel()
+	go func() {
+		for {
+			if _, err := os.Stat(pidFile); err == nil {
+				cancel()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	err := p.Run(ctx, steps.NewEnv("scanner", "visible", t.TempDir(), steps.Hooks{}))
 	require.ErrorIs(t, err, context.Canceled)
 	assert.False(t, steps.IsFailure(err))
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	require.NoError(t, err)
+	assert.Eventually(t, func() bool { return gone(pid) }, 30*time.Second, 50*time.Millisecond, "scanimage %d still runs", pid)
 }
 
 func TestValidate(t *testing.T) {
