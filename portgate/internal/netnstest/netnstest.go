@@ -160,19 +160,26 @@ func (n *NS) Listen(network, addr string) (net.Listener, error) {
 	return l, err
 }
 
-// Link joins a and b with a veth pair, addressing each end with a prefix
-// ("10.77.1.1/24").
-func Link(t testing.TB, a *NS, aAddr string, b *NS, bAddr string) {
+// Link joins a and b with a veth pair, addressing each end with one or
+// more prefixes ("10.77.1.1/24", "fd77:1::1/64"; IPv6 addresses skip
+// duplicate address detection so they are usable at once).
+func Link(t testing.TB, a *NS, aAddrs []string, b *NS, bAddrs []string) {
 	t.Helper()
 	id := seq.Add(1)
 	ea, eb := fmt.Sprintf("pga%d", id), fmt.Sprintf("pgb%d", id)
 	ip(t, "link", "add", ea, "netns", a.Name, "type", "veth", "peer", "name", eb, "netns", b.Name)
 	for _, e := range []struct {
-		ns   *NS
-		dev  string
-		addr string
-	}{{a, ea, aAddr}, {b, eb, bAddr}} {
-		e.ns.MustRun(t, "ip", "addr", "add", e.addr, "dev", e.dev)
+		ns    *NS
+		dev   string
+		addrs []string
+	}{{a, ea, aAddrs}, {b, eb, bAddrs}} {
+		for _, addr := range e.addrs {
+			args := []string{"ip", "addr", "add", addr, "dev", e.dev}
+			if strings.Contains(addr, ":") {
+				args = append(args, "nodad")
+			}
+			e.ns.MustRun(t, args...)
+		}
 		e.ns.MustRun(t, "ip", "link", "set", e.dev, "up")
 	}
 }
@@ -189,12 +196,13 @@ func (n *NS) Probe(addr string, timeout time.Duration) bool {
 }
 
 // Gate is the test network: a gate namespace and two clients, each on its
-// own link.
+// own link, with IPv4 and IPv6 addresses.
 type Gate struct {
 	Gate, C1, C2 *NS
 	// GateIP1 and GateIP2 are the gate's addresses towards C1 and C2;
-	// C1IP and C2IP the clients'.
-	GateIP1, GateIP2, C1IP, C2IP string
+	// C1IP and C2IP the clients'. The *6 fields are the IPv6 ones.
+	GateIP1, GateIP2, C1IP, C2IP       string
+	GateIP6_1, GateIP6_2, C1IP6, C2IP6 string
 }
 
 // NewGate builds the three namespaces and their links.
@@ -203,9 +211,10 @@ func NewGate(t testing.TB) *Gate {
 	g := &Gate{
 		Gate: New(t, "gate"), C1: New(t, "c1"), C2: New(t, "c2"),
 		GateIP1: "10.77.1.1", C1IP: "10.77.1.2", GateIP2: "10.77.2.1", C2IP: "10.77.2.2",
+		GateIP6_1: "fd77:1::1", C1IP6: "fd77:1::2", GateIP6_2: "fd77:2::1", C2IP6: "fd77:2::2",
 	}
-	Link(t, g.Gate, g.GateIP1+"/24", g.C1, g.C1IP+"/24")
-	Link(t, g.Gate, g.GateIP2+"/24", g.C2, g.C2IP+"/24")
+	Link(t, g.Gate, []string{g.GateIP1 + "/24", g.GateIP6_1 + "/64"}, g.C1, []string{g.C1IP + "/24", g.C1IP6 + "/64"})
+	Link(t, g.Gate, []string{g.GateIP2 + "/24", g.GateIP6_2 + "/64"}, g.C2, []string{g.C2IP + "/24", g.C2IP6 + "/64"})
 	return g
 }
 

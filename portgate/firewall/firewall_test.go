@@ -1,0 +1,295 @@
+package firewall
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opsdrill/opsdrill/portgate/internal/netnstest"
+)
+
+// Ports of the test gate: guarded is in the allow-list, free is not and
+// must never be touched.
+const (
+	guarded = 7022
+	free    = 7023
+)
+
+// closedWait is how long a probe waits before calling a port closed
+// (rules DROP, so a closed port times out).
+const closedWait = 700 * time.Millisecond
+
+type backendCase struct {
+	name string
+	tool string
+	// foreign installs rules that are not portgate's; snapshot prints
+	// them, to prove they are never changed.
+	foreign  []string
+	snapshot [][]string
+}
+
+var backendCases = []backendCase{
+	{
+		name: "nftables", tool: "nft",
+		foreign: []string{
+			"nft add table inet foreign",
+			"nft add chain inet foreign input { type filter hook input priority 10 ; policy accept ; }",
+			"nft add rule inet foreign input tcp dport 7099 counter accept comment foreign",
+		},
+		snapshot: [][]string{{"nft", "-s", "list", "table", "inet", "foreign"}},
+	},
+	{
+		name: "iptables", tool: "iptables",
+		foreign: []string{
+			"iptables -N FOREIGN",
+			"iptables -A FOREIGN -p tcp --dport 7099 -m comment --comment foreign -j ACCEPT",
+			"iptables -A INPUT -p tcp --dport 7098 -m comment --comment foreign -j ACCEPT",
+			"ip6tables -A INPUT -p tcp --dport 7098 -m comment --comment foreign -j ACCEPT",
+		},
+		snapshot: [][]string{{"iptables", "-S", "FOREIGN"}, {"iptables", "-S", "INPUT"}, {"ip6tables", "-S", "INPUT"}},
+	},
+}
+
+func (c backendCase) snap(t *testing.T, g *netnstest.Gate) string {
+	t.Helper()
+	var b strings.Builder
+	for _, args := range c.snapshot {
+		for _, line := range strings.Split(g.Gate.MustRun(t, args...), "\n") {
+			// The jump into portgate's chain is the one INPUT rule it owns.
+			if !strings.Contains(line, tagJump) {
+				b.WriteString(line + "\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// newBackend builds a backend inside the gate's namespace and sets it up.
+func newBackend(t *testing.T, g *netnstest.Gate, name string, now func() time.Time) Backend {
+	t.Helper()
+	var b Backend
+	require.NoError(t, g.Gate.Do(func() error {
+		var err error
+		if b, err = New(Config{Backend: name}, now); err != nil {
+			return err
+		}
+		return b.Init([]uint16{guarded})
+	}))
+	return b
+}
+
+// in runs a backend call inside the gate's namespace (iptables forks
+// there; nftables keeps the netlink socket it opened there).
+func in(t *testing.T, g *netnstest.Gate, fn func() error) {
+	t.Helper()
+	require.NoError(t, g.Gate.Do(fn))
+}
+
+func addr(ip string, port int) string {
+	return net.JoinHostPort(ip, strconv.Itoa(port))
+}
+
+// TestBackendRules proves, against the real kernel, each thing a drill
+// checks: closed by default, open for the lease's address only, closed
+// again on delete, rules listed back with their end, a restart (Init
+// again) keeping live rules, and foreign rules never touched.
+func TestBackendRules(t *testing.T) {
+	for _, c := range backendCases {
+		t.Run(c.name, func(t *testing.T) {
+			netnstest.RequireTool(t, c.tool)
+			g := netnstest.NewGate(t)
+			g.Serve(t, guarded)
+			g.Serve(t, free)
+			for _, cmd := range c.foreign {
+				g.Gate.MustRun(t, strings.Fields(cmd)...)
+			}
+			before := c.snap(t, g)
+			b := newBackend(t, g, c.name, time.Now)
+			c1 := netip.MustParseAddr(g.C1IP)
+			c16 := netip.MustParseAddr(g.C1IP6)
+
+			// Closed by default, from both clients, v4 and v6; the port
+			// outside the allow-list is left alone.
+			assert.False(t, g.C1.Probe(addr(g.GateIP1, guarded), closedWait))
+			assert.False(t, g.C2.Probe(addr(g.GateIP2, guarded), closedWait))
+			assert.False(t, g.C1.Probe(addr(g.GateIP6_1, guarded), closedWait))
+			assert.True(t, g.C1.Probe(addr(g.GateIP1, free), 5*time.Second))
+
+			// A rule opens the port for its address only.
+			until := time.Now().Add(time.Hour)
+			in(t, g, func() error { return b.Set(Rule{IP: c1, Port: guarded, Until: until}) })
+			in(t, g, func() error { return b.Set(Rule{IP: c16, Port: guarded, Until: until}) })
+			assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 5*time.Second), "open from the lease's address")
+			assert.True(t, g.C1.Probe(addr(g.GateIP6_1, guarded), 5*time.Second), "open over IPv6 too")
+			assert.False(t, g.C2.Probe(addr(g.GateIP2, guarded), closedWait), "still closed from another address")
+			assert.False(t, g.C2.Probe(addr(g.GateIP6_2, guarded), closedWait))
+
+			// Listed back with its end (to the second).
+			var rules []Rule
+			in(t, g, func() error { var err error; rules, err = b.List(); return err })
+			require.Len(t, rules, 2)
+			for _, r := range rules {
+				assert.Equal(t, uint16(guarded), r.Port)
+				assert.WithinDuration(t, until, r.Until, 1500*time.Millisecond)
+			}
+
+			// A restart: a new backend, Init again; the live rule stays.
+			b = newBackend(t, g, c.name, time.Now)
+			in(t, g, func() error { var err error; rules, err = b.List(); return err })
+			assert.Len(t, rules, 2)
+			assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 5*time.Second), "a restart keeps live rules")
+
+			// Moving the end replaces the rule, never duplicates it.
+			until = time.Now().Add(30 * time.Minute)
+			in(t, g, func() error { return b.Set(Rule{IP: c1, Port: guarded, Until: until}) })
+			in(t, g, func() error { var err error; rules, err = b.List(); return err })
+			require.Len(t, rules, 2)
+			for _, r := range rules {
+				if r.IP == c1 {
+					assert.WithinDuration(t, until, r.Until, 1500*time.Millisecond)
+				}
+			}
+
+			// Delete closes it; deleting twice is fine.
+			in(t, g, func() error { return b.Delete(c1, guarded) })
+			in(t, g, func() error { return b.Delete(c1, guarded) })
+			in(t, g, func() error { return b.Delete(c16, guarded) })
+			assert.False(t, g.C1.Probe(addr(g.GateIP1, guarded), closedWait), "closed again")
+			in(t, g, func() error { var err error; rules, err = b.List(); return err })
+			assert.Empty(t, rules)
+
+			assert.Equal(t, before, c.snap(t, g), "foreign rules are untouched")
+			assert.True(t, g.C1.Probe(addr(g.GateIP1, free), 5*time.Second))
+		})
+	}
+}
+
+// TestKernelEndsRules proves a rule ends at its time with nobody deleting
+// it: what keeps a lease on time while portgate is down.
+func TestKernelEndsRules(t *testing.T) {
+	for _, c := range backendCases {
+		t.Run(c.name, func(t *testing.T) {
+			netnstest.RequireTool(t, c.tool)
+			g := netnstest.NewGate(t)
+			g.Serve(t, guarded)
+			b := newBackend(t, g, c.name, time.Now)
+			// iptables' time match has whole-second resolution: end on a
+			// second boundary so "on time" is well defined for both.
+			until := time.Now().Add(3 * time.Second).Truncate(time.Second)
+			in(t, g, func() error { return b.Set(Rule{IP: netip.MustParseAddr(g.C1IP), Port: guarded, Until: until}) })
+			assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 5*time.Second))
+			time.Sleep(time.Until(until.Add(-800 * time.Millisecond)))
+			if time.Until(until) > 300*time.Millisecond {
+				assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 200*time.Millisecond), "still open just before the end")
+			}
+			time.Sleep(time.Until(until))
+			var closedAt time.Time
+			for time.Since(until) < 5*time.Second {
+				start := time.Now()
+				if !g.C1.Probe(addr(g.GateIP1, guarded), 300*time.Millisecond) {
+					closedAt = start
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			require.False(t, closedAt.IsZero(), "the rule never ended")
+			t.Logf("%s: closed %s after the end", c.name, closedAt.Sub(until).Round(time.Millisecond))
+			assert.Less(t, closedAt.Sub(until), 2*time.Second)
+		})
+	}
+}
+
+// TestDefaultDenyHostFirewall puts each backend behind the kind of host
+// firewall the lab gate has: input policy drop. Leases still get in (nft:
+// through the packet mark the host firewall accepts; iptables: portgate's
+// ACCEPT in INPUT), other ports stay shut.
+func TestDefaultDenyHostFirewall(t *testing.T) {
+	host := map[string][]string{
+		"nftables": {
+			"nft add table inet labfw",
+			"nft add chain inet labfw input { type filter hook input priority 0 ; policy drop ; }",
+			"nft add rule inet labfw input ct state established,related accept",
+			"nft add rule inet labfw input meta mark & 0x7067 == 0x7067 accept",
+		},
+		"iptables": {
+			"iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+			"iptables -P INPUT DROP",
+		},
+	}
+	for _, c := range backendCases {
+		t.Run(c.name, func(t *testing.T) {
+			netnstest.RequireTool(t, c.tool)
+			g := netnstest.NewGate(t)
+			g.Serve(t, guarded)
+			g.Serve(t, free)
+			for _, cmd := range host[c.name] {
+				g.Gate.MustRun(t, strings.Fields(cmd)...)
+			}
+			b := newBackend(t, g, c.name, time.Now)
+			assert.False(t, g.C1.Probe(addr(g.GateIP1, guarded), closedWait))
+			in(t, g, func() error {
+				return b.Set(Rule{IP: netip.MustParseAddr(g.C1IP), Port: guarded, Until: time.Now().Add(time.Hour)})
+			})
+			assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 5*time.Second), "the lease gets through the host firewall")
+			assert.False(t, g.C2.Probe(addr(g.GateIP2, guarded), closedWait))
+			assert.False(t, g.C1.Probe(addr(g.GateIP1, free), closedWait), "the host firewall still denies the rest")
+		})
+	}
+}
+
+func TestIPTablesParsing(t *testing.T) {
+	line := `-A PORTGATE -s 10.0.0.5/32 -p tcp -m tcp --dport 22 -m time --datestop 2026-05-01T12:00:00 -m comment --comment "portgate:lease:until=1777636801" -j ACCEPT`
+	spec, ok := ruleSpec(line, "PORTGATE")
+	require.True(t, ok)
+	assert.Equal(t, "portgate:lease:until=1777636801", spec[len(spec)-3])
+	r, ok := parseLease(spec)
+	require.True(t, ok)
+	assert.Equal(t, Rule{IP: netip.MustParseAddr("10.0.0.5"), Port: 22, Until: time.Unix(1777636801, 0)}, r)
+
+	for _, l := range []string{
+		`-A OTHER -s 10.0.0.5/32 -p tcp --dport 22 -m comment --comment portgate:lease:until=1 -j ACCEPT`,
+		`-N PORTGATE`,
+	} {
+		_, ok := ruleSpec(l, "PORTGATE")
+		assert.False(t, ok, l)
+	}
+	for _, l := range []string{
+		`-A PORTGATE -s 10.0.0.0/24 -p tcp --dport 22 -m comment --comment portgate:lease:until=1 -j ACCEPT`,
+		`-A PORTGATE -s 10.0.0.5/32 -p tcp --dport 22 -m comment --comment manual -j ACCEPT`,
+		`-A PORTGATE -s 10.0.0.5/32 -p tcp --dport 22 -j ACCEPT`,
+		`-A PORTGATE -p tcp --dport 22 -m comment --comment portgate:guard -j DROP`,
+	} {
+		spec, _ := ruleSpec(l, "PORTGATE")
+		_, ok := parseLease(spec)
+		assert.False(t, ok, "not a lease rule: %s", l)
+	}
+	assert.Equal(t, []string{"a", "b c", `d"e`, ""}, splitQuoted(`a "b c" "d\"e" ""`))
+}
+
+func TestNFTablesKeys(t *testing.T) {
+	n := &NFTables{set4: nil}
+	for _, s := range []string{"192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1"} {
+		_, key := n.setFor(netip.MustParseAddr(s), 443)
+		ip, port, ok := decodeKey(key)
+		require.True(t, ok)
+		assert.Equal(t, netip.MustParseAddr(s).Unmap(), ip)
+		assert.Equal(t, uint16(443), port)
+	}
+	_, _, ok := decodeKey([]byte{1, 2, 3})
+	assert.False(t, ok)
+}
+
+func TestConfigErrors(t *testing.T) {
+	_, err := New(Config{Backend: "pf"}, nil)
+	assert.ErrorContains(t, err, `firewall.backend: must be nftables or iptables, got "pf"`)
+	_, err = NewNFTables(NFTablesConfig{Table: "bad name"}, true, time.Now)
+	assert.ErrorContains(t, err, "firewall.nftables.table")
+	_, err = NewIPTables(IPTablesConfig{Chain: "BAD CHAIN"}, true, time.Now)
+	assert.ErrorContains(t, err, "firewall.iptables.chain")
+}
