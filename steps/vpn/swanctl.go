@@ -122,6 +122,10 @@ func (s swanctl) conns(ctx context.Context) ([]conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return connsFromPretty(out), nil
+}
+
+func connsFromPretty(out string) []conn {
 	var cs []conn
 	for _, ev := range parsePretty(out) {
 		if ev.Name != "list-conn event" {
@@ -137,7 +141,7 @@ func (s swanctl) conns(ctx context.Context) ([]conn, error) {
 			cs = append(cs, cn)
 		}
 	}
-	return cs, nil
+	return cs
 }
 
 // ikeSA is an IKE_SA with its CHILD_SAs as swanctl --list-sas shows them;
@@ -165,6 +169,10 @@ func (s swanctl) sas(ctx context.Context, ike string) ([]ikeSA, error) {
 	if err != nil {
 		return nil, err
 	}
+	return sasFromPretty(out), nil
+}
+
+func sasFromPretty(out string) []ikeSA {
 	var sas []ikeSA
 	for _, ev := range parsePretty(out) {
 		if ev.Name != "list-sa event" {
@@ -180,7 +188,7 @@ func (s swanctl) sas(ctx context.Context, ike string) ([]ikeSA, error) {
 			sas = append(sas, is)
 		}
 	}
-	return sas, nil
+	return sas
 }
 
 // section is a block of swanctl's --pretty output: VICI messages printed
@@ -254,7 +262,7 @@ var reasons = []struct {
 	marker string
 	reason string
 }{
-	{"received NO_PROPOSAL_CHOSEN", "the peer accepts none of the proposals (NO_PROPOSAL_CHOSEN): the IKE or ESP algorithms, DH/PFS group or lifetimes differ"},
+	{"received NO_PROPOSAL_CHOSEN", "the peer accepts none of the proposals (NO_PROPOSAL_CHOSEN): the IKE or ESP algorithms or groups differ"},
 	{"no proposal found", "none of the peer's proposals is acceptable (no proposal found): the IKE or ESP algorithms or groups differ"},
 	{"received AUTHENTICATION_FAILED", "authentication failed (AUTHENTICATION_FAILED): pre-shared key or identity mismatch"},
 	{"decryption failed?", "the peer's encrypted reply could not be decrypted: pre-shared key mismatch (IKEv1 main mode derives its keys from the pre-shared key)"},
@@ -263,24 +271,42 @@ var reasons = []struct {
 	{"received TS_UNACCEPTABLE", "the peer refused the traffic selectors (TS_UNACCEPTABLE): inside /30 or VPC CIDR differ"},
 	{"no shared key found", "no pre-shared key is loaded for these IKE identities"},
 	{"no matching peer config", "the peer found no configuration for our identity"},
+	{"error installing route", "charon could not route the traffic selector: this host has no address in the local traffic selector (the CGW inside address; see up_commands)"},
 	{"unable to install", "the kernel refused the SA, policy or route"},
 	{"peer not responding", "no answer from the peer (peer not responding): check the address, UDP 500/4500 and firewalls"},
 	{"initiation timed out", "no answer within the timeout"},
 }
 
-// failureReason returns the reason and the log lines that show it.
+// failureReason returns the reason and the log lines that show it. A
+// proposal refused after the IKE_SA was established concerns the CHILD_SA
+// (ESP algorithms, PFS group), before it the IKE_SA.
 func failureReason(log string) (string, []string) {
 	lines := strings.Split(log, "\n")
 	for _, r := range reasons {
 		var seen []string
+		ikeUp := false
+		phase := ""
 		for _, l := range lines {
+			if strings.Contains(l, "[IKE] IKE_SA ") && strings.Contains(l, " established between ") {
+				ikeUp = true
+			}
 			if strings.Contains(l, r.marker) {
 				seen = appendUnique(seen, strings.TrimSpace(l))
+				if phase == "" {
+					phase = "IKE_SA (phase 1: IKE proposal)"
+					if ikeUp {
+						phase = "CHILD_SA (phase 2: ESP proposal or PFS group)"
+					}
+				}
 			}
 		}
-		if len(seen) > 0 {
-			return r.reason, seen
+		if len(seen) == 0 {
+			continue
 		}
+		if strings.Contains(r.marker, "NO_PROPOSAL_CHOSEN") || r.marker == "no proposal found" {
+			return r.reason + "; refused for the " + phase, seen
+		}
+		return r.reason, seen
 	}
 	return "", nil
 }
