@@ -130,13 +130,17 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{
 			name: "bad characters in a key",
-			text: func(t *testing.T) string { return replaceLine(t, fx, "Pre-Shared Key  ", 1, "  - Pre-Shared Key : key with spaces!") },
+			text: func(t *testing.T) string {
+				return replaceLine(t, fx, "Pre-Shared Key  ", 1, "  - Pre-Shared Key : key with spaces!")
+			},
 			line: func(t *testing.T) int { return lineOf(t, fx, "Pre-Shared Key  ", 1) },
 			want: "tunnel #1: Pre-Shared Key: may hold only letters, digits, '.' and '_'",
 		},
 		{
 			name: "key too short",
-			text: func(t *testing.T) string { return replaceLine(t, fx, "Pre-Shared Key  ", 2, "  - Pre-Shared Key : short") },
+			text: func(t *testing.T) string {
+				return replaceLine(t, fx, "Pre-Shared Key  ", 2, "  - Pre-Shared Key : short")
+			},
 			line: func(t *testing.T) int { return lineOf(t, fx, "Pre-Shared Key  ", 2) },
 			want: "tunnel #2: Pre-Shared Key: must be 8 to 64 characters long, got 5",
 		},
@@ -180,7 +184,9 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "unknown algorithm",
-			text: func(t *testing.T) string { return replaceLine(t, fx, "aes-128-cbc", 3, "  - Encryption Algorithm : aes-999-cbc") },
+			text: func(t *testing.T) string {
+				return replaceLine(t, fx, "aes-128-cbc", 3, "  - Encryption Algorithm : aes-999-cbc")
+			},
 			line: func(t *testing.T) int { return lineOf(t, fx, "aes-128-cbc", 3) },
 			want: `tunnel #2: IKE Encryption Algorithm: unknown algorithm "aes-999-cbc"`,
 		},
