@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -86,8 +88,8 @@ usb 04b8 08a1
 
 func scannerHostSpec() HostSpec {
 	var files []File
-	for name, content := range scannerSANEFiles {
-		files = append(files, File{Path: ScannerSANEDir + "/" + name, Content: []byte(content)})
+	for _, name := range slices.Sorted(maps.Keys(scannerSANEFiles)) {
+		files = append(files, File{Path: ScannerSANEDir + "/" + name, Content: []byte(scannerSANEFiles[name])})
 	}
 	return HostSpec{
 		Name:  ScannerHost,

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // usbID is a USB vendor and product id pair, what lsusb prints as
@@ -128,7 +129,7 @@ func parseUSBDevices(devicesDir string, files map[string][]byte) []usbDevice {
 func attrValue(b []byte) string {
 	s := strings.ToValidUTF8(string(b), "\uFFFD")
 	s = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
+		if !unicode.IsPrint(r) {
 			return ' '
 		}
 		return r
