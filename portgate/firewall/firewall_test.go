@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opsdrill/opsdrill/portgate/internal/netnstest"
+	"github.com/opsdrill/opsdrill/portgate/netnstest"
 )
 
 // Ports of the test gate: guarded is in the allow-list, free is not and
