@@ -3,10 +3,13 @@
 package all
 
 import (
+	_ "github.com/opsdrill/opsdrill/steps/aws"
 	_ "github.com/opsdrill/opsdrill/steps/command"
 	_ "github.com/opsdrill/opsdrill/steps/flow"
 	_ "github.com/opsdrill/opsdrill/steps/httpcheck"
+	_ "github.com/opsdrill/opsdrill/steps/ping"
 	_ "github.com/opsdrill/opsdrill/steps/scanner"
 	_ "github.com/opsdrill/opsdrill/steps/tcp"
 	_ "github.com/opsdrill/opsdrill/steps/totp"
+	_ "github.com/opsdrill/opsdrill/steps/vpn"
 )

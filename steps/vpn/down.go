@@ -103,7 +103,7 @@ func (d *Down) teardown(ctx context.Context, env *steps.Env) (teardownResult, er
 }
 
 // absent are ip's messages for deleting what is not there.
-var absent = []string{"No such process", "Cannot assign requested address", "Cannot find device", "No such file or directory"}
+var absent = []string{"No such process", "Address not found", "Cannot assign requested address", "Cannot find device", "No such file or directory"}
 
 // runIdempotent runs a down command; removing an address or a route that is
 // already gone counts as done.
