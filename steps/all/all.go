@@ -7,6 +7,7 @@ import (
 	_ "github.com/opsdrill/opsdrill/steps/command"
 	_ "github.com/opsdrill/opsdrill/steps/flow"
 	_ "github.com/opsdrill/opsdrill/steps/httpcheck"
+	_ "github.com/opsdrill/opsdrill/steps/port"
 	_ "github.com/opsdrill/opsdrill/steps/ping"
 	_ "github.com/opsdrill/opsdrill/steps/scanner"
 	_ "github.com/opsdrill/opsdrill/steps/tcp"

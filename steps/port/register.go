@@ -1,0 +1,81 @@
+// Package port provides port.open and port.close: ask an on-demand port
+// opener to let the caller's address in, and close it again. The opener is
+// portgate (its JSON API, with a TOTP code computed from the user's key when
+// the step runs) or, with mode: form, a page in the shape of the seed
+// runbook's openport.php (a password field, optionally an address field).
+//
+// The request is made from where `host:` says (this machine, or a lab host
+// with lab:NAME), because the opener lets in the address it sees. Pair the
+// steps with tcp.probe from the same and from another host:
+//
+//   - id: open
+//     uses: port.open
+//     with: {url: "https://gate:8443", user: drill, secret: "${{ secrets.totp }}", port: 22, host: lab:pgclient1}
+//   - uses: tcp.probe
+//     with: {address: "gate:22", host: lab:pgclient1}
+//   - uses: tcp.probe
+//     with: {address: "gate:22", host: lab:pgclient2, expect: closed}
+//
+// port.open registers port.close as an undo action, so a drill never leaves
+// a port open behind it. Codes, keys, passwords and lease tokens are marked
+// secret and never printed.
+package port
+
+import (
+	"time"
+
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+func init() {
+	steps.Register(steps.Spec{
+		Name:    "port.open",
+		Summary: "Ask a port opener (portgate, or a password form) to open a port for the caller's address",
+		Doc: "mode: portgate (default) POSTs {user, code, port[, ip][, duration]} to `url`/v1/leases; the TOTP code is computed " +
+			"from `secret` (base32) or `secret_hex` with digits/period/algorithm when the step runs, `offset_steps` away from now " +
+			"(a wrong code), or given verbatim in `code` (a replayed code). A code already sent by this run for the same user is " +
+			"never recomputed into a replay: the step waits for the next time step. mode: form POSTs `password_field`=`password` " +
+			"(and `ip_field`=`ip` when ip is set, plus `fields`) to `url`, as the seed's openport.php expects; the port counts as " +
+			"opened on a 2xx answer whose body matches `success_match` (when given). `expect: opened` (default) fails when the " +
+			"opener refuses; `expect: refused` fails when it opens (the lease is still closed at cleanup); `expect: any` only " +
+			"reports. The request goes from `host` (local or lab:NAME) with curl inside lab hosts, the body and headers on stdin, " +
+			"never on a command line. A lease portgate opens is closed by port.close at cleanup (`close: false` keeps it).",
+		New: func() steps.Step {
+			return &Open{Mode: "portgate", PasswordField: "pw", IPField: "ipaddr", Conn: Conn{Timeout: 10 * time.Second}, Expect: "opened", Close: true}
+		},
+		Outputs: []steps.Output{
+			{Name: "opened", Type: "bool", Doc: "the opener granted the request"},
+			{Name: "status", Type: "int", Doc: "HTTP status of the answer"},
+			{Name: "reason", Type: "string", Doc: "why it was refused: the opener's error code and message (empty when opened)"},
+			{Name: "lease_id", Type: "string", Doc: "portgate: the lease id (empty with mode: form)"},
+			{Name: "ip", Type: "string", Doc: "portgate: the address let in, as the opener saw or was told it"},
+			{Name: "port", Type: "int", Doc: "the port asked for"},
+			{Name: "expires", Type: "string", Doc: "portgate: the lease end, RFC 3339 UTC with milliseconds"},
+			{Name: "expires_unix", Type: "int", Doc: "portgate: the lease end, Unix seconds (rounded up)"},
+			{Name: "expires_in_ms", Type: "int", Doc: "portgate: milliseconds from the answer to the lease end"},
+			{Name: "code", Type: "string", Doc: "portgate: the code sent (feed it to a later port.open to check replays)", Secret: true},
+			{Name: "token", Type: "string", Doc: "portgate: the bearer token that closes the lease", Secret: true},
+		},
+		Examples: []steps.Example{
+			{Title: "Open SSH for lab client 1 for 10 s", YAML: "- id: open\n  uses: port.open\n  with:\n    url: ${{ vars.portgate.url }}\n    ca_cert: ${{ vars.portgate.ca_cert }}\n    user: ${{ vars.portgate.user }}\n    secret: ${{ secrets.portgate_totp }}\n    port: 22\n    duration: 10s\n    host: lab:pgclient1"},
+			{Title: "A replayed code opens nothing", YAML: "- uses: port.open\n  with:\n    url: ${{ vars.portgate.url }}\n    user: drill\n    code: ${{ steps.open.outputs.code }}\n    port: 22\n    host: lab:pgclient2\n    expect: refused"},
+			{Title: "The seed's openport.php", YAML: "- uses: port.open\n  with:\n    mode: form\n    url: https://gate.example.com/openport.php\n    password: ${{ secrets.openport_password }}\n    port: 22\n    success_match: lime"},
+		},
+	})
+	steps.Register(steps.Spec{
+		Name:    "port.close",
+		Summary: "Close a portgate lease before it ends",
+		Doc: "Sends DELETE `url`/v1/leases/`lease_id` with the lease's `token` (port.open's token output) or an admin token, or " +
+			"with TOTP credentials (`user` and `secret`/`code`: the lease's owner). A lease that already ended counts as closed " +
+			"(already_gone). `expect: closed` (default) fails when the lease could not be closed.",
+		New: func() steps.Step { return &Close{Conn: Conn{Timeout: 10 * time.Second}, Expect: "closed"} },
+		Outputs: []steps.Output{
+			{Name: "closed", Type: "bool", Doc: "the lease is closed (now, or it had already ended)"},
+			{Name: "already_gone", Type: "bool", Doc: "the lease had already ended or been closed"},
+			{Name: "status", Type: "int", Doc: "HTTP status of the answer"},
+		},
+		Examples: []steps.Example{
+			{Title: "Close early", YAML: "- uses: port.close\n  with:\n    url: ${{ vars.portgate.url }}\n    lease_id: ${{ steps.open.outputs.lease_id }}\n    token: ${{ steps.open.outputs.token }}\n    host: lab:pgclient1"},
+		},
+	})
+}
