@@ -68,6 +68,13 @@ func (p *Ping) probe(ctx context.Context, rec *record) (string, error) {
 			sendFailed = true
 			mu.Unlock()
 			rec.add(probe{At: time.Since(rec.start), Err: errText(err)})
+			// pro-bing counts only sent requests towards Count and tries a
+			// failed one again at the next tick; a failed attempt is one of
+			// ours. OnSendError runs on pro-bing's send loop, the only
+			// reader of Count.
+			if pinger.Count > pinger.PacketsSent {
+				pinger.Count--
+			}
 		}
 		err := pinger.RunWithContext(ctx)
 		if ip := pinger.IPAddr(); ip != nil {
