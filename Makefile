@@ -40,8 +40,8 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./runner
-	$(GO) test -run '^$$' -fuzz FuzzTemplate -fuzztime 30s ./runner
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 100000x ./runner
+	$(GO) test -run '^$$' -fuzz FuzzTemplate -fuzztime 100000x ./runner
 
 # Build, bring the lab up, run every scenario against it, tear it down (also
 # on Ctrl-C), print where the report is.

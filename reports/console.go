@@ -220,13 +220,13 @@ func resultDetail(r *StepResult) string {
 	case StatusPassed:
 		return d
 	}
+	if r.Error != "" {
+		d += "  " + r.Error
+	}
 	for _, e := range r.Expectations {
 		if !e.OK {
 			return d + "  expected " + ExpectationText(e)
 		}
-	}
-	if r.Error != "" {
-		return d + "  " + r.Error
 	}
 	return d
 }

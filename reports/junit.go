@@ -154,16 +154,17 @@ func stepName(st *Step) string {
 	return name + " (" + st.Uses + ")"
 }
 
-// failureMessage is the one line a CI summary shows: the failing
-// expectation with its values, else the error.
+// failureMessage is the one line a CI summary shows: the step's own error
+// (it says what the check found), else the first failing expectation with
+// its values.
 func failureMessage(st *Step) string {
+	if st.Error != "" {
+		return st.Error
+	}
 	for _, e := range st.Expectations {
 		if !e.OK {
 			return "expected " + ExpectationText(e)
 		}
-	}
-	if st.Error != "" {
-		return st.Error
 	}
 	return st.Status
 }
