@@ -63,6 +63,27 @@ func init() {
 		},
 	})
 	steps.Register(steps.Spec{
+		Name:    "port.expiry",
+		Summary: "Watch a leased port around its lease end: it must close on time, neither early nor late",
+		Doc: "Probes `address` from `host` (local, optionally from `source`, or lab:NAME with nc) every `interval` until " +
+			"a probe finds it closed, and compares when with `expires` (port.open's expires output). It fails when the port " +
+			"closes more than `tolerance` after the end (the lease outlived itself), or more than `tolerance` before it (the " +
+			"lease was cut short), or is still open well after it. A probe of a dropped port takes `timeout` to give up, so " +
+			"the moment recorded is when the failing probe started. Start it while the lease is live.",
+		New: func() steps.Step {
+			return &Expiry{Tolerance: time.Second, Interval: 200 * time.Millisecond, Timeout: time.Second}
+		},
+		Outputs: []steps.Output{
+			{Name: "closed", Type: "bool", Doc: "the port was found closed"},
+			{Name: "closed_after_ms", Type: "int", Doc: "when the first failing probe started, in ms after the lease end (negative: before)"},
+			{Name: "last_open_ms", Type: "int", Doc: "when the last successful probe started, in ms after the lease end"},
+			{Name: "probes", Type: "int", Doc: "probes made"},
+		},
+		Examples: []steps.Example{
+			{Title: "SSH closes when the lease ends", YAML: "- uses: port.expiry\n  with:\n    address: ${{ vars.portgate.gate }}:22\n    expires: ${{ steps.open.outputs.expires }}\n    host: lab:pgclient1\n    tolerance: 2s"},
+		},
+	})
+	steps.Register(steps.Spec{
 		Name:    "port.close",
 		Summary: "Close a portgate lease before it ends",
 		Doc: "Sends DELETE `url`/v1/leases/`lease_id` with the lease's `token` (port.open's token output) or an admin token, or " +

@@ -1,0 +1,366 @@
+package lab
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base32"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The portgate environment is the seed runbook "How To Securely Open Ports
+// (SSH, RDP etc.) On-Demand For Dynamic IPs Through iptables" with the OTP
+// version it promises:
+//
+//   - gate: a default-deny nftables firewall (table inet labfw, input
+//     policy drop; only established traffic, ICMP, the portgate API on
+//     8443, and packets carrying portgate's mark get in) in front of real
+//     services: sshd on 22, which portgate may open, and a socat TCP echo
+//     on 7000, which it may not; and portgate itself, with the nftables
+//     backend, one user (PortgateUser) whose TOTP key is random per lab;
+//   - pgclient1 and pgclient2: two clients with their own addresses, one
+//     to authenticate from and one that must stay shut out.
+//
+// The portgate binary is built from this source tree at lab up (go build
+// with CGO_ENABLED=0, so it runs in the Debian image) and copied in; set
+// PortgateBinaryEnv to use a prebuilt static binary instead. The API's
+// certificate is self-signed per lab; its CA file is on both clients at
+// PortgateCAPath. scenarios/open-port.yaml runs the drill against it.
+const (
+	PortgateEnv       = "portgate"
+	PortgateGate      = "gate"
+	PortgateClient1   = "pgclient1"
+	PortgateClient2   = "pgclient2"
+	PortgateUser      = "drill"
+	PortgateAPIPort   = 8443
+	PortgateSSHPort   = 22
+	PortgateEchoPort  = 7000
+	PortgateCAPath    = "/etc/portgate/ca.pem"
+	PortgateBinaryEnv = "OPSDRILL_PORTGATE_BINARY"
+	// PortgateSecretName is the lab secret holding the user's key (base32).
+	PortgateSecretName = "portgate_totp_secret"
+)
+
+// portgateFirewall is the gate's own firewall. Declaring the table before
+// deleting it makes the file idempotent (a restarted host loads it again).
+var portgateFirewall = fmt.Sprintf(`table inet labfw
+delete table inet labfw
+table inet labfw {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iif "lo" accept
+		ct state established,related accept
+		meta l4proto { icmp, ipv6-icmp } accept
+		tcp dport %d accept comment "portgate API"
+		meta mark & 0x00007067 == 0x00007067 accept comment "let in by portgate"
+	}
+}
+`, PortgateAPIPort)
+
+func init() {
+	RegisterEnv(Env{
+		Name: PortgateEnv,
+		Doc:  "portgate (TOTP port opener, nftables) on a default-deny gate in front of sshd, and two clients",
+		Hosts: []HostSpec{
+			{
+				Name: PortgateGate, NetAdmin: true,
+				Files: []File{{Path: "/etc/labfw.nft", Content: []byte(portgateFirewall)}},
+				Start: []Command{
+					{Args: []string{"nft", "-f", "/etc/labfw.nft"}},
+					{Args: []string{"ssh-keygen", "-A"}},
+					{Args: []string{"mkdir", "-p", "/run/sshd"}},
+					{Args: []string{"/usr/sbin/sshd", "-D", "-e"}, Detach: true},
+					{Args: []string{"socat", fmt.Sprintf("TCP-LISTEN:%d,fork,reuseaddr", PortgateEchoPort), "EXEC:/bin/cat"}, Detach: true},
+				},
+				Ready: &Probe{Cmd: []string{"nc", "-z", "127.0.0.1", fmt.Sprint(PortgateSSHPort)}},
+			},
+			{Name: PortgateClient1},
+			{Name: PortgateClient2},
+		},
+		Setup: setupPortgate,
+		Vars:  portgateVars,
+	})
+}
+
+// portgateSecret is the user's TOTP key: random per lab, the same from any
+// process that opens the lab (it derives from the lab's seed).
+func portgateSecret(l *Lab) []byte {
+	sum := sha256.Sum256([]byte(l.Password("portgate-totp")))
+	return sum[:20]
+}
+
+func portgateSecretB32(l *Lab) string {
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(portgateSecret(l))
+}
+
+func portgateVars(l *Lab) (map[string]any, map[string]string) {
+	v := map[string]any{
+		"user":      PortgateUser,
+		"ca_cert":   PortgateCAPath,
+		"ssh_port":  PortgateSSHPort,
+		"echo_port": PortgateEchoPort,
+		"client":    "lab:" + PortgateClient1,
+		"other":     "lab:" + PortgateClient2,
+	}
+	if g, err := l.Host(PortgateGate); err == nil {
+		v["gate"] = g.IP.String()
+		v["url"] = fmt.Sprintf("https://%s", g.Addr(PortgateAPIPort))
+	}
+	if c, err := l.Host(PortgateClient1); err == nil {
+		v["client_ip"] = c.IP.String()
+	}
+	if c, err := l.Host(PortgateClient2); err == nil {
+		v["other_ip"] = c.IP.String()
+	}
+	return map[string]any{"portgate": v}, map[string]string{PortgateSecretName: portgateSecretB32(l)}
+}
+
+func portgateConfig(l *Lab) []byte {
+	return fmt.Appendf(nil, `# portgate in the opsdrill lab (environment %s)
+listen: ":%d"
+tls: {cert: /etc/portgate/tls.crt, key: /etc/portgate/tls.key}
+state_file: /var/lib/portgate/state.json
+audit_log: /var/log/portgate/audit.jsonl
+ports: [%d]
+lease: {default: 5m, min: 1s, max: 1h}
+totp: {window: 1}
+lockout: {max_failures: 5, base: 30s, max: 15m}
+on_shutdown: keep
+firewall: {backend: nftables}
+users:
+  - {name: %s, secret: %s}
+`, PortgateEnv, PortgateAPIPort, PortgateSSHPort, PortgateUser, portgateSecretB32(l))
+}
+
+func setupPortgate(ctx context.Context, l *Lab) error {
+	bin, err := portgateBinary(ctx)
+	if err != nil {
+		return err
+	}
+	gate, err := l.Host(PortgateGate)
+	if err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := portgateCert(gate.IP.String())
+	if err != nil {
+		return fmt.Errorf("portgate certificate: %w", err)
+	}
+	files := []portgateFile{
+		{"usr/local/bin/portgate", bin, 0o755},
+		{"etc/portgate/config.yaml", portgateConfig(l), 0o600},
+		{"etc/portgate/tls.crt", certPEM, 0o644},
+		{"etc/portgate/tls.key", keyPEM, 0o600},
+	}
+	if err := portgateUnpack(ctx, gate, files); err != nil {
+		return err
+	}
+	for _, name := range []string{PortgateClient1, PortgateClient2} {
+		h, err := l.Host(name)
+		if err != nil {
+			return err
+		}
+		if err := portgateUnpack(ctx, h, []portgateFile{{strings.TrimPrefix(PortgateCAPath, "/"), certPEM, 0o644}}); err != nil {
+			return err
+		}
+	}
+	if _, err := gate.ExecCommand(ctx, Command{Detach: true, Args: []string{
+		"/usr/local/bin/portgate", "--config", "/etc/portgate/config.yaml", "--log-file", "/var/log/portgate/portgate.log",
+	}}); err != nil {
+		return fmt.Errorf("start portgate: %w", err)
+	}
+	// Ready when a client reaches the API through the firewall and the
+	// certificate checks out.
+	client, err := l.Host(PortgateClient1)
+	if err != nil {
+		return err
+	}
+	url := fmt.Sprintf("https://%s/healthz", gate.Addr(PortgateAPIPort))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := client.Exec(ctx, "curl", "-sS", "--max-time", "5", "--noproxy", "*", "--cacert", PortgateCAPath, url)
+		if err == nil && res.ExitCode == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			logs, _ := gate.Exec(ctx, "tail", "-n", "20", "/var/log/portgate/portgate.log")
+			return fmt.Errorf("%w: portgate API not reachable from %s: %v %s\nportgate log:\n%s", ErrNotReady, PortgateClient1, err, strings.TrimSpace(res.Stderr), logs.Stdout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+type portgateFile struct {
+	path string // relative to /
+	data []byte
+	mode int64
+}
+
+// portgateUnpack copies files into h in one tar stream (no shell).
+func portgateUnpack(ctx context.Context, h *Host, files []portgateFile) error {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f.path, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Now(), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	res, err := h.ExecCommand(ctx, Command{Args: []string{"tar", "-x", "--no-same-owner", "-C", "/", "-f", "-"}, Stdin: b.Bytes()})
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("copy portgate files into %s: %w", h.Name, err)
+	}
+	return nil
+}
+
+// portgateCert is a self-signed certificate for the gate's address.
+func portgateCert(ip string) (certPEM, keyPEM []byte, err error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "portgate (opsdrill lab)"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(30 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		DNSNames:              []string{PortgateGate},
+	}
+	if parsed := net.ParseIP(ip); parsed != nil {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, parsed)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	kb, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
+}
+
+// The binary is built once per process and kept in memory (about 12 MB):
+// tests bring up several labs.
+var portgateBin struct {
+	sync.Mutex
+	data []byte
+}
+
+// portgateBinary returns a static linux build of cmd/portgate for the
+// lab's image: PortgateBinaryEnv when set, else built from the source tree
+// found from the working folder or the executable upwards.
+func portgateBinary(ctx context.Context) ([]byte, error) {
+	if p := os.Getenv(PortgateBinaryEnv); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", PortgateBinaryEnv, err)
+		}
+		return b, nil
+	}
+	portgateBin.Lock()
+	defer portgateBin.Unlock()
+	if portgateBin.data != nil {
+		return portgateBin.data, nil
+	}
+	src, err := portgateSource()
+	if err != nil {
+		return nil, err
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		if g := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
+			if _, serr := os.Stat(g); serr == nil {
+				goCmd, err = g, nil
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the portgate environment builds cmd/portgate at lab up and needs Go (not found: %v); or set %s to a static build (CGO_ENABLED=0 go build ./cmd/portgate)", err, PortgateBinaryEnv)
+	}
+	tmp, err := os.MkdirTemp("", "opsdrill-portgate-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "portgate")
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-o", out, "./cmd/portgate")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build portgate for the lab (in %s): %w: %s", src, err, msg)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return nil, err
+	}
+	portgateBin.data = b
+	return b, nil
+}
+
+// portgateSource finds the opsdrill source tree: a folder with go.mod and
+// cmd/portgate, from the working folder or the executable's upwards.
+func portgateSource() (string, error) {
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, dir := range starts {
+		for {
+			if _, err := os.Stat(filepath.Join(dir, "cmd", "portgate", "main.go")); err == nil {
+				if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+					return dir, nil
+				}
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return "", errors.New("the portgate environment builds cmd/portgate from the opsdrill source tree, not found from " +
+		strings.Join(starts, " or ") + ": run from the checkout, or set " + PortgateBinaryEnv + " to a static build (CGO_ENABLED=0 go build ./cmd/portgate)")
+}
