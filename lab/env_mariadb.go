@@ -244,8 +244,22 @@ GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%%';`,
 // processes may drive the same pair one after the other.
 type MariaDBPair struct {
 	LabID string
-	nodes [2]*Host
-	dns   *Host
+	// Logf, when set, receives a line per stage of a failover, switchover
+	// or rebuild, with its time.
+	Logf func(format string, args ...any)
+
+	nodes   [2]*Host
+	dns     *Host
+	opStart time.Time
+}
+
+// begin starts timing an operation for logf.
+func (p *MariaDBPair) begin() { p.opStart = time.Now() }
+
+func (p *MariaDBPair) logf(format string, args ...any) {
+	if p.Logf != nil {
+		p.Logf(format+" (+%s)", append(args, time.Since(p.opStart).Round(time.Millisecond))...)
+	}
 }
 
 // PairIdentity says which server a host of the pair is.
@@ -667,23 +681,30 @@ func (p *MariaDBPair) KillWriter(ctx context.Context) (*Host, error) {
 // writer, promote the standby, point the endpoint at it. The old writer
 // stays down (see Rebuild). It returns the old and the new writer.
 func (p *MariaDBPair) FailOver(ctx context.Context) (old, promoted *Host, err error) {
+	p.begin()
 	old, err = p.KillWriter(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
+	p.logf("%s killed", old.Name)
 	promoted = p.Other(old)
 	if err := p.Promote(ctx, promoted); err != nil {
 		return old, nil, err
 	}
-	return old, promoted, p.PointEndpoint(ctx, promoted)
+	p.logf("%s promoted", promoted.Name)
+	if err := p.PointEndpoint(ctx, promoted); err != nil {
+		return old, promoted, err
+	}
+	p.logf("endpoint points at %s", promoted.Name)
+	return old, promoted, nil
 }
 
 // Switchover is what RDS does on a reboot with failover: the writer stops
 // taking writes, the standby catches up with it, the writer shuts down
-// cleanly, the standby is promoted and the endpoint repointed, then the old
-// writer boots again and rejoins as the standby. Nothing acknowledged is
-// lost.
+// cleanly, the standby is promoted and the endpoint repointed. Nothing
+// acknowledged is lost. The old writer stays down until Rejoin.
 func (p *MariaDBPair) Switchover(ctx context.Context) (old, promoted *Host, err error) {
+	p.begin()
 	old, err = p.Writer(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -708,22 +729,49 @@ func (p *MariaDBPair) Switchover(ctx context.Context) (old, promoted *Host, err 
 	if len(rows) != 1 || len(rows[0]) != 1 || rows[0][0] != "0" {
 		return old, nil, fmt.Errorf("standby %s did not catch up with %s (at %s) in 2m", promoted.Name, old.Name, pos)
 	}
+	p.logf("%s is read-only at %s; %s has caught up", old.Name, pos, promoted.Name)
 	if err := old.Stop(ctx, 30*time.Second); err != nil {
 		return old, nil, err
 	}
+	p.logf("%s shut down", old.Name)
 	if err := p.Promote(ctx, promoted); err != nil {
 		return old, nil, err
 	}
+	p.logf("%s promoted", promoted.Name)
 	if err := p.PointEndpoint(ctx, promoted); err != nil {
 		return old, promoted, err
 	}
-	if err := old.Start(ctx); err != nil {
-		return old, promoted, err
+	p.logf("endpoint points at %s", promoted.Name)
+	return old, promoted, nil
+}
+
+// Rejoin boots a former writer that shut down cleanly (after Switchover)
+// and makes it the standby of the current writer.
+func (p *MariaDBPair) Rejoin(ctx context.Context, old *Host) error {
+	p.begin()
+	w, err := p.Writer(ctx)
+	if err != nil {
+		return err
 	}
-	if err := p.replicate(ctx, old, promoted, "current_pos"); err != nil {
-		return old, promoted, err
+	if w.Name == old.Name {
+		return fmt.Errorf("rejoin %s: it is the writer", old.Name)
 	}
-	return old, promoted, p.WaitReplicating(ctx)
+	if st, err := old.State(ctx); err != nil {
+		return err
+	} else if st != "running" {
+		if err := old.Start(ctx); err != nil {
+			return err
+		}
+		p.logf("%s booted", old.Name)
+	}
+	if err := p.replicate(ctx, old, w, "current_pos"); err != nil {
+		return err
+	}
+	if err := p.WaitReplicating(ctx); err != nil {
+		return err
+	}
+	p.logf("%s replicates from %s", old.Name, w.Name)
+	return nil
 }
 
 // Reboot restarts the writer without failover (RDS reboot without
@@ -751,6 +799,7 @@ func (p *MariaDBPair) Reboot(ctx context.Context) error {
 // is discarded, as RDS discards a failed primary), and replicates from the
 // copy's position.
 func (p *MariaDBPair) Rebuild(ctx context.Context, h *Host) error {
+	p.begin()
 	w, err := p.Writer(ctx)
 	if err != nil {
 		return err
@@ -790,7 +839,11 @@ func (p *MariaDBPair) Rebuild(ctx context.Context, h *Host) error {
 	if err := p.replicate(ctx, h, w, "slave_pos"); err != nil {
 		return err
 	}
-	return p.WaitReplicating(ctx)
+	if err := p.WaitReplicating(ctx); err != nil {
+		return err
+	}
+	p.logf("%s rebuilt from %s and replicating", h.Name, w.Name)
+	return nil
 }
 
 // writeFile replaces a file in h atomically.

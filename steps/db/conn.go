@@ -19,9 +19,9 @@ import (
 type Conn struct {
 	DSN            string        `yaml:"dsn" doc:"user:password@tcp(host:port)/database (go-sql-driver/mysql form); host is the endpoint name or an address" required:"true"`
 	Resolver       string        `yaml:"resolver" doc:"DNS server (ip:port) resolving the DSN's host name at every connection, e.g. the VPC resolver; default: the system's"`
-	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"dial and log-in timeout (default 2s)"`
-	ReadTimeout    time.Duration `yaml:"read_timeout" doc:"wait at most this long for the server's answer; a write still unanswered then has an unknown outcome (default 5s)"`
-	WriteTimeout   time.Duration `yaml:"write_timeout" doc:"socket write timeout (default 5s)"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"dial and log-in timeout"`
+	ReadTimeout    time.Duration `yaml:"read_timeout" doc:"wait at most this long for the server's answer; a write still unanswered then has an unknown outcome"`
+	WriteTimeout   time.Duration `yaml:"write_timeout" doc:"socket write timeout"`
 }
 
 func defaultConn() Conn {

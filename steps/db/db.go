@@ -58,6 +58,37 @@ func init() {
 		},
 	})
 	steps.Register(steps.Spec{
+		Name:    "db.failover",
+		Summary: "Force a database failover (RDS reboot with failover, cluster failover, lab power cut, or a script) and check the writer changed",
+		Doc: "Records the writer before (the platform's view: zone, cluster writer or lab host; and with `dsn`, the server's @@hostname and @@server_id " +
+			"read through the endpoint), marks the trigger instant, then triggers the failover with the chosen driver. " +
+			"aws-rds: RebootDBInstance with ForceFailover for a Multi-AZ `instance` (the runbook's \"Reboot With Failover\"), or FailoverDBCluster " +
+			"for a Multi-AZ DB `cluster`, through aws-sdk-go-v2 with the usual AWS configuration; `endpoint_url: lab:LABID` serves the lab's " +
+			"RDS-compatible API in-process, so one scenario runs against AWS and the lab. It then polls DescribeDBInstances/DescribeDBClusters every `poll`. " +
+			"lab: SIGKILL the lab writer's host (the abrupt failure the runbook wished for), promote the standby after it applied what it received, " +
+			"repoint the endpoint's CNAME (`action: switchover` does the graceful reboot with failover instead). " +
+			"command: run `command` (no shell); the writer is read from the database. " +
+			"The step completes when the platform is settled and a different writer serves (writable, with `dsn`); it fails when, after " +
+			"`complete_within`, the writer is still the same one.",
+		New: newFailover,
+		Outputs: []steps.Output{
+			{Name: "triggered_at", Type: "string", Doc: "RFC 3339 instant the failover was triggered"},
+			{Name: "completed_at", Type: "string", Doc: "RFC 3339 instant a new writer was seen serving"},
+			{Name: "duration_ms", Type: "int", Doc: "trigger to completion"},
+			{Name: "switched", Type: "bool", Doc: "the writer changed"},
+			{Name: "writer_before", Type: "map", Doc: "host, az, secondary_az, hostname, server_id, status before"},
+			{Name: "writer_after", Type: "map", Doc: "the same after"},
+			{Name: "az_before", Type: "string", Doc: "availability zone of the writer before"},
+			{Name: "az_after", Type: "string", Doc: "availability zone of the writer after"},
+			{Name: "secondary_az_before", Type: "string", Doc: "the standby's zone before (Multi-AZ instance)"},
+			{Name: "secondary_az_after", Type: "string", Doc: "the standby's zone after"},
+		},
+		Examples: []steps.Example{
+			{Title: "Reboot with failover, on AWS or (endpoint_url lab:ID) on the lab", YAML: "- id: failover\n  uses: db.failover\n  with:\n    driver: aws-rds\n    instance: testrds\n    region: ap-south-1\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n  expect:\n    - outputs.az_after != outputs.az_before"},
+			{Title: "Pull the plug on the lab's primary", YAML: "- uses: db.failover\n  with: { driver: lab, action: kill }"},
+		},
+	})
+	steps.Register(steps.Spec{
 		Name:    "db.verify",
 		Summary: "Judge a flood's op log against the new primary: lost, recovered, unexpected, duplicate writes and write downtime",
 		Doc: "Reads the op log and every row of the flood's run from the DSN's server (the new primary: it refuses a read-only server unless " +

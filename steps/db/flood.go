@@ -24,19 +24,19 @@ import (
 // op log.
 type Flood struct {
 	Conn          `yaml:",inline"`
-	Writers       int           `yaml:"writers" doc:"concurrent writers, the runbook's cycles (default 5)"`
-	Table         string        `yaml:"table" doc:"table to write (default failover_test, the runbook's); created with the runbook's schema when absent"`
-	CreateTable   bool          `yaml:"create_table" doc:"create the table when it is absent (default true)"`
-	Duration      time.Duration `yaml:"duration" doc:"stop starting writes after this long (default 60s)"`
+	Writers       int           `yaml:"writers" doc:"concurrent writers, the runbook's cycles"`
+	Table         string        `yaml:"table" doc:"table to write; created with the runbook's schema when absent"`
+	CreateTable   bool          `yaml:"create_table" doc:"create the table when it is absent"`
+	Duration      time.Duration `yaml:"duration" doc:"stop starting writes after this long"`
 	Count         int64         `yaml:"count" doc:"stop each writer after this many writes (0: only the duration bounds it)"`
-	Interval      time.Duration `yaml:"interval" doc:"pause between a writer's writes (default 0: as fast as the server acknowledges; the runbook's test case 1 used 1s)"`
+	Interval      time.Duration `yaml:"interval" doc:"pause between a writer's writes (0: as fast as the server acknowledges; the runbook's test case 1 used 1s)"`
 	ConnectPerOp  bool          `yaml:"connect_per_write" doc:"open a new connection for every write, resolving the host each time (the runbook's test case 1)"`
 	Pin           bool          `yaml:"pin" doc:"resolve the host once at the start and write only to that address: the primary directly, not the endpoint (the runbook's test case 2)"`
 	RunTag        string        `yaml:"run" doc:"tag naming this flood's rows (cycle = RUN-cycleN); default: random"`
-	CyclePrefix   string        `yaml:"cycle_prefix" doc:"cycle name prefix (default cycle)"`
-	BackoffMin    time.Duration `yaml:"backoff_min" doc:"first pause after a failed write before reconnecting (default 10ms)"`
-	BackoffMax    time.Duration `yaml:"backoff_max" doc:"the pause doubles after each failure up to this (default 200ms)"`
-	ProgressEvery time.Duration `yaml:"progress_every" doc:"how often the live status is updated (default 1s)"`
+	CyclePrefix   string        `yaml:"cycle_prefix" doc:"cycle name prefix"`
+	BackoffMin    time.Duration `yaml:"backoff_min" doc:"first pause after a failed write before reconnecting"`
+	BackoffMax    time.Duration `yaml:"backoff_max" doc:"the pause doubles after each failure up to this"`
+	ProgressEvery time.Duration `yaml:"progress_every" doc:"how often the live status is updated"`
 }
 
 var (

@@ -19,7 +19,7 @@ type Verify struct {
 	Conn         `yaml:",inline"`
 	OpLog        string `yaml:"oplog" doc:"the flood's op log (its oplog output)" required:"true"`
 	Table        string `yaml:"table" doc:"table to read (default: the one the op log names)"`
-	AllowReplica bool   `yaml:"allow_replica" doc:"verify on a read-only server too (default false: a lagging replica would report false losses)"`
+	AllowReplica bool   `yaml:"allow_replica" doc:"verify on a read-only server too (a lagging replica would report false losses)"`
 	ReportOnly   bool   `yaml:"report_only" doc:"report the counts without failing the step (for drills that measure loss, e.g. async replication)"`
 }
 

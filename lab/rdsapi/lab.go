@@ -1,0 +1,201 @@
+package rdsapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/opsdrill/opsdrill/lab"
+)
+
+// Lab is the Backend of the lab's mariadb-pair. It serves the Multi-AZ
+// instance lab.PairInstance (its endpoint is lab.PairEndpoint, its zone is
+// the writer's, its secondary zone the standby's) and the same pair as
+// the Multi-AZ DB cluster lab.PairCluster, whose members are
+// PairInstance-db-a and PairInstance-db-b.
+//
+// RebootDBInstance with ForceFailover and FailoverDBCluster run the pair's
+// switchover (the writer stops taking writes, the standby catches up and
+// is promoted, the endpoint moves, the old writer boots and rejoins as the
+// standby) in the background, as RDS does; the instance reports
+// "rebooting" (the cluster "failing-over") until it is done. A reboot
+// without failover restarts the writer in place.
+type Lab struct {
+	Pair *lab.MariaDBPair
+	// Timeout bounds one reboot or failover (default 5m).
+	Timeout time.Duration
+
+	mu     sync.Mutex
+	status string // "" when available
+	err    error  // the last operation's failure
+	wg     sync.WaitGroup
+}
+
+// NewLab returns the backend of a pair.
+func NewLab(p *lab.MariaDBPair) *Lab { return &Lab{Pair: p, Timeout: 5 * time.Minute} }
+
+// Wait waits for the operation in progress and returns the error of the
+// last one.
+func (b *Lab) Wait() error {
+	b.wg.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+func memberID(h *lab.Host) string { return lab.PairInstance + "-" + h.Name }
+
+func (b *Lab) state() (status string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.status != "":
+		return b.status, nil
+	case b.err != nil:
+		return "failed", b.err
+	}
+	return "available", nil
+}
+
+// Instances implements Backend.
+func (b *Lab) Instances(ctx context.Context, id string) ([]Instance, error) {
+	w, err := b.Pair.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	status, _ := b.state()
+	main := Instance{ID: lab.PairInstance, Status: status, Engine: "mariadb", Version: "10.11", AZ: b.Pair.AZ(w),
+		SecondaryAZ: b.Pair.AZ(b.Pair.Other(w)), MultiAZ: true, Address: lab.PairEndpoint, Port: lab.PairPort}
+	all := []Instance{main}
+	for _, h := range b.Pair.Nodes() {
+		st, err := h.State(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ms := "available"
+		if st != "running" {
+			ms = "stopped"
+		}
+		all = append(all, Instance{ID: memberID(h), Status: ms, Engine: "mariadb", Version: "10.11", AZ: b.Pair.AZ(h),
+			ClusterID: lab.PairCluster, Address: lab.PairEndpoint, Port: lab.PairPort})
+	}
+	if id == "" {
+		return all, nil
+	}
+	for _, i := range all {
+		if i.ID == id {
+			return []Instance{i}, nil
+		}
+	}
+	return nil, errInstanceNotFound(id)
+}
+
+// Reboot implements Backend.
+func (b *Lab) Reboot(ctx context.Context, id string, forceFailover bool) (Instance, error) {
+	if id != lab.PairInstance {
+		return Instance{}, errInstanceNotFound(id)
+	}
+	op := b.switchover
+	if !forceFailover {
+		op = func(ctx context.Context) (func(context.Context) error, error) { return nil, b.Pair.Reboot(ctx) }
+	}
+	if err := b.start("rebooting", op); err != nil {
+		return Instance{}, errInstanceState(id, err.Error())
+	}
+	list, err := b.Instances(ctx, id)
+	if err != nil {
+		return Instance{}, err
+	}
+	return list[0], nil
+}
+
+// switchover moves the writer; the old one rejoins afterwards, while the
+// instance is available again (RDS reports the new writer as soon as it
+// serves, and replaces the standby behind the scenes).
+func (b *Lab) switchover(ctx context.Context) (func(context.Context) error, error) {
+	old, _, err := b.Pair.Switchover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error { return b.Pair.Rejoin(ctx, old) }, nil
+}
+
+// start runs op in the background unless one is running; the status is
+// available again when op returns, and then what op left to do (then) runs.
+func (b *Lab) start(status string, op func(context.Context) (then func(context.Context) error, err error)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.status != "" {
+		return fmt.Errorf("%s", b.status)
+	}
+	b.status, b.err = status, nil
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		// The request that started it returns at once; the operation
+		// must finish whatever happens to it.
+		ctx, cancel := context.WithTimeout(context.Background(), b.Timeout)
+		defer cancel()
+		then, err := op(ctx)
+		b.mu.Lock()
+		b.status, b.err = "", err
+		b.mu.Unlock()
+		if then == nil {
+			return
+		}
+		if err := then(ctx); err != nil {
+			b.mu.Lock()
+			b.err = err
+			b.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// Clusters implements Backend.
+func (b *Lab) Clusters(ctx context.Context, id string) ([]Cluster, error) {
+	if id != "" && id != lab.PairCluster {
+		return nil, errClusterNotFound(id)
+	}
+	w, err := b.Pair.Writer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	status, _ := b.state()
+	if status == "rebooting" {
+		status = "failing-over"
+	}
+	c := Cluster{ID: lab.PairCluster, Status: status, Engine: "mariadb", Endpoint: lab.PairEndpoint, Port: lab.PairPort, MultiAZ: true}
+	for _, h := range b.Pair.Nodes() {
+		c.Members = append(c.Members, Member{InstanceID: memberID(h), Writer: h.Name == w.Name})
+	}
+	return []Cluster{c}, nil
+}
+
+// FailoverCluster implements Backend.
+func (b *Lab) FailoverCluster(ctx context.Context, id, target string) (Cluster, error) {
+	if id != lab.PairCluster {
+		return Cluster{}, errClusterNotFound(id)
+	}
+	w, err := b.Pair.Writer(ctx)
+	if err != nil {
+		return Cluster{}, err
+	}
+	switch target {
+	case "", memberID(b.Pair.Other(w)):
+	case memberID(w):
+		return Cluster{}, &Error{Status: http.StatusBadRequest, Code: "InvalidParameterValue", Message: target + " is already the writer."}
+	default:
+		return Cluster{}, errInstanceNotFound(target)
+	}
+	if err := b.start("failing-over", b.switchover); err != nil {
+		return Cluster{}, errClusterState(id, err.Error())
+	}
+	list, err := b.Clusters(ctx, id)
+	if err != nil {
+		return Cluster{}, err
+	}
+	return list[0], nil
+}

@@ -1,0 +1,151 @@
+package rdsapi
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/rds"
+	"github.com/aws/aws-sdk-go-v2/service/rds/types"
+	"github.com/aws/smithy-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// clock is a settable time source for the Memory backend.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func startMemory(t *testing.T) (*Memory, *Server, *rds.Client, *clock) {
+	t.Helper()
+	m := NewMemory()
+	c := &clock{t: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)}
+	m.now = c.now
+	m.FailoverTime = 30 * time.Second
+	m.AddInstance(Instance{ID: "testrds", Status: "available", Engine: "mysql", Version: "8.0.36", AZ: "ap-south-1b",
+		SecondaryAZ: "ap-south-1a", MultiAZ: true, Address: "testrds.cdjw6bxi4s1f.ap-south-1.rds.amazonaws.com", Port: 3306})
+	m.AddInstance(Instance{ID: "single", Status: "available", Engine: "mysql", AZ: "ap-south-1a"})
+	m.AddCluster(Cluster{ID: "orders", Status: "available", Engine: "mysql", Endpoint: "orders.cluster-x.ap-south-1.rds.amazonaws.com", Port: 3306, MultiAZ: true,
+		Members: []Member{{InstanceID: "orders-1", Writer: true}, {InstanceID: "orders-2"}, {InstanceID: "orders-3"}}},
+		map[string]string{"orders-1": "ap-south-1a", "orders-2": "ap-south-1b", "orders-3": "ap-south-1c"})
+	srv, err := Start(m, "ap-south-1")
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	return m, srv, client(srv, srv.Credentials()), c
+}
+
+func client(srv *Server, creds aws.CredentialsProvider) *rds.Client {
+	return rds.New(rds.Options{Region: srv.Region, BaseEndpoint: aws.String(srv.URL), Credentials: creds,
+		RetryMaxAttempts: 1})
+}
+
+// TestRebootWithFailover drives the Memory backend through the real SDK:
+// describe, reboot with failover ("rebooting"), then available with the
+// zones swapped, the runbook's "Availability Zone ... now ap-south-1a".
+func TestRebootWithFailover(t *testing.T) {
+	m, _, c, clk := startMemory(t)
+	ctx := context.Background()
+	out, err := c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String("testrds")})
+	require.NoError(t, err)
+	require.Len(t, out.DBInstances, 1)
+	i := out.DBInstances[0]
+	assert.Equal(t, "available", aws.ToString(i.DBInstanceStatus))
+	assert.Equal(t, "ap-south-1b", aws.ToString(i.AvailabilityZone))
+	assert.Equal(t, "ap-south-1a", aws.ToString(i.SecondaryAvailabilityZone))
+	assert.True(t, aws.ToBool(i.MultiAZ))
+	assert.Equal(t, "testrds.cdjw6bxi4s1f.ap-south-1.rds.amazonaws.com", aws.ToString(i.Endpoint.Address))
+	assert.Equal(t, int32(3306), aws.ToInt32(i.Endpoint.Port))
+	assert.Equal(t, "8.0.36", aws.ToString(i.EngineVersion))
+
+	r, err := c.RebootDBInstance(ctx, &rds.RebootDBInstanceInput{DBInstanceIdentifier: aws.String("testrds"), ForceFailover: aws.Bool(true)})
+	require.NoError(t, err)
+	assert.Equal(t, "rebooting", aws.ToString(r.DBInstance.DBInstanceStatus))
+
+	_, err = c.RebootDBInstance(ctx, &rds.RebootDBInstanceInput{DBInstanceIdentifier: aws.String("testrds")})
+	var state *types.InvalidDBInstanceStateFault
+	require.ErrorAs(t, err, &state, "a second reboot while rebooting")
+
+	clk.t = clk.t.Add(31 * time.Second)
+	out, err = c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String("testrds")})
+	require.NoError(t, err)
+	i = out.DBInstances[0]
+	assert.Equal(t, "available", aws.ToString(i.DBInstanceStatus))
+	assert.Equal(t, "ap-south-1a", aws.ToString(i.AvailabilityZone))
+	assert.Equal(t, "ap-south-1b", aws.ToString(i.SecondaryAvailabilityZone))
+	assert.Equal(t, []string{"DescribeDBInstances testrds", "RebootDBInstance testrds", "RebootDBInstance testrds", "DescribeDBInstances testrds"}, m.Calls())
+
+	all, err := c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{})
+	require.NoError(t, err)
+	assert.Len(t, all.DBInstances, 5)
+}
+
+func TestClusterFailover(t *testing.T) {
+	_, _, c, clk := startMemory(t)
+	ctx := context.Background()
+	writer := func() string {
+		out, err := c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{DBClusterIdentifier: aws.String("orders")})
+		require.NoError(t, err)
+		for _, m := range out.DBClusters[0].DBClusterMembers {
+			if aws.ToBool(m.IsClusterWriter) {
+				return aws.ToString(m.DBInstanceIdentifier)
+			}
+		}
+		return ""
+	}
+	assert.Equal(t, "orders-1", writer())
+	out, err := c.FailoverDBCluster(ctx, &rds.FailoverDBClusterInput{DBClusterIdentifier: aws.String("orders"), TargetDBInstanceIdentifier: aws.String("orders-3")})
+	require.NoError(t, err)
+	assert.Equal(t, "failing-over", aws.ToString(out.DBCluster.Status))
+	assert.Len(t, out.DBCluster.DBClusterMembers, 3)
+	clk.t = clk.t.Add(time.Minute)
+	assert.Equal(t, "orders-3", writer())
+
+	_, err = c.FailoverDBCluster(ctx, &rds.FailoverDBClusterInput{DBClusterIdentifier: aws.String("orders"), TargetDBInstanceIdentifier: aws.String("orders-3")})
+	var api smithy.APIError
+	require.ErrorAs(t, err, &api)
+	assert.Equal(t, "InvalidParameterValue", api.ErrorCode())
+}
+
+// TestAPIErrors: the SDK sees RDS's error codes as its typed errors, and
+// a request signed with other credentials is refused.
+func TestAPIErrors(t *testing.T) {
+	_, srv, c, _ := startMemory(t)
+	ctx := context.Background()
+
+	_, err := c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String("nosuch")})
+	var nf *types.DBInstanceNotFoundFault
+	require.ErrorAs(t, err, &nf)
+	assert.Contains(t, nf.ErrorMessage(), "nosuch")
+
+	_, err = c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{DBClusterIdentifier: aws.String("nosuch")})
+	var cnf *types.DBClusterNotFoundFault
+	require.ErrorAs(t, err, &cnf)
+
+	_, err = c.RebootDBInstance(ctx, &rds.RebootDBInstanceInput{DBInstanceIdentifier: aws.String("single"), ForceFailover: aws.Bool(true)})
+	var api smithy.APIError
+	require.ErrorAs(t, err, &api)
+	assert.Equal(t, "InvalidParameterCombination", api.ErrorCode())
+
+	good, err := srv.Credentials().Retrieve(ctx)
+	require.NoError(t, err)
+	cases := []struct {
+		name  string
+		creds aws.Credentials
+		code  string
+	}{
+		{"wrong secret", aws.Credentials{AccessKeyID: good.AccessKeyID, SecretAccessKey: "not-the-secret"}, "SignatureDoesNotMatch"},
+		{"unknown key", aws.Credentials{AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: good.SecretAccessKey}, "InvalidClientTokenId"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := client(srv, aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return tc.creds, nil }))
+			_, err := bad.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{})
+			var api smithy.APIError
+			require.True(t, errors.As(err, &api), "%v", err)
+			assert.Equal(t, tc.code, api.ErrorCode())
+		})
+	}
+}

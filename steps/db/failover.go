@@ -1,0 +1,293 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+// Failover is db.failover: force the writer to move, then wait until a
+// new writer serves, and fail when the writer did not change.
+type Failover struct {
+	Driver string `yaml:"driver" doc:"aws-rds (RebootDBInstance with ForceFailover, or FailoverDBCluster), lab (SIGKILL the lab's primary, promote the standby, repoint the endpoint) or command (run any script)" required:"true"`
+
+	// Writer identity through SQL (any driver; required for command).
+	DSN            string        `yaml:"dsn" doc:"DSN through the endpoint; when given, the writer's identity (@@hostname, @@server_id) is read before and after, and completion waits until a writable server answers"`
+	Resolver       string        `yaml:"resolver" doc:"DNS server (ip:port) resolving the DSN's host name; default: the system's"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"dial and log-in timeout of identity queries"`
+
+	// aws-rds.
+	Instance       string `yaml:"instance" doc:"aws-rds: DB instance identifier (Multi-AZ instance): RebootDBInstance"`
+	Cluster        string `yaml:"cluster" doc:"aws-rds: DB cluster identifier (Multi-AZ DB cluster): FailoverDBCluster"`
+	TargetInstance string `yaml:"target_instance" doc:"aws-rds with cluster: the reader to promote (default: RDS chooses)"`
+	Region         string `yaml:"region" doc:"aws-rds: region (default: from the AWS configuration)"`
+	EndpointURL    string `yaml:"endpoint_url" doc:"aws-rds: API endpoint (BaseEndpoint) instead of AWS's, e.g. http://localhost:4566; lab:LABID serves the lab's RDS-compatible API in-process"`
+	ForceFailover  bool   `yaml:"force_failover" doc:"aws-rds with instance: reboot with failover (false reboots in place, which the check must then catch)"`
+
+	// lab.
+	Lab    string `yaml:"lab" doc:"lab: the lab id (default: the only lab running mariadb-pair)"`
+	Action string `yaml:"action" doc:"lab: kill (default: SIGKILL the writer's host, promote, repoint) or switchover (graceful, like RDS's reboot with failover)"`
+
+	// command.
+	Command []string `yaml:"command" doc:"command: argv of the script that fails over (no shell)"`
+
+	Poll           time.Duration `yaml:"poll" doc:"how often to check for completion"`
+	CompleteWithin time.Duration `yaml:"complete_within" doc:"give up waiting for a new writer after this long"`
+}
+
+func newFailover() steps.Step {
+	return &Failover{ForceFailover: true, Action: "kill", Poll: time.Second, CompleteWithin: 10 * time.Minute, ConnectTimeout: 2 * time.Second}
+}
+
+var drivers = []string{"aws-rds", "lab", "command"}
+
+// Validate checks the parameters for the chosen driver.
+func (f *Failover) Validate() error {
+	if !slices.Contains(drivers, f.Driver) {
+		return fmt.Errorf("driver: must be one of %s, got %q", strings.Join(drivers, ", "), f.Driver)
+	}
+	if f.DSN != "" {
+		c := f.conn()
+		if err := c.Validate(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case f.Poll <= 0:
+		return fmt.Errorf("poll: must be positive, got %s", f.Poll)
+	case f.CompleteWithin <= 0:
+		return fmt.Errorf("complete_within: must be positive, got %s", f.CompleteWithin)
+	}
+	switch f.Driver {
+	case "aws-rds":
+		switch {
+		case (f.Instance == "") == (f.Cluster == ""):
+			return errors.New("instance, cluster: give exactly one (a Multi-AZ instance, or a Multi-AZ DB cluster)")
+		case f.TargetInstance != "" && f.Cluster == "":
+			return errors.New("target_instance: only with cluster")
+		}
+		if f.EndpointURL != "" && !strings.HasPrefix(f.EndpointURL, "lab:") {
+			u, err := url.Parse(f.EndpointURL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("endpoint_url: expected http(s)://host[:port] or lab:LABID, got %q", f.EndpointURL)
+			}
+		}
+	case "lab":
+		if f.Action != "kill" && f.Action != "switchover" {
+			return fmt.Errorf("action: must be kill or switchover, got %q", f.Action)
+		}
+	case "command":
+		if len(f.Command) == 0 || f.Command[0] == "" {
+			return errors.New("command: required with driver command, e.g. [./failover.sh, primary]")
+		}
+		if f.DSN == "" {
+			return errors.New("dsn: required with driver command: the writer's identity before and after is read from the database")
+		}
+	}
+	return nil
+}
+
+// conn is the identity connection built from the step's fields.
+func (f *Failover) conn() Conn {
+	c := defaultConn()
+	c.DSN, c.Resolver = f.DSN, f.Resolver
+	if f.ConnectTimeout > 0 {
+		c.ConnectTimeout = f.ConnectTimeout
+	}
+	return c
+}
+
+// writer is who writes, as far as the step can tell.
+type writer struct {
+	Host        string // lab host, or cluster member
+	AZ          string
+	SecondaryAZ string
+	Status      string // the platform's status for the instance or cluster
+	Hostname    string // @@hostname
+	ServerID    int64  // @@server_id
+	ReadOnly    bool
+}
+
+func (w writer) output() map[string]any {
+	m := map[string]any{}
+	for k, v := range map[string]string{"host": w.Host, "az": w.AZ, "secondary_az": w.SecondaryAZ, "hostname": w.Hostname, "status": w.Status} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	if w.ServerID != 0 {
+		m["server_id"] = w.ServerID
+	}
+	return m
+}
+
+func (w writer) String() string {
+	var parts []string
+	if w.Hostname != "" {
+		parts = append(parts, fmt.Sprintf("%s (server_id %d)", w.Hostname, w.ServerID))
+	} else if w.Host != "" {
+		parts = append(parts, w.Host)
+	}
+	if w.AZ != "" {
+		parts = append(parts, "in "+w.AZ)
+	}
+	if len(parts) == 0 {
+		return "unknown"
+	}
+	return strings.Join(parts, " ")
+}
+
+// sameAs compares on the strongest identity both sides have: the SQL
+// server identity, else the platform's writer host, else the zone.
+func (w writer) sameAs(o writer) (same, known bool) {
+	switch {
+	case w.ServerID != 0 && o.ServerID != 0:
+		return w.ServerID == o.ServerID && w.Hostname == o.Hostname, true
+	case w.Host != "" && o.Host != "":
+		return w.Host == o.Host, true
+	case w.AZ != "" && o.AZ != "":
+		return w.AZ == o.AZ, true
+	}
+	return false, false
+}
+
+// failoverDriver acts on the platform.
+type failoverDriver interface {
+	// state returns the writer as the platform sees it, and whether the
+	// platform considers the operation finished.
+	state(ctx context.Context) (w writer, settled bool, err error)
+	// trigger starts the failover; it may return before it is complete.
+	trigger(ctx context.Context, env *steps.Env) error
+	close() error
+}
+
+// Run fails over and watches for the new writer.
+func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
+	c := f.conn()
+	if f.DSN != "" {
+		env.Secret(c.password())
+	}
+	var drv failoverDriver
+	var err error
+	switch f.Driver {
+	case "aws-rds":
+		drv, err = f.newRDS(ctx, env)
+	case "lab":
+		drv, err = f.newLab(ctx, env)
+	default:
+		drv = &commandDriver{argv: f.Command}
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := drv.close(); cerr != nil {
+			env.Logf("after the failover: %v", cerr)
+		}
+	}()
+
+	before, _, err := drv.state(ctx)
+	if err != nil {
+		return err
+	}
+	if f.DSN != "" {
+		id, err := f.sqlIdentity(ctx, c)
+		if err != nil {
+			return c.explain(err)
+		}
+		before.Hostname, before.ServerID, before.ReadOnly = id.Hostname, id.ServerID, id.ReadOnly
+	}
+	env.SetOutput("writer_before", before.output())
+	env.SetOutput("az_before", before.AZ)
+	env.SetOutput("secondary_az_before", before.SecondaryAZ)
+	env.Logf("writer before: %s", before)
+
+	triggered := time.Now()
+	env.SetOutput("triggered_at", triggered.UTC().Format(time.RFC3339Nano))
+	if err := addMark(env, markTrigger, "failover triggered", triggered); err != nil {
+		return err
+	}
+	if err := drv.trigger(ctx, env); err != nil {
+		return err
+	}
+	env.Logf("failover triggered (%s)", f.Driver)
+
+	after, switched, completed, err := f.await(ctx, env, drv, c, before, triggered)
+	if err != nil {
+		return err
+	}
+	env.SetOutput("writer_after", after.output())
+	env.SetOutput("az_after", after.AZ)
+	env.SetOutput("secondary_az_after", after.SecondaryAZ)
+	env.SetOutput("switched", switched)
+	if !switched {
+		return steps.Failf("the failover did not switch writers: before %s, still %s after %s", before, after, f.CompleteWithin)
+	}
+	env.SetOutput("completed_at", completed.UTC().Format(time.RFC3339Nano))
+	env.SetOutput("duration_ms", completed.Sub(triggered).Milliseconds())
+	if err := addMark(env, markComplete, "new writer serves", completed); err != nil {
+		return err
+	}
+	env.Logf("new writer %s after %s", after, completed.Sub(triggered).Round(time.Millisecond))
+	return nil
+}
+
+// await polls until the platform is settled and a different writer serves
+// (writable, when a DSN is given), or CompleteWithin passes.
+func (f *Failover) await(ctx context.Context, env *steps.Env, drv failoverDriver, c Conn, before writer, triggered time.Time) (after writer, switched bool, at time.Time, err error) {
+	deadline := triggered.Add(f.CompleteWithin)
+	lastStatus := ""
+	for {
+		w, settled, err := drv.state(ctx)
+		if err != nil {
+			// The platform's API may blink during the failover; give up
+			// only at the deadline.
+			env.Logf("checking the failover: %v", err)
+		} else {
+			if w.Status != "" && w.Status != lastStatus {
+				env.Logf("status: %s", w.Status)
+				lastStatus = w.Status
+			}
+			serving := true
+			if f.DSN != "" {
+				id, qerr := f.sqlIdentity(ctx, c)
+				serving = qerr == nil && !id.ReadOnly
+				if qerr == nil {
+					w.Hostname, w.ServerID, w.ReadOnly = id.Hostname, id.ServerID, id.ReadOnly
+				}
+			}
+			after = w
+			if settled && serving {
+				same, known := w.sameAs(before)
+				if known && !same {
+					return w, true, time.Now(), nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return after, false, time.Time{}, nil
+		}
+		if !sleep(ctx, f.Poll) {
+			return after, false, time.Time{}, ctx.Err()
+		}
+	}
+}
+
+// sqlIdentity asks the server behind the DSN who it is, on a fresh
+// connection (which resolves the endpoint again).
+func (f *Failover) sqlIdentity(ctx context.Context, c Conn) (Identity, error) {
+	db, err := c.open()
+	if err != nil {
+		return Identity{}, err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout+c.ReadTimeout)
+	defer cancel()
+	return identity(ctx, db)
+}

@@ -1,0 +1,255 @@
+package db
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/rds"
+
+	"github.com/opsdrill/opsdrill/lab"
+	"github.com/opsdrill/opsdrill/lab/rdsapi"
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+// rdsDriver fails over through the RDS API: AWS's, or the lab's.
+type rdsDriver struct {
+	api           *rds.Client
+	instance      string
+	cluster       string
+	target        string
+	forceFailover bool
+	sawBusy       bool // the instance or cluster left "available" after the trigger
+	triggered     bool
+	labServer     *rdsapi.Server
+	labBackend    *rdsapi.Lab
+}
+
+// newRDS builds the client: for endpoint_url lab:LABID, against the lab's
+// RDS-compatible API served in this process for the step's duration;
+// otherwise with the AWS configuration (environment, shared files, roles)
+// and, when set, endpoint_url as BaseEndpoint.
+func (f *Failover) newRDS(ctx context.Context, env *steps.Env) (failoverDriver, error) {
+	d := &rdsDriver{instance: f.Instance, cluster: f.Cluster, target: f.TargetInstance, forceFailover: f.ForceFailover}
+	if labID, ok := strings.CutPrefix(f.EndpointURL, "lab:"); ok {
+		pair, err := lab.OpenMariaDBPair(ctx, labID)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint_url: %w", err)
+		}
+		pair.Logf = env.Logf
+		d.labBackend = rdsapi.NewLab(pair)
+		region := f.Region
+		if region == "" {
+			region = lab.PairRegion
+		}
+		d.labServer, err = rdsapi.Start(d.labBackend, region)
+		if err != nil {
+			return nil, err
+		}
+		d.api = rds.New(rds.Options{Region: region, BaseEndpoint: aws.String(d.labServer.URL), Credentials: d.labServer.Credentials()})
+		env.Logf("the lab's RDS API serves at %s (lab %s)", d.labServer.URL, pair.LabID)
+		return d, nil
+	}
+	var opts []func(*config.LoadOptions) error
+	if f.Region != "" {
+		opts = append(opts, config.WithRegion(f.Region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("aws configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("region: not set and none in the AWS configuration (AWS_REGION, ~/.aws/config)")
+	}
+	d.api = rds.NewFromConfig(cfg, func(o *rds.Options) {
+		if f.EndpointURL != "" {
+			o.BaseEndpoint = aws.String(f.EndpointURL)
+		}
+	})
+	return d, nil
+}
+
+func (d *rdsDriver) state(ctx context.Context) (writer, bool, error) {
+	if d.cluster != "" {
+		return d.clusterState(ctx)
+	}
+	out, err := d.api.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String(d.instance)})
+	if err != nil {
+		return writer{}, false, fmt.Errorf("instance: DescribeDBInstances %s: %w", d.instance, err)
+	}
+	if len(out.DBInstances) != 1 {
+		return writer{}, false, fmt.Errorf("instance: DescribeDBInstances %s returned %d instances", d.instance, len(out.DBInstances))
+	}
+	i := out.DBInstances[0]
+	w := writer{AZ: aws.ToString(i.AvailabilityZone), SecondaryAZ: aws.ToString(i.SecondaryAvailabilityZone), Status: aws.ToString(i.DBInstanceStatus)}
+	if !d.triggered && d.forceFailover && !aws.ToBool(i.MultiAZ) {
+		return w, false, fmt.Errorf("instance: %s is not Multi-AZ: there is no standby to fail over to", d.instance)
+	}
+	return w, d.settled(w.Status), nil
+}
+
+func (d *rdsDriver) settled(status string) bool {
+	if status != "available" {
+		d.sawBusy = d.sawBusy || d.triggered
+		return false
+	}
+	return d.triggered && d.sawBusy
+}
+
+func (d *rdsDriver) clusterState(ctx context.Context) (writer, bool, error) {
+	out, err := d.api.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{DBClusterIdentifier: aws.String(d.cluster)})
+	if err != nil {
+		return writer{}, false, fmt.Errorf("cluster: DescribeDBClusters %s: %w", d.cluster, err)
+	}
+	if len(out.DBClusters) != 1 {
+		return writer{}, false, fmt.Errorf("cluster: DescribeDBClusters %s returned %d clusters", d.cluster, len(out.DBClusters))
+	}
+	c := out.DBClusters[0]
+	w := writer{Status: aws.ToString(c.Status)}
+	for _, m := range c.DBClusterMembers {
+		if aws.ToBool(m.IsClusterWriter) {
+			w.Host = aws.ToString(m.DBInstanceIdentifier)
+		}
+	}
+	if w.Host != "" {
+		if mi, err := d.api.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String(w.Host)}); err == nil && len(mi.DBInstances) == 1 {
+			w.AZ = aws.ToString(mi.DBInstances[0].AvailabilityZone)
+		}
+	}
+	return w, d.settled(w.Status), nil
+}
+
+func (d *rdsDriver) trigger(ctx context.Context, env *steps.Env) error {
+	if d.cluster != "" {
+		in := &rds.FailoverDBClusterInput{DBClusterIdentifier: aws.String(d.cluster)}
+		if d.target != "" {
+			in.TargetDBInstanceIdentifier = aws.String(d.target)
+		}
+		out, err := d.api.FailoverDBCluster(ctx, in)
+		if err != nil {
+			return fmt.Errorf("cluster: FailoverDBCluster %s: %w", d.cluster, err)
+		}
+		d.triggered = true
+		d.settled(aws.ToString(out.DBCluster.Status))
+		return nil
+	}
+	out, err := d.api.RebootDBInstance(ctx, &rds.RebootDBInstanceInput{DBInstanceIdentifier: aws.String(d.instance), ForceFailover: aws.Bool(d.forceFailover)})
+	if err != nil {
+		return fmt.Errorf("instance: RebootDBInstance %s: %w", d.instance, err)
+	}
+	d.triggered = true
+	d.settled(aws.ToString(out.DBInstance.DBInstanceStatus))
+	return nil
+}
+
+func (d *rdsDriver) close() error {
+	if d.labServer == nil {
+		return nil
+	}
+	// The lab finishes what it started (the old writer rejoining) before
+	// its API goes away.
+	err := d.labBackend.Wait()
+	return errors.Join(err, d.labServer.Close())
+}
+
+// labDriver fails the lab's mariadb-pair over directly.
+type labDriver struct {
+	pair   *lab.MariaDBPair
+	action string
+	done   bool
+	old    *lab.Host // a switched-over writer, to rejoin when the step ends
+}
+
+func (f *Failover) newLab(ctx context.Context, env *steps.Env) (failoverDriver, error) {
+	pair, err := lab.OpenMariaDBPair(ctx, f.Lab)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	pair.Logf = env.Logf
+	return &labDriver{pair: pair, action: f.Action}, nil
+}
+
+func (d *labDriver) state(ctx context.Context) (writer, bool, error) {
+	h, err := d.pair.Writer(ctx)
+	if err != nil {
+		return writer{}, false, err
+	}
+	id, err := d.pair.Identity(ctx, h)
+	if err != nil {
+		return writer{}, false, err
+	}
+	status := "available"
+	if !id.Running {
+		status = "down"
+	}
+	return writer{Host: h.Name, AZ: id.AZ, SecondaryAZ: d.pair.AZ(d.pair.Other(h)), ServerID: int64(id.ServerID), Hostname: h.Name, Status: status, ReadOnly: id.ReadOnly},
+		d.done && id.Running, nil
+}
+
+func (d *labDriver) trigger(ctx context.Context, env *steps.Env) error {
+	var old, promoted *lab.Host
+	var err error
+	if d.action == "switchover" {
+		old, promoted, err = d.pair.Switchover(ctx)
+		d.old = old
+	} else {
+		old, promoted, err = d.pair.FailOver(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("lab %s: %w", d.action, err)
+	}
+	d.done = true
+	env.Logf("lab %s: %s -> %s", d.action, old.Name, promoted.Name)
+	return nil
+}
+
+// close lets a switched-over writer rejoin as the standby, as RDS's
+// reboot with failover ends; a killed writer stays down (Rebuild).
+func (d *labDriver) close() error {
+	if d.old == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	return d.pair.Rejoin(ctx, d.old)
+}
+
+// commandDriver runs the user's failover script; the writer's identity
+// comes from the database only.
+type commandDriver struct {
+	argv []string
+	done bool
+}
+
+func (d *commandDriver) state(context.Context) (writer, bool, error) { return writer{}, d.done, nil }
+
+func (d *commandDriver) trigger(ctx context.Context, env *steps.Env) error {
+	cmd := exec.CommandContext(ctx, d.argv[0], d.argv[1:]...)
+	cmd.Dir = env.BaseDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if text := strings.TrimSpace(out.String()); text != "" {
+		if len(text) > 4000 {
+			text = "…" + text[len(text)-4000:]
+		}
+		env.Logf("%s: %s", d.argv[0], text)
+	}
+	if err != nil {
+		return fmt.Errorf("command: %s: %w", d.argv[0], err)
+	}
+	d.done = true
+	return nil
+}
+
+func (d *commandDriver) close() error { return nil }

@@ -1,0 +1,150 @@
+package db
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opsdrill/opsdrill/lab/rdsapi"
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+// fakeAWS serves the RDS API from memory (AWS cannot run here) and points
+// the SDK's default configuration at its credentials. The step under test
+// reaches it exactly as it reaches AWS: LoadDefaultConfig, BaseEndpoint,
+// SigV4-signed Query API.
+func fakeAWS(t *testing.T) (*rdsapi.Memory, string) {
+	t.Helper()
+	m := rdsapi.NewMemory()
+	m.AddInstance(rdsapi.Instance{ID: "testrds", Status: "available", Engine: "mysql", AZ: "ap-south-1b", SecondaryAZ: "ap-south-1a", MultiAZ: true,
+		Address: "testrds.cdjw6bxi4s1f.ap-south-1.rds.amazonaws.com", Port: 3306})
+	m.AddInstance(rdsapi.Instance{ID: "single", Status: "available", Engine: "mysql", AZ: "ap-south-1a"})
+	m.AddCluster(rdsapi.Cluster{ID: "orders", Status: "available", Engine: "mysql", MultiAZ: true,
+		Members: []rdsapi.Member{{InstanceID: "orders-1", Writer: true}, {InstanceID: "orders-2"}, {InstanceID: "orders-3"}}},
+		map[string]string{"orders-1": "ap-south-1a", "orders-2": "ap-south-1b", "orders-3": "ap-south-1c"})
+	srv, err := rdsapi.Start(m, "ap-south-1")
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	creds, err := srv.Credentials().Retrieve(context.Background())
+	require.NoError(t, err)
+	t.Setenv("AWS_ACCESS_KEY_ID", creds.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", creds.SecretAccessKey)
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	return m, srv.URL
+}
+
+func rdsFailover(url string) *Failover {
+	f := newFailover().(*Failover)
+	f.Driver, f.Instance, f.Region, f.EndpointURL = "aws-rds", "testrds", "ap-south-1", url
+	f.Poll, f.CompleteWithin = 10*time.Millisecond, 2*time.Second
+	return f
+}
+
+func TestFailoverAWSRDS(t *testing.T) {
+	m, url := fakeAWS(t)
+	dir := t.TempDir()
+	f := rdsFailover(url)
+	env, _ := newEnv(t, dir, "drill", "failover")
+	require.NoError(t, run(t, f, env))
+	out := env.Outputs()
+	assert.Equal(t, true, out["switched"])
+	assert.Equal(t, "ap-south-1b", out["az_before"])
+	assert.Equal(t, "ap-south-1a", out["secondary_az_before"])
+	assert.Equal(t, "ap-south-1a", out["az_after"], "the runbook: the Availability Zone is now ap-south-1a")
+	assert.Equal(t, "ap-south-1b", out["secondary_az_after"])
+	assert.NotEmpty(t, out["triggered_at"])
+	assert.NotEmpty(t, out["completed_at"])
+	assert.Contains(t, m.Calls(), "RebootDBInstance testrds")
+
+	ms, err := readMarks(env)
+	require.NoError(t, err)
+	require.Len(t, ms, 2)
+	assert.Equal(t, markTrigger, ms[0].Kind)
+	assert.Equal(t, markComplete, ms[1].Kind)
+	assert.LessOrEqual(t, ms[0].UnixUS, ms[1].UnixUS)
+}
+
+func TestFailoverAWSRDSCluster(t *testing.T) {
+	_, url := fakeAWS(t)
+	f := rdsFailover(url)
+	f.Instance, f.Cluster, f.TargetInstance = "", "orders", "orders-2"
+	env, _ := newEnv(t, t.TempDir(), "drill", "failover")
+	require.NoError(t, run(t, f, env))
+	out := env.Outputs()
+	assert.Equal(t, "orders-1", out["writer_before"].(map[string]any)["host"])
+	assert.Equal(t, "orders-2", out["writer_after"].(map[string]any)["host"])
+	assert.Equal(t, "ap-south-1a", out["az_before"])
+	assert.Equal(t, "ap-south-1b", out["az_after"])
+}
+
+// TestFailoverSameWriterFails: a failover after which the same writer
+// serves is a failed check; a platform that cannot fail over is an error.
+func TestFailoverSameWriterFails(t *testing.T) {
+	cases := []struct {
+		name    string
+		setup   func(m *rdsapi.Memory, f *Failover)
+		failure bool
+		want    string
+	}{
+		{"the platform leaves the writer in place", func(m *rdsapi.Memory, f *Failover) { m.StuckWriter = true }, true, "did not switch writers: before in ap-south-1b, still in ap-south-1b"},
+		{"a reboot without failover", func(m *rdsapi.Memory, f *Failover) { f.ForceFailover = false }, true, "did not switch writers"},
+		{"cluster writer stuck", func(m *rdsapi.Memory, f *Failover) { m.StuckWriter = true; f.Instance, f.Cluster = "", "orders" }, true, "before orders-1 in ap-south-1a, still orders-1"},
+		{"not Multi-AZ", func(m *rdsapi.Memory, f *Failover) { f.Instance = "single" }, false, "single is not Multi-AZ"},
+		{"no such instance", func(m *rdsapi.Memory, f *Failover) { f.Instance = "nosuch" }, false, "DBInstanceNotFound"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, url := fakeAWS(t)
+			f := rdsFailover(url)
+			f.CompleteWithin = 300 * time.Millisecond
+			tc.setup(m, f)
+			env, _ := newEnv(t, t.TempDir(), "drill", "failover")
+			err := run(t, f, env)
+			require.Error(t, err)
+			assert.Equal(t, tc.failure, steps.IsFailure(err), "%v", err)
+			assert.Contains(t, err.Error(), tc.want)
+			if tc.failure {
+				assert.Equal(t, false, env.Outputs()["switched"])
+			}
+		})
+	}
+}
+
+func TestFailoverValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(f *Failover)
+		want   string
+	}{
+		{"unknown driver", func(f *Failover) { f.Driver = "gcp" }, "driver: must be one of aws-rds, lab, command"},
+		{"neither instance nor cluster", func(f *Failover) { f.Instance = "" }, "instance, cluster: give exactly one"},
+		{"both", func(f *Failover) { f.Cluster = "c" }, "instance, cluster: give exactly one"},
+		{"target without cluster", func(f *Failover) { f.TargetInstance = "x" }, "target_instance: only with cluster"},
+		{"bad endpoint", func(f *Failover) { f.EndpointURL = "localhost:4566" }, "endpoint_url: expected http(s)://"},
+		{"bad action", func(f *Failover) { f.Driver, f.Action = "lab", "reboot" }, "action: must be kill or switchover"},
+		{"command without argv", func(f *Failover) { f.Driver = "command" }, "command: required"},
+		{"command without dsn", func(f *Failover) { f.Driver, f.Command = "command", []string{"true"} }, "dsn: required with driver command"},
+		{"bad dsn", func(f *Failover) { f.DSN = "x:secret-pw@tcp(h:1)" }, "dsn: "},
+		{"zero poll", func(f *Failover) { f.Poll = 0 }, "poll: must be positive"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := rdsFailover("")
+			tc.mutate(f)
+			err := f.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.False(t, strings.Contains(err.Error(), "secret-pw"))
+		})
+	}
+	require.NoError(t, rdsFailover("lab:abc123").Validate())
+}
