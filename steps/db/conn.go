@@ -105,19 +105,6 @@ func (c *Conn) config(addr string) (*mysql.Config, error) {
 	return cfg, nil
 }
 
-// host returns the DSN's host name or address.
-func (c *Conn) host() string {
-	cfg, err := mysql.ParseDSN(c.DSN)
-	if err != nil {
-		return ""
-	}
-	h, _, err := net.SplitHostPort(cfg.Addr)
-	if err != nil {
-		return cfg.Addr
-	}
-	return h
-}
-
 // addr returns the DSN's host:port.
 func (c *Conn) addr() string {
 	cfg, err := mysql.ParseDSN(c.DSN)
