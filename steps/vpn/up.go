@@ -129,6 +129,7 @@ func (u *Up) Run(ctx context.Context, env *steps.Env) error {
 	initStart := time.Now()
 	deadline := initStart.Add(u.Timeout)
 	var log strings.Builder
+	failed := false
 	for _, child := range children {
 		secs := max(1, int(time.Until(deadline).Round(time.Second)/time.Second))
 		ictx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+15*time.Second)
@@ -139,8 +140,14 @@ func (u *Up) Run(ctx context.Context, env *steps.Env) error {
 		}
 		fmt.Fprintf(&log, "$ swanctl --initiate --child %s\n%s%s", child, res.Stdout, res.Stderr)
 		if res.ExitCode != 0 {
+			failed = true
 			break
 		}
+	}
+	// swanctl waits for the outcome, so a failed initiation is final:
+	// look once instead of polling until the deadline.
+	if failed {
+		deadline = time.Now()
 	}
 	sas, installed, err := u.waitInstalled(ctx, sw, children, deadline)
 	establish := time.Since(initStart)
