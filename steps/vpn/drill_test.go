@@ -143,7 +143,7 @@ func (d *drill) status(requireUp ...string) (map[string]any, error) {
 		"vpn_connection_id": "vpn-0a1b2c3d4e5f60718", "region": d.vars["vpn_aws_region"],
 		"endpoint": d.vars["vpn_aws_endpoint"], "access_key_id": d.vars["vpn_aws_access_key_id"],
 		"secret_access_key": d.vars["secrets"].(map[string]any)["vpn_aws_secret_access_key"],
-		"max_backoff": "100ms",
+		"max_backoff":       "100ms",
 	}
 	if len(requireUp) > 0 {
 		with["require_up"] = requireUp
