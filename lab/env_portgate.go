@@ -116,8 +116,9 @@ func portgateVars(l *Lab) (map[string]any, map[string]string) {
 		"ca_cert":   PortgateCAPath,
 		"ssh_port":  PortgateSSHPort,
 		"echo_port": PortgateEchoPort,
-		"client":    "lab:" + PortgateClient1,
-		"other":     "lab:" + PortgateClient2,
+		// Scoped to this lab, so they stay unambiguous when several run.
+		"client": "lab:" + l.ID + "/" + PortgateClient1,
+		"other":  "lab:" + l.ID + "/" + PortgateClient2,
 	}
 	if g, err := l.Host(PortgateGate); err == nil {
 		v["gate"] = g.IP.String()
