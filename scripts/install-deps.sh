@@ -17,6 +17,7 @@ packages=(
 	poppler-utils  # pdftotext: reading report.pdf back in tests
 	fonts-dejavu-core
 	sane-utils     # scanimage with the SANE test backend: scanner.visible tests
+	iputils-ping   # ping: net.ping measured against the ping binary (benchmark)
 )
 
 missing=()

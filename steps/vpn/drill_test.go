@@ -27,7 +27,7 @@ var fixture, _ = filepath.Abs("../../scenarios/fixtures/aws-vpn-generic.txt")
 // does: parameters decoded from YAML into the step's own struct, validated,
 // run with an Env whose undo actions are kept and run at the end.
 type drill struct {
-	t    *testing.T
+	t    testing.TB
 	l    *lab.Lab
 	ctx  context.Context
 	vars map[string]any
@@ -37,7 +37,7 @@ type drill struct {
 	undo []func(context.Context) error
 }
 
-func newDrill(t *testing.T) *drill {
+func newDrill(t testing.TB) *drill {
 	l := labtest.Up(t, lab.VPNEnv)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
