@@ -78,8 +78,8 @@ type Status struct {
 	AccessKeyID     string        `yaml:"access_key_id" doc:"access key id; with secret_access_key (default: the SDK's credential chain)"`
 	SecretAccessKey string        `yaml:"secret_access_key" doc:"secret access key, from the scenario's secrets"`
 	Profile         string        `yaml:"profile" doc:"shared configuration profile to use"`
-	MaxAttempts     int           `yaml:"max_attempts" doc:"attempts per API call, retries of throttling and server errors included (default 5)"`
-	MaxBackoff      time.Duration `yaml:"max_backoff" doc:"longest wait between attempts (default 20s)"`
+	MaxAttempts     int           `yaml:"max_attempts" doc:"attempts per API call, retries of throttling and server errors included"`
+	MaxBackoff      time.Duration `yaml:"max_backoff" doc:"longest wait between attempts"`
 }
 
 var (

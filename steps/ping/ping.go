@@ -75,17 +75,17 @@ func init() {
 // Ping sends ICMP echo requests.
 type Ping struct {
 	Address    string        `yaml:"address" doc:"IP address or host name to ping" required:"true"`
-	Count      int           `yaml:"count" doc:"echo requests to send (default 5; ignored with keepalive)"`
-	Interval   time.Duration `yaml:"interval" doc:"time between echo requests (default 1s, at least 10ms)"`
-	Timeout    time.Duration `yaml:"timeout" doc:"how long to wait for the reply to the last echo request (default 2s)"`
-	Size       int           `yaml:"size" doc:"ICMP payload bytes (default 56, as ping; at least 24)"`
+	Count      int           `yaml:"count" doc:"echo requests to send (ignored with keepalive)"`
+	Interval   time.Duration `yaml:"interval" doc:"time between echo requests (at least 10ms)"`
+	Timeout    time.Duration `yaml:"timeout" doc:"how long to wait for the reply to the last echo request"`
+	Size       int           `yaml:"size" doc:"ICMP payload bytes (56 as ping sends; at least 24)"`
 	Privileged bool          `yaml:"privileged" doc:"raw ICMP socket (needs CAP_NET_RAW) instead of an unprivileged ICMP datagram socket; this machine only"`
 	Source     string        `yaml:"source" doc:"source IP address"`
 	Host       string        `yaml:"host" doc:"where to ping from: local (default) or lab:NAME (its ping binary)"`
 	Netns      string        `yaml:"netns" doc:"ping from this named network namespace (ip netns) of this machine"`
 	Keepalive  bool          `yaml:"keepalive" doc:"ping every interval for duration, through send errors (run it in the background)"`
 	Duration   time.Duration `yaml:"duration" doc:"how long a keepalive pings; required with keepalive"`
-	Expect     string        `yaml:"expect" doc:"reachable (default: fail when nothing answers), unreachable (fail when anything answers) or any"`
+	Expect     string        `yaml:"expect" doc:"reachable: fail when nothing answers; unreachable: fail when anything answers; any: only report"`
 }
 
 var (

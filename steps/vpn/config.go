@@ -18,12 +18,12 @@ import (
 // the strongSwan configuration of one of its tunnels.
 type Config struct {
 	File          string `yaml:"file" doc:"the AWS Site-to-Site VPN Generic configuration text (relative to the scenario's folder)" required:"true"`
-	Tunnel        int    `yaml:"tunnel" doc:"which tunnel to configure: 1 (default) or 2"`
+	Tunnel        int    `yaml:"tunnel" doc:"which tunnel to configure: 1 or 2"`
 	VPCCIDR       string `yaml:"vpc_cidr" doc:"the VPC's CIDR, the remote traffic selector and the route through the tunnel, e.g. 172.28.0.0/16" required:"true"`
 	Name          string `yaml:"name" doc:"connection name in swanctl.conf (default aws-tunnel-N)"`
 	LocalAddress  string `yaml:"local_address" doc:"this gateway's own address when it is not the file's CGW outside address (behind NAT); default any"`
 	RemoteAddress string `yaml:"remote_address" doc:"reach the VGW at this address instead of the file's outside address (a lab standing in for AWS)"`
-	Interface     string `yaml:"interface" doc:"interface that gets the CGW inside address and the VPC route (default eth0)"`
+	Interface     string `yaml:"interface" doc:"interface that gets the CGW inside address and the VPC route"`
 	Output        string `yaml:"output" doc:"where to write swanctl.conf (mode 0600); default a private temporary file removed after the scenario"`
 }
 

@@ -3,6 +3,7 @@ package vpn
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -224,4 +225,22 @@ func TestUpDownValidate(t *testing.T) {
 	assert.ErrorContains(t, d.Validate(), "timeout: must be at least 1s")
 	d.Timeout, d.Connection = 1e9, ""
 	assert.ErrorContains(t, d.Validate(), "connection:")
+}
+
+// TestUpWithoutSwanctl runs tunnel.up on this machine, which has no
+// strongSwan: the step says what is missing instead of failing a check.
+func TestUpWithoutSwanctl(t *testing.T) {
+	if _, err := exec.LookPath("swanctl"); err == nil {
+		t.Skip("swanctl is installed here")
+	}
+	rec := &recorder{}
+	env := rec.env(t, "up")
+	u := newUp().(*Up)
+	u.Config, u.Connection = "../steps/vpn/testdata/tunnel1.swanctl.conf", "aws-tunnel-1"
+	require.NoError(t, u.Validate())
+	err := u.Run(context.Background(), env)
+	require.Error(t, err)
+	assert.False(t, steps.IsFailure(err))
+	assert.Contains(t, err.Error(), "swanctl is not installed on this machine (strongswan-swanctl)")
+	assert.Empty(t, rec.undo, "nothing changed, nothing to undo")
 }

@@ -20,7 +20,7 @@ type Down struct {
 	Gateway      `yaml:",inline"`
 	Connection   string        `yaml:"connection" doc:"connection to bring down (vpn.config's connection)" required:"true"`
 	DownCommands []string      `yaml:"down_commands" doc:"commands run on the gateway host afterwards, e.g. vpn.config's down_commands; an address or route already gone is not an error"`
-	Timeout      time.Duration `yaml:"timeout" doc:"how long to wait for each IKE_SA's deletion (default 10s)"`
+	Timeout      time.Duration `yaml:"timeout" doc:"how long to wait for each IKE_SA's deletion"`
 }
 
 func newDown() steps.Step {

@@ -85,6 +85,26 @@ func TestTunnelInTheLab(t *testing.T) {
 		assert.Contains(t, err.Error(), "tunnel 203.0.113.11 is DOWN")
 	})
 
+	t.Run("charon is reached by its socket path; a wrong one is an error, not a finding", func(t *testing.T) {
+		d.t = t
+		defer d.cleanup()
+		cfg := d.config(fixture)
+		with := map[string]any{
+			"host": d.cgw, "config": cfg["config_file"], "connection": cfg["connection"],
+			"up_commands": cfg["up_commands"], "down_commands": cfg["down_commands"],
+			"socket": "/run/no-such-dir/charon.vici",
+		}
+		_, _, err := d.step("tunnel.up", with)
+		require.Error(t, err)
+		assert.False(t, steps.IsFailure(err))
+		assert.Contains(t, err.Error(), "charon does not answer on unix:///run/no-such-dir/charon.vici")
+
+		with["socket"] = "/var/run/charon.vici"
+		up, _, err := d.step("tunnel.up", with)
+		require.NoError(t, err)
+		assert.Equal(t, 2, up["installed"])
+	})
+
 	mismatch := []struct {
 		name  string
 		edits []string

@@ -20,7 +20,7 @@ import (
 type Gateway struct {
 	Host        string `yaml:"host" doc:"where the gateway's charon runs: local (default) or lab:NAME; swanctl and the ip commands run there"`
 	Socket      string `yaml:"socket" doc:"charon's VICI socket: a path or a swanctl URI (unix://..., tcp://host:port); default swanctl's own"`
-	ConfDir     string `yaml:"conf_dir" doc:"folder swanctl.conf includes, where the connection's file is installed (default /etc/swanctl/conf.d)"`
+	ConfDir     string `yaml:"conf_dir" doc:"folder swanctl.conf includes, where the connection's file is installed"`
 	SwanctlConf string `yaml:"swanctl_conf" doc:"main swanctl.conf to load (default swanctl's own, which includes conf.d/*.conf)"`
 }
 
@@ -57,7 +57,7 @@ type Up struct {
 	Children     []string      `yaml:"children" doc:"CHILD_SAs to initiate, in order (default: every child of the connection)"`
 	UpCommands   []string      `yaml:"up_commands" doc:"commands run on the gateway host before initiating, e.g. vpn.config's up_commands (inside address, VPC route)"`
 	DownCommands []string      `yaml:"down_commands" doc:"commands run when the tunnel is brought down, e.g. vpn.config's down_commands"`
-	Timeout      time.Duration `yaml:"timeout" doc:"how long to wait for every CHILD_SA to be installed (default 30s)"`
+	Timeout      time.Duration `yaml:"timeout" doc:"how long to wait for every CHILD_SA to be installed"`
 }
 
 func newUp() steps.Step {
