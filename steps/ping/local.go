@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -30,6 +31,9 @@ func (p *Ping) local(ctx context.Context, rec *record) (string, error) {
 // after such an error, and so does this loop, with a fresh pinger one
 // interval later, so a keepalive rides out an outage.
 func (p *Ping) probe(ctx context.Context, rec *record) (string, error) {
+	if err := p.checkSource(); err != nil {
+		return "", err
+	}
 	total := p.probes()
 	address := ""
 	attempts := func() int { probes, _, _ := rec.snapshot(); return len(probes) }
@@ -98,6 +102,30 @@ func (p *Ping) probe(ctx context.Context, rec *record) (string, error) {
 		}
 	}
 	return address, nil
+}
+
+// checkSource refuses a source address this machine (or its namespace)
+// does not have: pro-bing would bind to it and every send would fail,
+// which would read as an unreachable address.
+func (p *Ping) checkSource() error {
+	if p.Source == "" {
+		return nil
+	}
+	src := net.ParseIP(p.Source)
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return fmt.Errorf("source: list local addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(src) {
+			return nil
+		}
+	}
+	where := "this machine"
+	if p.Netns != "" {
+		where = "netns " + p.Netns
+	}
+	return fmt.Errorf("source: %s is not an address of %s", p.Source, where)
 }
 
 // explain turns a socket error into what to do about it.

@@ -234,3 +234,21 @@ func TestValidate(t *testing.T) {
 	p.Keepalive, p.Duration, p.Interval = true, 2*time.Second+time.Millisecond, time.Second
 	assert.Equal(t, 3, p.probes(), "a keepalive covers its whole duration")
 }
+
+// TestSource pings from a chosen source address; one this machine does not
+// have is an error, not a finding.
+func TestSource(t *testing.T) {
+	a, _ := pair(t)
+	ctx := testCtx(t)
+	p := newPing("10.231.0.2")
+	p.Netns, p.Source = a.Name, "10.231.0.1"
+	r := runPing(t, ctx, p, nil)
+	require.NoError(t, r.err)
+	assert.Equal(t, 4, r.out["received"])
+
+	p.Source = "10.231.0.3"
+	r = runPing(t, ctx, p, nil)
+	require.Error(t, r.err)
+	assert.False(t, steps.IsFailure(r.err))
+	assert.Contains(t, r.err.Error(), "source: 10.231.0.3 is not an address of netns "+a.Name)
+}
