@@ -57,6 +57,15 @@ type NFTables struct {
 	mark  uint32
 	keep  bool
 	now   func() time.Time
+	// installed is when each element portgate added ends. A failed
+	// batch makes the kernel wait for an RCU grace period (about 10 ms),
+	// so deletes are only sent for elements known to be there.
+	installed map[setKey]time.Time
+}
+
+type setKey struct {
+	ip   netip.Addr
+	port uint16
 }
 
 // NewNFTables opens a netlink connection in the network namespace of the
@@ -93,11 +102,12 @@ func NewNFTables(c NFTablesConfig, keepEstablished bool, now func() time.Time) (
 			KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)},
 		set6: &nftables.Set{Table: t, Name: set6Name, HasTimeout: true, Concatenation: true,
 			KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)},
-		ports: &nftables.Set{Table: t, Name: portsName, KeyType: nftables.TypeInetService},
-		prio:  prio,
-		mark:  mark,
-		keep:  keepEstablished,
-		now:   now,
+		ports:     &nftables.Set{Table: t, Name: portsName, KeyType: nftables.TypeInetService},
+		prio:      prio,
+		mark:      mark,
+		keep:      keepEstablished,
+		now:       now,
+		installed: map[setKey]time.Time{},
 	}
 	return n, nil
 }
@@ -203,27 +213,31 @@ func (n *NFTables) ruleExprs() [][]expr.Any {
 	return rules
 }
 
-// Set implements Backend: the element is replaced (delete and add in one
-// batch) so its timeout is exactly the time left until r.Until.
+// Set implements Backend: a live element is replaced (delete and add in
+// one batch) so its timeout is exactly the time left until r.Until.
 func (n *NFTables) Set(r Rule) error {
-	left := r.Until.Sub(n.now())
+	now := n.now()
+	left := r.Until.Sub(now)
 	if left <= 0 {
 		return n.Delete(r.IP, r.Port)
 	}
 	set, key := n.setFor(r.IP, r.Port)
+	k := setKey{r.IP.Unmap(), r.Port}
 	// Round up to the millisecond: never end before the lease does.
 	ms := (left + time.Millisecond - 1) / time.Millisecond * time.Millisecond
 	elem := nftables.SetElement{Key: key, Timeout: ms, Comment: elemPrefix + strconv.FormatInt(r.Until.Unix(), 10)}
 	c := n.conn
-	if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
-		return fmt.Errorf("nftables: %s: %w", r, err)
+	if until, ok := n.installed[k]; ok && until.After(now) {
+		if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
+			return fmt.Errorf("nftables: %s: %w", r, err)
+		}
 	}
 	if err := c.SetAddElements(set, []nftables.SetElement{elem}); err != nil {
 		return fmt.Errorf("nftables: %s: %w", r, err)
 	}
 	err := c.Flush()
 	if errors.Is(err, unix.ENOENT) {
-		// Not installed (or the kernel already timed it out): just add.
+		// Removed behind portgate's back: just add it.
 		if err = c.SetAddElements(set, []nftables.SetElement{elem}); err == nil {
 			err = c.Flush()
 		}
@@ -231,11 +245,19 @@ func (n *NFTables) Set(r Rule) error {
 	if err != nil {
 		return fmt.Errorf("nftables: add %s: %w", r, err)
 	}
+	n.installed[k] = r.Until
 	return nil
 }
 
-// Delete implements Backend.
+// Delete implements Backend. An element whose timeout has passed is
+// already gone for the kernel: nothing is sent.
 func (n *NFTables) Delete(ip netip.Addr, port uint16) error {
+	k := setKey{ip.Unmap(), port}
+	until, ok := n.installed[k]
+	delete(n.installed, k)
+	if !ok || !until.After(n.now()) {
+		return nil
+	}
 	set, key := n.setFor(ip, port)
 	if err := n.conn.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
 		return fmt.Errorf("nftables: delete %s tcp/%d: %w", ip, port, err)
@@ -247,10 +269,12 @@ func (n *NFTables) Delete(ip netip.Addr, port uint16) error {
 }
 
 // List implements Backend: the elements of both lease sets, with their end
-// computed from the time the kernel says they have left.
+// computed from the time the kernel says they have left. It also rebuilds
+// the record of installed elements.
 func (n *NFTables) List() ([]Rule, error) {
 	var out []Rule
 	now := n.now()
+	n.installed = map[setKey]time.Time{}
 	for _, set := range []*nftables.Set{n.set4, n.set6} {
 		elems, err := n.conn.GetSetElements(set)
 		if err != nil {
@@ -265,6 +289,13 @@ func (n *NFTables) List() ([]Rule, error) {
 			if e.Expires > 0 {
 				r.Until = now.Add(e.Expires)
 			}
+			// An element without a timeout never ends by itself: record it
+			// as live so Delete removes it.
+			until := r.Until
+			if until.IsZero() {
+				until = now.Add(100 * 365 * 24 * time.Hour)
+			}
+			n.installed[setKey{ip, port}] = until
 			out = append(out, r)
 		}
 	}
