@@ -169,7 +169,7 @@ func (u *Up) Run(ctx context.Context, env *steps.Env) error {
 		}
 		return steps.Failf("%s", msg)
 	}
-	u.outputs(env, sas[0], installed, establish, time.Since(start))
+	u.outputs(env, currentSA(sas, installed), installed, establish, time.Since(start))
 	env.Logf("%s up in %s (%d CHILD_SAs installed)", u.Connection, establish.Round(time.Millisecond), len(installed))
 	return nil
 }
@@ -229,6 +229,19 @@ func (u *Up) waitInstalled(ctx context.Context, sw swanctl, children []string, d
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// currentSA is the IKE_SA carrying the installed CHILD_SAs (a connection
+// may briefly have an older one being replaced).
+func currentSA(sas []ikeSA, installed map[string]childSA) ikeSA {
+	for _, sa := range sas {
+		for _, c := range sa.Children {
+			if ic, ok := installed[c.name()]; ok && ic.ID == c.ID {
+				return sa
+			}
+		}
+	}
+	return sas[0]
 }
 
 func missingChildren(want []string, installed map[string]childSA) []string {
