@@ -60,3 +60,15 @@ fuzz-scanner:
 	@for f in FuzzParseUSBID FuzzParseUSBDevices FuzzParseConf FuzzParseDeviceList FuzzParseDump; do \
 		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 200000x ./steps/scanner || exit 1; \
 	done
+
+# portgate: fuzz the API's request parsing (the open request's JSON body,
+# the Authorization header), 200,000 inputs each; a count, for the reason
+# given at fuzz-scanner. Its benchmarks run the real daemon in network
+# namespaces (root) and print percentiles: see docs/PERFORMANCE.md.
+.PHONY: fuzz-portgate bench-portgate
+fuzz-portgate:
+	@for f in FuzzParseOpenRequest FuzzParseAuthorization; do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime 200000x ./portgate/api || exit 1; \
+	done
+bench-portgate:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./portgate/...

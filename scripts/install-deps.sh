@@ -18,6 +18,7 @@ packages=(
 	fonts-dejavu-core
 	sane-utils     # scanimage with the SANE test backend: scanner.visible tests
 	iputils-ping   # ping: net.ping measured against the ping binary (benchmark)
+	curl           # port.open's tests call portgate through curl, as lab hosts do
 )
 
 missing=()
