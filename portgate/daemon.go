@@ -63,7 +63,7 @@ type Daemon struct {
 	cfg   *Config
 	auth  *auth.Authenticator
 	fw    firewall.Backend
-	file  lease.File
+	file  *lease.File
 	audit *audit.Log
 	log   *slog.Logger
 	now   func() time.Time
@@ -92,7 +92,7 @@ func New(cfg *Config, o Options) (*Daemon, error) {
 		cfg:   cfg,
 		auth:  auth.New(cfg.users, cfg.Policy(), o.Now),
 		fw:    o.Firewall,
-		file:  lease.File{Path: cfg.StateFile},
+		file:  &lease.File{Path: cfg.StateFile},
 		audit: o.Audit,
 		log:   o.Log,
 		now:   o.Now,
@@ -235,14 +235,16 @@ func (d *Daemon) ExpireDue() error {
 		return nil
 	}
 	var errs []error
+	var ids []string
 	for _, l := range due {
 		d.table.Remove(l.ID)
+		ids = append(ids, l.ID)
 		if err := d.syncRuleLocked(l.Key(), now); err != nil {
 			errs = append(errs, err)
 		}
 		d.audit.Write(audit.Event{Event: audit.Expire, User: l.User, Source: l.Source, IP: l.IP, Port: l.Port, Lease: l.ID, Expires: l.Expires})
 	}
-	if err := d.saveLocked(); err != nil {
+	if err := d.persistLocked(lease.Change{Remove: ids}); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -256,8 +258,27 @@ func (d *Daemon) syncRuleLocked(k lease.Key, now time.Time) error {
 	return d.fw.Delete(k.IP, k.Port)
 }
 
+// saveLocked writes a full snapshot of the state.
 func (d *Daemon) saveLocked() error {
 	return d.file.Save(lease.State{Leases: d.table.All(), Floors: d.auth.Floors()})
+}
+
+// persistLocked journals one change, and writes a snapshot instead when
+// the journal has grown well past the live state.
+func (d *Daemon) persistLocked(c lease.Change) error {
+	n, err := d.file.Append(c)
+	if err != nil {
+		return err
+	}
+	if n > 2*d.table.Len()+100 {
+		return d.saveLocked()
+	}
+	return nil
+}
+
+// floor is the journal change for an accepted code.
+func floor(g auth.Grant) lease.Change {
+	return lease.Change{Floors: map[string]uint64{g.User: g.Counter}}
 }
 
 func (d *Daemon) poke() {
@@ -286,11 +307,11 @@ func (d *Daemon) Shutdown() error {
 			errs = append(errs, err)
 		}
 		d.audit.Write(audit.Event{Event: audit.Stop, Detail: "on_shutdown close: every lease closed"})
-		return errors.Join(errs...)
+		return errors.Join(append(errs, d.file.Close())...)
 	}
 	err := d.saveLocked()
 	d.audit.Write(audit.Event{Event: audit.Stop, Count: d.table.Len(), Detail: "on_shutdown keep: live leases end on time by themselves"})
-	return err
+	return errors.Join(err, d.file.Close())
 }
 
 // Leases returns the live leases.
@@ -349,17 +370,17 @@ func (d *Daemon) Open(ctx context.Context, req api.OpenRequest, src netip.Addr) 
 		ev.IP = req.IP
 		if !pol.StatedIP {
 			ev.Reason = "stated_ip_not_allowed"
-			return api.Granted{}, d.saveAfter(d.refuse(api.CodeIPNotAllowed, http.StatusForbidden, "ip: this user may only open for the address the request comes from", ev))
+			return api.Granted{}, d.floorAfter(g, d.refuse(api.CodeIPNotAllowed, http.StatusForbidden, "ip: this user may only open for the address the request comes from", ev))
 		}
 		if len(pol.StatedIPRanges) > 0 && !slices.ContainsFunc(pol.StatedIPRanges, func(p netip.Prefix) bool { return p.Contains(req.IP) }) {
 			ev.Reason = "stated_ip_out_of_range"
-			return api.Granted{}, d.saveAfter(d.refuse(api.CodeIPNotAllowed, http.StatusForbidden, "ip: outside the ranges this user may open for", ev))
+			return api.Granted{}, d.floorAfter(g, d.refuse(api.CodeIPNotAllowed, http.StatusForbidden, "ip: outside the ranges this user may open for", ev))
 		}
 		ip = req.IP
 	}
 	if len(pol.Ports) > 0 && !slices.Contains(pol.Ports, req.Port) {
 		ev.Reason = "port_not_allowed_for_user"
-		return api.Granted{}, d.saveAfter(d.refuse(api.CodePortNotAllowed, http.StatusForbidden, fmt.Sprintf("port %d is not one this user may open", req.Port), ev))
+		return api.Granted{}, d.floorAfter(g, d.refuse(api.CodePortNotAllowed, http.StatusForbidden, fmt.Sprintf("port %d is not one this user may open", req.Port), ev))
 	}
 	dur := req.Duration
 	if dur == 0 {
@@ -372,25 +393,27 @@ func (d *Daemon) Open(ctx context.Context, req api.OpenRequest, src netip.Addr) 
 	if dur > limit {
 		if req.Duration != 0 {
 			ev.Reason = "duration_over_user_limit"
-			return api.Granted{}, d.saveAfter(d.refuse(api.CodeBadRequest, http.StatusBadRequest, fmt.Sprintf("duration: this user may open for at most %s", limit), ev))
+			return api.Granted{}, d.floorAfter(g, d.refuse(api.CodeBadRequest, http.StatusBadRequest, fmt.Sprintf("duration: this user may open for at most %s", limit), ev))
 		}
 		dur = limit
 	}
-	return d.grantLocked(g.User, ip, src, req.Port, dur)
+	return d.grantLocked(g, ip, src, req.Port, dur)
 }
 
-// saveAfter persists the replay floor a successful code moved, then
+// floorAfter persists the replay floor an accepted code moved, then
 // returns err: a refused request must not make its code reusable.
-func (d *Daemon) saveAfter(err error) error {
-	if serr := d.saveLocked(); serr != nil {
-		d.log.Error("saving state", "err", serr)
+func (d *Daemon) floorAfter(g auth.Grant, err error) error {
+	if perr := d.persistLocked(floor(g)); perr != nil {
+		d.log.Error("saving state", "err", perr)
 	}
 	return err
 }
 
-// grantLocked installs the rule, then persists the lease.
-func (d *Daemon) grantLocked(user string, ip, src netip.Addr, port uint16, dur time.Duration) (api.Granted, error) {
+// grantLocked installs the rule, then persists the lease (with the replay
+// floor the code moved, when a code was used).
+func (d *Daemon) grantLocked(g auth.Grant, ip, src netip.Addr, port uint16, dur time.Duration) (api.Granted, error) {
 	now := d.now()
+	user := g.User
 	token, hash := lease.NewToken()
 	l := lease.Lease{ID: lease.NewID(), User: user, IP: ip, Source: src, Port: port, Created: now, Expires: now.Add(dur), TokenHash: hash}
 	d.table.Add(l)
@@ -398,9 +421,13 @@ func (d *Daemon) grantLocked(user string, ip, src netip.Addr, port uint16, dur t
 		d.table.Remove(l.ID)
 		d.log.Error("installing rule", "lease", l.ID, "err", err)
 		d.audit.Write(audit.Event{Event: audit.Deny, User: user, Source: src, IP: ip, Port: port, Reason: "firewall_error"})
-		return api.Granted{}, d.saveAfter(err)
+		return api.Granted{}, d.floorAfter(g, err)
 	}
-	if err := d.saveLocked(); err != nil {
+	change := lease.Change{Add: []lease.Lease{l}}
+	if g.Counter > 0 {
+		change.Floors = floor(g).Floors
+	}
+	if err := d.persistLocked(change); err != nil {
 		d.table.Remove(l.ID)
 		if ferr := d.syncRuleLocked(l.Key(), now); ferr != nil {
 			err = errors.Join(err, ferr)
@@ -433,7 +460,7 @@ func (d *Daemon) OpenFixed(ctx context.Context, password string, ip netip.Addr, 
 		}
 		target = ip
 	}
-	return d.grantLocked(fixedUser, target, src, fp.Port, d.cfg.Lease.Default)
+	return d.grantLocked(auth.Grant{User: fixedUser}, target, src, fp.Port, d.cfg.Lease.Default)
 }
 
 // authorize decides whether cred may act on l (nil l: on all leases, which
@@ -452,10 +479,7 @@ func (d *Daemon) authorize(cred api.Credentials, src netip.Addr) (admin bool, us
 	if err != nil {
 		return false, "", d.denied(err, cred.User, src, 0)
 	}
-	if serr := d.saveLocked(); serr != nil {
-		d.log.Error("saving state", "err", serr)
-	}
-	return false, g.User, nil
+	return false, g.User, d.floorAfter(g, nil)
 }
 
 func (d *Daemon) mayAct(cred api.Credentials, admin bool, user string, l lease.Lease) bool {
@@ -520,7 +544,7 @@ func (d *Daemon) Close(ctx context.Context, id string, cred api.Credentials, src
 		d.table.Add(l)
 		return err
 	}
-	if err := d.saveLocked(); err != nil {
+	if err := d.persistLocked(lease.Change{Remove: []string{id}}); err != nil {
 		return err
 	}
 	who := "token"

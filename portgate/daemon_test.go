@@ -158,7 +158,7 @@ func apiErr(t *testing.T, err error) *api.Error {
 
 func (f *fixture) saved(t *testing.T) lease.State {
 	t.Helper()
-	st, err := lease.File{Path: f.state}.Load()
+	st, err := (&lease.File{Path: f.state}).Load()
 	require.NoError(t, err)
 	return st
 }
@@ -433,7 +433,7 @@ func TestStartReconciles(t *testing.T) {
 	drifted := lease.Lease{ID: "pg-000000000000000b", User: "alice", IP: ip("192.0.2.2"), Port: 22, Created: t0.Add(-time.Minute), Expires: t0.Add(2 * time.Minute)}
 	expired := lease.Lease{ID: "pg-000000000000000c", User: "alice", IP: ip("192.0.2.3"), Port: 22, Created: t0.Add(-time.Hour), Expires: t0.Add(-time.Second)}
 	kept := lease.Lease{ID: "pg-000000000000000d", User: "alice", IP: ip("192.0.2.4"), Port: 80, Created: t0.Add(-time.Minute), Expires: t0.Add(time.Minute)}
-	require.NoError(t, lease.File{Path: cfg.StateFile}.Save(lease.State{
+	require.NoError(t, (&lease.File{Path: cfg.StateFile}).Save(lease.State{
 		Leases: []lease.Lease{live, drifted, expired, kept}, Floors: map[string]uint64{"alice": 7},
 	}))
 	fw := newMemFirewall()
@@ -566,4 +566,28 @@ func TestHTTPAPI(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "the fixed-password page is off")
+}
+
+// TestJournalCompaction: opens and closes are journal lines; the journal
+// is folded into a snapshot once it outgrows the live state.
+func TestJournalCompaction(t *testing.T) {
+	f := newFixture(t, "")
+	ctx := context.Background()
+	for range 120 {
+		f.clk.Advance(30 * time.Second)
+		g, err := f.open("alice", f.code(0), 22, client)
+		require.NoError(t, err)
+		require.NoError(t, f.d.Close(ctx, g.Lease.ID, api.Credentials{Token: g.Token}, client))
+	}
+	keep, err := f.open("bob", f.code(0), 3389, client)
+	require.NoError(t, err)
+	b, err := os.ReadFile(f.state + ".journal")
+	require.NoError(t, err)
+	lines := strings.Count(string(b), "\n")
+	assert.LessOrEqual(t, lines, 102, "compacted")
+	assert.Positive(t, lines)
+	st := f.saved(t)
+	require.Len(t, st.Leases, 1)
+	assert.Equal(t, keep.Lease.ID, st.Leases[0].ID)
+	assert.Equal(t, f.key.Counter(f.clk.Now()), st.Floors["alice"])
 }

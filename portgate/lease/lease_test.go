@@ -80,7 +80,7 @@ func TestTokens(t *testing.T) {
 
 func TestFileRoundTripAndAtomicity(t *testing.T) {
 	dir := t.TempDir()
-	f := File{Path: filepath.Join(dir, "state.json")}
+	f := &File{Path: filepath.Join(dir, "state.json")}
 	st, err := f.Load()
 	require.NoError(t, err, "a missing file is an empty state")
 	assert.Empty(t, st.Leases)
@@ -90,7 +90,7 @@ func TestFileRoundTripAndAtomicity(t *testing.T) {
 	l.TokenHash = hash
 	want := State{Leases: []Lease{l}, Floors: map[string]uint64{"alice": 56_666_667}}
 	require.NoError(t, f.Save(want))
-	got, err := f.Load()
+	got, err := (&File{Path: f.Path}).Load()
 	require.NoError(t, err)
 	assert.Equal(t, StateVersion, got.Version)
 	require.Len(t, got.Leases, 1)
@@ -107,8 +107,77 @@ func TestFileRoundTripAndAtomicity(t *testing.T) {
 	assert.Len(t, entries, 1)
 
 	// A failed save (folder gone) leaves nothing half-written.
-	bad := File{Path: filepath.Join(dir, "missing", "state.json")}
+	bad := &File{Path: filepath.Join(dir, "missing", "state.json")}
 	require.Error(t, bad.Save(want))
+}
+
+func TestJournal(t *testing.T) {
+	dir := t.TempDir()
+	f := &File{Path: filepath.Join(dir, "state.json")}
+	a, b := mk("pg-000000000000000a", ip1, 22, time.Hour), mk("pg-000000000000000b", ip2, 22, time.Hour)
+	require.NoError(t, f.Save(State{Leases: []Lease{a}, Floors: map[string]uint64{"alice": 5}}))
+
+	n, err := f.Append(Change{Add: []Lease{b}, Floors: map[string]uint64{"alice": 9, "bob": 3}})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	n, err = f.Append(Change{Remove: []string{a.ID, "pg-unknown"}, Floors: map[string]uint64{"alice": 7}})
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	fi, err := os.Stat(f.JournalPath())
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	got, err := (&File{Path: f.Path}).Load()
+	require.NoError(t, err)
+	require.Len(t, got.Leases, 1)
+	assert.Equal(t, b.ID, got.Leases[0].ID)
+	assert.Equal(t, map[string]uint64{"alice": 9, "bob": 3}, got.Floors, "floors only rise")
+
+	// Re-adding an id replaces it: replaying a journal over a snapshot that
+	// already holds its changes changes nothing.
+	require.NoError(t, f.Save(got))
+	_, err = f.Append(Change{Add: []Lease{b}})
+	require.NoError(t, err)
+	again, err := (&File{Path: f.Path}).Load()
+	require.NoError(t, err)
+	assert.Len(t, again.Leases, 1)
+
+	// A snapshot empties the journal.
+	require.NoError(t, f.Save(again))
+	jb, err := os.ReadFile(f.JournalPath())
+	require.NoError(t, err)
+	assert.Empty(t, jb)
+	n, err = f.Append(Change{Remove: []string{b.ID}})
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	require.NoError(t, f.Close())
+	got, err = (&File{Path: f.Path}).Load()
+	require.NoError(t, err)
+	assert.Empty(t, got.Leases)
+}
+
+func TestJournalTornAndCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	f := &File{Path: filepath.Join(dir, "state.json")}
+	a := mk("pg-000000000000000a", ip1, 22, time.Hour)
+	_, err := f.Append(Change{Add: []Lease{a}})
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	good, err := os.ReadFile(f.JournalPath())
+	require.NoError(t, err)
+
+	// A crash in the middle of the last write: that change is ignored.
+	torn := append(append([]byte{}, good...), []byte(`{"remove":["pg-000000000000000a"`)...)
+	require.NoError(t, os.WriteFile(f.JournalPath(), torn, 0o600))
+	got, err := (&File{Path: f.Path}).Load()
+	require.NoError(t, err)
+	assert.Len(t, got.Leases, 1)
+
+	// Damage before the last line is an error, not a silent loss.
+	bad := append([]byte("{not json}\n"), good...)
+	require.NoError(t, os.WriteFile(f.JournalPath(), bad, 0o600))
+	_, err = (&File{Path: f.Path}).Load()
+	assert.ErrorContains(t, err, "line 1")
 }
 
 func TestFileRejectsCorruptState(t *testing.T) {
@@ -122,7 +191,7 @@ func TestFileRejectsCorruptState(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(dir, name)
 			require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
-			_, err := File{Path: p}.Load()
+			_, err := (&File{Path: p}).Load()
 			require.Error(t, err)
 		})
 	}

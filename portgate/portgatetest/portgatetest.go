@@ -421,7 +421,7 @@ func (g *Gate) Reasons(event string) []string {
 func (g *Gate) State() lease.State {
 	t := g.T
 	t.Helper()
-	st, err := lease.File{Path: filepath.Join(g.Dir, "state", "state.json")}.Load()
+	st, err := (&lease.File{Path: filepath.Join(g.Dir, "state", "state.json")}).Load()
 	if err != nil {
 		t.Fatal(err)
 	}
