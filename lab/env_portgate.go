@@ -309,13 +309,6 @@ func portgateBinary(ctx context.Context) ([]byte, error) {
 	}
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		if g := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
-			if _, serr := os.Stat(g); serr == nil {
-				goCmd, err = g, nil
-			}
-		}
-	}
-	if err != nil {
 		return nil, fmt.Errorf("the portgate environment builds cmd/portgate at lab up and needs Go (not found: %v); or set %s to a static build (CGO_ENABLED=0 go build ./cmd/portgate)", err, PortgateBinaryEnv)
 	}
 	tmp, err := os.MkdirTemp("", "opsdrill-portgate-")
