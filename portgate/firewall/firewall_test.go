@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -292,4 +293,33 @@ func TestConfigErrors(t *testing.T) {
 	assert.ErrorContains(t, err, "firewall.nftables.table")
 	_, err = NewIPTables(IPTablesConfig{Chain: "BAD CHAIN"}, true, time.Now)
 	assert.ErrorContains(t, err, "firewall.iptables.chain")
+}
+
+// TestReopenAfterKernelExpiry: a rule the kernel ended (nobody deleted it)
+// can be set again for the same address and port, with or without the
+// reaper's delete in between.
+func TestReopenAfterKernelExpiry(t *testing.T) {
+	for _, c := range backendCases {
+		for _, reaped := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reaped=%v", c.name, reaped), func(t *testing.T) {
+				netnstest.RequireTool(t, c.tool)
+				g := netnstest.NewGate(t)
+				g.Serve(t, guarded)
+				b := newBackend(t, g, c.name, time.Now)
+				c1 := netip.MustParseAddr(g.C1IP)
+				until := time.Now().Add(1500 * time.Millisecond).Truncate(time.Second).Add(time.Second)
+				in(t, g, func() error { return b.Set(Rule{IP: c1, Port: guarded, Until: until}) })
+				time.Sleep(time.Until(until) + 300*time.Millisecond)
+				assert.False(t, g.C1.Probe(addr(g.GateIP1, guarded), closedWait), "ended by the kernel")
+				if reaped {
+					in(t, g, func() error { return b.Delete(c1, guarded) })
+				}
+				in(t, g, func() error { return b.Set(Rule{IP: c1, Port: guarded, Until: time.Now().Add(time.Minute)}) })
+				assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 5*time.Second), "open again")
+				var rules []Rule
+				in(t, g, func() error { var err error; rules, err = b.List(); return err })
+				assert.Len(t, rules, 1)
+			})
+		}
+	}
 }
