@@ -72,3 +72,10 @@ fuzz-portgate:
 	done
 bench-portgate:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./portgate/...
+
+# Failover drill (docs/PERFORMANCE.md, "## Failover"): db.flood against
+# sysbench oltp_insert at 1, 5 and 16 writers on the lab's primary, the op
+# log of 1,000,000 writes, and the write-downtime resolution.
+.PHONY: bench-flood
+bench-flood: deps lab-images
+	@scripts/bench-flood.sh

@@ -19,6 +19,7 @@ packages=(
 	sane-utils     # scanimage with the SANE test backend: scanner.visible tests
 	iputils-ping   # ping: net.ping measured against the ping binary (benchmark)
 	curl           # port.open's tests call portgate through curl, as lab hosts do
+	sysbench       # db.flood's throughput compared with oltp_insert (make bench-flood)
 )
 
 missing=()

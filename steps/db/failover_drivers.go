@@ -95,12 +95,11 @@ func (d *rdsDriver) state(ctx context.Context) (writer, bool, error) {
 	return w, d.settled(w.Status), nil
 }
 
+// settled: triggered, and the platform reports the instance or cluster
+// available. Right after the trigger it may still say so before it starts;
+// the caller waits for a different writer as well.
 func (d *rdsDriver) settled(status string) bool {
-	if status != "available" {
-		d.sawBusy = d.sawBusy || d.triggered
-		return false
-	}
-	return d.triggered && d.sawBusy
+	return d.triggered && status == "available"
 }
 
 func (d *rdsDriver) clusterState(ctx context.Context) (writer, bool, error) {
@@ -137,7 +136,7 @@ func (d *rdsDriver) trigger(ctx context.Context, env *steps.Env) error {
 			return fmt.Errorf("cluster: FailoverDBCluster %s: %w", d.cluster, err)
 		}
 		d.triggered = true
-		d.settled(aws.ToString(out.DBCluster.Status))
+		env.Logf("FailoverDBCluster %s: %s", d.cluster, aws.ToString(out.DBCluster.Status))
 		return nil
 	}
 	out, err := d.api.RebootDBInstance(ctx, &rds.RebootDBInstanceInput{DBInstanceIdentifier: aws.String(d.instance), ForceFailover: aws.Bool(d.forceFailover)})
@@ -145,7 +144,7 @@ func (d *rdsDriver) trigger(ctx context.Context, env *steps.Env) error {
 		return fmt.Errorf("instance: RebootDBInstance %s: %w", d.instance, err)
 	}
 	d.triggered = true
-	d.settled(aws.ToString(out.DBInstance.DBInstanceStatus))
+	env.Logf("RebootDBInstance %s (ForceFailover %t): %s", d.instance, d.forceFailover, aws.ToString(out.DBInstance.DBInstanceStatus))
 	return nil
 }
 

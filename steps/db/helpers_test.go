@@ -23,7 +23,7 @@ type pairLab struct {
 	resolver string
 }
 
-func upPair(t *testing.T) *pairLab {
+func upPair(t testing.TB) *pairLab {
 	t.Helper()
 	l := labtest.Up(t, lab.PairEnv)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -51,7 +51,7 @@ func (pl *pairLab) conn() Conn {
 }
 
 // sql runs statements as root on the current writer.
-func (pl *pairLab) sql(t *testing.T, stmts string) [][]string {
+func (pl *pairLab) sql(t testing.TB, stmts string) [][]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
