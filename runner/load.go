@@ -35,7 +35,10 @@ type Scenario struct {
 type SecretSource struct {
 	Env  string
 	File string
-	Pos  Pos
+	// Optional secrets may be absent: they read as "" (e.g. AWS keys when
+	// the SDK's own credential chain is used instead).
+	Optional bool
+	Pos      Pos
 }
 
 // Step is one checked step of a scenario.
@@ -302,8 +305,10 @@ func (l *loader) secrets(n *yaml.Node, sc *Scenario) {
 			l.errAt(v, "secrets.%s: expected {env: NAME} or {file: PATH}; secret values never go in a scenario", k.Value)
 			continue
 		}
-		l.mapping(v, []string{"env", "file"}, "secrets."+k.Value, func(kk, vv *yaml.Node) {
+		l.mapping(v, []string{"env", "file", "optional"}, "secrets."+k.Value, func(kk, vv *yaml.Node) {
 			switch kk.Value {
+			case "optional":
+				src.Optional = l.boolean(vv, "secrets."+k.Value+".optional")
 			case "env":
 				src.Env = l.str(vv, "secrets."+k.Value+".env")
 			case "file":

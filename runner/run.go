@@ -232,12 +232,20 @@ func resolveSecrets(scenarios []*Scenario, given map[string]string, red *redact.
 			case ok:
 			case src.Env != "":
 				v, ok = os.LookupEnv(src.Env)
+				if (!ok || v == "") && src.Optional {
+					vals[name] = ""
+					continue
+				}
 				if !ok || v == "" {
 					probs = append(probs, src.Pos.problem("secrets.%s: environment variable %s is not set", name, src.Env))
 					continue
 				}
 			default:
 				b, err := os.ReadFile(src.File)
+				if errors.Is(err, os.ErrNotExist) && src.Optional {
+					vals[name] = ""
+					continue
+				}
 				if err != nil {
 					probs = append(probs, src.Pos.problem("secrets.%s: %s", name, err))
 					continue

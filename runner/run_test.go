@@ -459,6 +459,17 @@ func TestMissingSecretIsBadInput(t *testing.T) {
 	assert.True(t, os.IsNotExist(statErr), "nothing ran, nothing was written")
 }
 
+func TestOptionalSecret(t *testing.T) {
+	h := run(t, context.Background(), Options{}, `
+secrets:
+  key: { env: OPSDRILL_TEST_UNSET_OPTIONAL, optional: true }
+steps:
+  - uses: assert
+    expect: secrets.key == ""
+`)
+	assert.Equal(t, reports.StatusPassed, h.res.Run.Status)
+}
+
 func TestJournalRebuildsReports(t *testing.T) {
 	h := run(t, context.Background(), Options{}, `
 steps:

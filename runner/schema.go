@@ -54,8 +54,8 @@ func Schema() map[string]any {
 			"timeout":     duration,
 			"vars":        map[string]any{"type": "object", "propertyNames": map[string]any{"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
 			"secrets": map[string]any{"type": "object", "additionalProperties": map[string]any{
-				"type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 1,
-				"properties": map[string]any{"env": map[string]any{"type": "string"}, "file": map[string]any{"type": "string"}},
+				"type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 2,
+				"properties": map[string]any{"env": map[string]any{"type": "string"}, "file": map[string]any{"type": "string"}, "optional": map[string]any{"type": "boolean"}},
 			}},
 			"steps":   map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"$ref": "#/$defs/step"}},
 			"cleanup": map[string]any{"type": "array", "items": map[string]any{"$ref": "#/$defs/step"}},
