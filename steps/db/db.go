@@ -66,7 +66,7 @@ func init() {
 			"for a Multi-AZ DB `cluster`, through aws-sdk-go-v2 with the usual AWS configuration; `endpoint_url: lab:LABID` serves the lab's " +
 			"RDS-compatible API in-process, so one scenario runs against AWS and the lab. It then polls DescribeDBInstances/DescribeDBClusters every `poll`. " +
 			"lab: SIGKILL the lab writer's host (the abrupt failure the runbook wished for), promote the standby after it applied what it received, " +
-			"repoint the endpoint's CNAME (`action: switchover` does the graceful reboot with failover instead). " +
+			"repoint the endpoint's CNAME; the killed host is rebuilt as the standby when the scenario ends (`action: switchover` does the graceful reboot with failover instead). " +
 			"command: run `command` (no shell); the writer is read from the database. " +
 			"The step completes when the platform is settled and a different writer serves (writable, with `dsn`); it fails when, after " +
 			"`complete_within`, the writer is still the same one.",

@@ -26,7 +26,6 @@ type rdsDriver struct {
 	cluster       string
 	target        string
 	forceFailover bool
-	sawBusy       bool // the instance or cluster left "available" after the trigger
 	triggered     bool
 	labServer     *rdsapi.Server
 	labBackend    *rdsapi.Lab
@@ -200,6 +199,12 @@ func (d *labDriver) trigger(ctx context.Context, env *steps.Env) error {
 		d.old = old
 	} else {
 		old, promoted, err = d.pair.FailOver(ctx)
+		if old != nil {
+			// The killed host stays down for the rest of the drill (its
+			// data may hold writes the new writer never got); afterwards
+			// it is rebuilt as the standby, so the pair is whole again.
+			env.Undo("rebuild "+old.Name+" as the standby", func(ctx context.Context) error { return d.pair.Rebuild(ctx, old) })
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("lab %s: %w", d.action, err)
