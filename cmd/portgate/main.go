@@ -151,7 +151,8 @@ func serve(configPath, tlsCert, tlsKey string, plain, fixed, check bool, log *sl
 	if err := os.MkdirAll(filepath.Dir(cfg.StateFile), 0o700); err != nil {
 		return fmt.Errorf("state_file: %w", err)
 	}
-	d, err := portgate.New(cfg, portgate.Options{Audit: audit.New(auditOut, nil), Log: log, FixedPassword: fixed})
+	auditLog := audit.New(auditOut, nil)
+	d, err := portgate.New(cfg, portgate.Options{Audit: auditLog, Log: log, FixedPassword: fixed})
 	if err != nil {
 		return usageError{err}
 	}
@@ -201,6 +202,9 @@ func serve(configPath, tlsCert, tlsKey string, plain, fixed, check bool, log *sl
 	_ = srv.Shutdown(sctx)
 	<-reaper
 	err = d.Shutdown()
+	if aerr := auditLog.Err(); aerr != nil {
+		log.Error("the audit log could not be written", "err", aerr)
+	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return errors.Join(fmt.Errorf("serve: %w", serveErr), err)
 	}
