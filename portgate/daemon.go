@@ -498,8 +498,9 @@ func (d *Daemon) List(ctx context.Context, cred api.Credentials, src netip.Addr)
 		return nil, d.refuse(api.CodeAuthFailed, http.StatusUnauthorized, "listing needs an admin token or user credentials", audit.Event{Source: src, Reason: "bad_token"})
 	}
 	var out []lease.Lease
+	now := d.now()
 	for _, l := range d.table.All() {
-		if admin || l.User == user {
+		if l.Live(now) && (admin || l.User == user) {
 			out = append(out, l)
 		}
 	}
@@ -515,7 +516,7 @@ func (d *Daemon) Get(ctx context.Context, id string, cred api.Credentials, src n
 		return lease.Lease{}, err
 	}
 	l, ok := d.table.Get(id)
-	if !ok || !d.mayAct(cred, admin, user, l) {
+	if !ok || !l.Live(d.now()) || !d.mayAct(cred, admin, user, l) {
 		return lease.Lease{}, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: "no such lease"}
 	}
 	return l, nil
