@@ -29,6 +29,9 @@ const closedWait = 700 * time.Millisecond
 type backendCase struct {
 	name string
 	tool string
+	// own lists the set-up rules portgate keeps (not the leases), to show
+	// a restart does not duplicate them.
+	own []string
 	// foreign installs rules that are not portgate's; snapshot prints
 	// them, to prove they are never changed.
 	foreign  []string
@@ -37,7 +40,7 @@ type backendCase struct {
 
 var backendCases = []backendCase{
 	{
-		name: "nftables", tool: "nft",
+		name: "nftables", tool: "nft", own: []string{"nft", "list", "chain", "inet", "portgate", "input"},
 		foreign: []string{
 			"nft add table inet foreign",
 			"nft add chain inet foreign input { type filter hook input priority 10 ; policy accept ; }",
@@ -46,7 +49,7 @@ var backendCases = []backendCase{
 		snapshot: [][]string{{"nft", "-s", "list", "table", "inet", "foreign"}},
 	},
 	{
-		name: "iptables", tool: "iptables",
+		name: "iptables", tool: "iptables", own: []string{"iptables", "-S", "PORTGATE"},
 		foreign: []string{
 			"iptables -N FOREIGN",
 			"iptables -A FOREIGN -p tcp --dport 7099 -m comment --comment foreign -j ACCEPT",
@@ -140,8 +143,11 @@ func TestBackendRules(t *testing.T) {
 				assert.WithinDuration(t, until, r.Until, 1500*time.Millisecond)
 			}
 
-			// A restart: a new backend, Init again; the live rule stays.
+			// A restart: a new backend, Init again; the live rule stays and
+			// nothing is duplicated.
+			ownBefore := g.Gate.MustRun(t, c.own...)
 			b = newBackend(t, g, c.name, time.Now)
+			assert.Equal(t, strings.Count(ownBefore, "portgate"), strings.Count(g.Gate.MustRun(t, c.own...), "portgate"))
 			in(t, g, func() error { var err error; rules, err = b.List(); return err })
 			assert.Len(t, rules, 2)
 			assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 5*time.Second), "a restart keeps live rules")
