@@ -34,11 +34,11 @@ func needChromium(t testing.TB) {
 }
 
 // artifactDir is where browser tests leave screenshots for people to look
-// at: $OPSDRILL_TEST_ARTIFACTS, else out/test-artifacts in the repository.
+// at: $OPSDRILL_TEST_ARTIFACTS, else test-artifacts/ in the repository.
 func artifactDir(t testing.TB) string {
 	dir := os.Getenv("OPSDRILL_TEST_ARTIFACTS")
 	if dir == "" {
-		dir = filepath.Join("..", "out", "test-artifacts")
+		dir = filepath.Join("..", "test-artifacts")
 	}
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	return dir
