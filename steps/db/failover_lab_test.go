@@ -46,9 +46,10 @@ func (pl *pairLab) failover(t *testing.T, dir string, mutate func(f *Failover)) 
 }
 
 // TestFailoverLab drives db.failover against the lab: a "failover" that
-// does nothing fails the check; the lab's RDS API (real SDK, reboot with
-// failover) and the lab driver (SIGKILL) both move the writer, and under
-// a semi-sync flood through the endpoint no acknowledged write is lost.
+// does nothing and a reboot without failover fail the check; the lab's
+// RDS API (real SDK: reboot with failover, cluster failover) and the lab
+// driver (SIGKILL) move the writer, and under a semi-sync flood through
+// the endpoint no acknowledged write is lost.
 func TestFailoverLab(t *testing.T) {
 	pl := upPair(t)
 
@@ -98,17 +99,38 @@ func TestFailoverLab(t *testing.T) {
 		assert.Contains(t, labels, "new writer serves")
 	})
 
+	t.Run("a reboot without failover through the lab's RDS API fails the check", func(t *testing.T) {
+		out, err := pl.failover(t, t.TempDir(), func(f *Failover) {
+			f.Driver, f.Instance, f.EndpointURL = "aws-rds", lab.PairInstance, "lab:"+pl.lab.ID
+			f.ForceFailover, f.CompleteWithin = false, 15*time.Second
+		})
+		require.Error(t, err)
+		assert.True(t, steps.IsFailure(err), "%v", err)
+		assert.Contains(t, err.Error(), "did not switch writers: before db-b (server_id 2) in lab-1b, still db-b (server_id 2) in lab-1b")
+		assert.Equal(t, false, out["switched"])
+	})
+
+	t.Run("cluster failover through the lab's RDS API", func(t *testing.T) {
+		out, err := pl.failover(t, t.TempDir(), func(f *Failover) {
+			f.Driver, f.Cluster, f.EndpointURL = "aws-rds", lab.PairCluster, "lab:"+pl.lab.ID
+		})
+		require.NoError(t, err)
+		assert.Equal(t, lab.PairInstance+"-db-b", out["writer_before"].(map[string]any)["host"])
+		assert.Equal(t, lab.PairInstance+"-db-a", out["writer_after"].(map[string]any)["host"])
+		assert.Equal(t, "lab-1a", out["az_after"])
+	})
+
 	t.Run("the lab driver pulls the plug", func(t *testing.T) {
 		out, err := pl.failover(t, t.TempDir(), func(f *Failover) { f.Driver, f.Lab = "lab", pl.lab.ID })
 		require.NoError(t, err)
-		assert.Equal(t, "db-b", out["writer_before"].(map[string]any)["host"])
-		assert.Equal(t, "db-a", out["writer_after"].(map[string]any)["host"])
+		assert.Equal(t, "db-a", out["writer_before"].(map[string]any)["host"])
+		assert.Equal(t, "db-b", out["writer_after"].(map[string]any)["host"])
 		ctx := context.Background()
-		nodes := pl.pair.Nodes()
-		st, err := nodes[1].State(ctx)
+		killed := nodeNamed(t, pl, "db-a")
+		st, err := killed.State(ctx)
 		require.NoError(t, err)
-		assert.NotEqual(t, "running", st, "db-b was killed")
-		require.NoError(t, pl.pair.Rebuild(ctx, nodes[1]))
+		assert.NotEqual(t, "running", st, "db-a was killed")
+		require.NoError(t, pl.pair.Rebuild(ctx, killed))
 	})
 }
 
