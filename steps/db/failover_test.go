@@ -45,7 +45,7 @@ func fakeAWS(t *testing.T) (*rdsapi.Memory, string) {
 func rdsFailover(url string) *Failover {
 	f := newFailover().(*Failover)
 	f.Driver, f.Instance, f.Region, f.EndpointURL = "aws-rds", "testrds", "ap-south-1", url
-	f.Poll, f.CompleteWithin = 10*time.Millisecond, 2*time.Second
+	f.Poll, f.CompleteWithin = 10*time.Millisecond, 30*time.Second
 	return f
 }
 
