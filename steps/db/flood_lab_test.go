@@ -132,6 +132,28 @@ INSERT INTO drill.failover_test SET cycle = '%s', counter = 42, failover_date = 
 		assert.Equal(t, int64(0), intOut(t, v, "lost"))
 	})
 
+	t.Run("test case 1 and 2 modes: a connection per write, a pinned address", func(t *testing.T) {
+		for _, mode := range []string{"connect_per_write", "pin"} {
+			dir := t.TempDir()
+			f := newFlood().(*Flood)
+			f.Conn = pl.conn()
+			f.Writers, f.Count, f.Duration = 2, 50, time.Minute
+			f.ConnectPerOp, f.Pin = mode == "connect_per_write", mode == "pin"
+			env, _ := newEnv(t, dir, "drill", "flood")
+			require.NoError(t, run(t, f, env), mode)
+			out := env.Outputs()
+			assert.Equal(t, int64(100), intOut(t, out, "acknowledged"), mode)
+			if f.Pin {
+				assert.Regexp(t, `^\d+\.\d+\.\d+\.\d+:3306 \(pinned from `+lab.PairEndpoint+`\)$`, out["target"])
+			} else {
+				assert.Equal(t, lab.PairEndpoint+":3306", out["target"])
+			}
+			v, err := pl.verify(t, dir, out["oplog"].(string))
+			require.NoError(t, err, mode)
+			assert.Equal(t, int64(100), intOut(t, v, "acknowledged"))
+		}
+	})
+
 	t.Run("verify refuses the standby", func(t *testing.T) {
 		dir := t.TempDir()
 		out := pl.flood(t, dir, 1, 10, "failover_test")
