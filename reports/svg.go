@@ -133,18 +133,40 @@ func renderChart(ev steps.Evidence) string {
 			}
 		}
 	}
-	// Marks.
-	for i, m := range ev.Marks {
+	// Marks, with labels placed in the first row where they do not overlap
+	// an earlier label (failover and DNS switch are often close).
+	type span struct{ from, to float64 }
+	var rows [][]span
+	for _, m := range ev.Marks {
 		x := sx(m.X)
 		fmt.Fprintf(&b, `<line class="mark" x1="%.1f" x2="%.1f" y1="%d" y2="%.1f"/>`, x, x, padTop, sy(minY))
-		anchor := "start"
-		if x > chartW*0.7 {
-			anchor = "end"
-			x -= 4
-		} else {
-			x += 4
+		w := 6.2*float64(len([]rune(m.Label))) + 8
+		anchor, from := "start", x+4
+		if x+w > chartW-padRight {
+			anchor, from = "end", x-4-w
 		}
-		fmt.Fprintf(&b, `<text class="marklabel" x="%.1f" y="%d" text-anchor="%s">%s</text>`, x, padTop+12+12*(i%3), anchor, html.EscapeString(m.Label))
+		row := 0
+		for ; row < len(rows); row++ {
+			free := true
+			for _, sp := range rows[row] {
+				if from < sp.to && from+w > sp.from {
+					free = false
+					break
+				}
+			}
+			if free {
+				break
+			}
+		}
+		if row == len(rows) {
+			rows = append(rows, nil)
+		}
+		rows[row] = append(rows[row], span{from, from + w})
+		tx := x + 4
+		if anchor == "end" {
+			tx = x - 4
+		}
+		fmt.Fprintf(&b, `<text class="marklabel" x="%.1f" y="%d" text-anchor="%s">%s</text>`, tx, padTop+12+13*row, anchor, html.EscapeString(m.Label))
 	}
 	b.WriteString(`</svg>`)
 	// Legend as HTML so it wraps and reads well with a screen reader.
