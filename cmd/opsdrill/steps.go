@@ -69,7 +69,7 @@ func printStepDoc(w io.Writer, s steps.Spec) {
 			if f.Required {
 				notes = append(notes, "required")
 			}
-			if d := runner.FieldDefault(defaults, f); d != "" {
+			if d := runner.FieldDefault(defaults, f); d != "" && !strings.Contains(f.Doc, "(default") {
 				notes = append(notes, "default "+d)
 			}
 			extra := ""
