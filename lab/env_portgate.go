@@ -56,6 +56,11 @@ const (
 	PortgateBinaryEnv = "OPSDRILL_PORTGATE_BINARY"
 	// PortgateSecretName is the lab secret holding the user's key (base32).
 	PortgateSecretName = "portgate_totp_secret"
+	// PortgateProbeUser has a key of its own for the TOTP drill's probe of
+	// the gate's window and replay protection, so the probe's codes never
+	// raise the drill user's replay floor.
+	PortgateProbeUser       = "probe"
+	PortgateProbeSecretName = "portgate_probe_totp_secret"
 )
 
 // portgateFirewall is the gate's own firewall. Declaring the table before
@@ -110,6 +115,13 @@ func portgateSecretB32(l *Lab) string {
 	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(portgateSecret(l))
 }
 
+// portgateProbeSecretB32 is the probe user's key, derived like the drill
+// user's.
+func portgateProbeSecretB32(l *Lab) string {
+	sum := sha256.Sum256([]byte(l.Password("portgate-probe-totp")))
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:20])
+}
+
 func portgateVars(l *Lab) (map[string]any, map[string]string) {
 	v := map[string]any{
 		"user":      PortgateUser,
@@ -120,9 +132,17 @@ func portgateVars(l *Lab) (map[string]any, map[string]string) {
 		"client": "lab:" + l.ID + "/" + PortgateClient1,
 		"other":  "lab:" + l.ID + "/" + PortgateClient2,
 	}
+	v["probe_user"] = PortgateProbeUser
 	if g, err := l.Host(PortgateGate); err == nil {
 		v["gate"] = g.IP.String()
 		v["url"] = fmt.Sprintf("https://%s", g.Addr(PortgateAPIPort))
+		// The CA as text, so a step on the machine running opsdrill can
+		// trust the gate without a file from inside the lab.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if res, err := g.Exec(ctx, "cat", "/etc/portgate/tls.crt"); err == nil && res.ExitCode == 0 {
+			v["ca_pem"] = res.Stdout
+		}
+		cancel()
 	}
 	if c, err := l.Host(PortgateClient1); err == nil {
 		v["client_ip"] = c.IP.String()
@@ -130,7 +150,10 @@ func portgateVars(l *Lab) (map[string]any, map[string]string) {
 	if c, err := l.Host(PortgateClient2); err == nil {
 		v["other_ip"] = c.IP.String()
 	}
-	return map[string]any{"portgate": v}, map[string]string{PortgateSecretName: portgateSecretB32(l)}
+	return map[string]any{"portgate": v}, map[string]string{
+		PortgateSecretName:      portgateSecretB32(l),
+		PortgateProbeSecretName: portgateProbeSecretB32(l),
+	}
 }
 
 func portgateConfig(l *Lab) []byte {
@@ -147,7 +170,8 @@ on_shutdown: keep
 firewall: {backend: nftables}
 users:
   - {name: %s, secret: %s}
-`, PortgateEnv, PortgateAPIPort, PortgateSSHPort, PortgateUser, portgateSecretB32(l))
+  - {name: %s, secret: %s}
+`, PortgateEnv, PortgateAPIPort, PortgateSSHPort, PortgateUser, portgateSecretB32(l), PortgateProbeUser, portgateProbeSecretB32(l))
 }
 
 func setupPortgate(ctx context.Context, l *Lab) error {

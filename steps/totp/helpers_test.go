@@ -140,11 +140,12 @@ type validator struct {
 	cfg   validatorConfig
 	clock *fakeClock
 
-	mu       sync.Mutex
-	last     map[string]int64
-	failures int
-	seen     []int64 // counters of every submitted code, in order (-1: unknown)
-	requests []*http.Request
+	mu         sync.Mutex
+	last       map[string]int64
+	failures   int
+	seen       []int64 // counters of every submitted code, in order (-1: unknown)
+	requests   []*http.Request
+	jsonBodies []map[string]any // decoded JSON submissions, nil entries for forms
 }
 
 func newValidator(cfg validatorConfig, clock *fakeClock) *validator {
@@ -193,13 +194,14 @@ func (v *validator) check(user, code string) bool {
 // code, answering 200 or 401 unless cfg.answer says otherwise.
 func (v *validator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	user, code := "", ""
+	var fields map[string]any
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		var m map[string]string
-		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+		if err := json.NewDecoder(r.Body).Decode(&fields); err != nil {
 			http.Error(w, "bad json", http.StatusBadRequest)
 			return
 		}
-		user, code = m["user"], m["code"]
+		user, _ = fields["user"].(string)
+		code, _ = fields["code"].(string)
 	} else {
 		if err := r.ParseForm(); err != nil {
 			http.Error(w, "bad form", http.StatusBadRequest)
@@ -209,6 +211,7 @@ func (v *validator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	v.mu.Lock()
 	v.requests = append(v.requests, r.Clone(context.Background()))
+	v.jsonBodies = append(v.jsonBodies, fields)
 	v.mu.Unlock()
 	ok := v.check(user, code)
 	status, body := http.StatusUnauthorized, "denied"

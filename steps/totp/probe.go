@@ -43,11 +43,15 @@ func (v *VerifyDrift) validateProbe(r resolved) error {
 }
 
 // submitter returns the validator the step talks to.
-func (v *VerifyDrift) submitter() submitter {
+func (v *VerifyDrift) submitter(env *steps.Env) (submitter, error) {
 	if v.Endpoint != nil {
-		return newHTTPSubmitter(v.Endpoint, v.AttemptTimeout)
+		cfg, err := v.Endpoint.tlsConfig(env.Path)
+		if err != nil {
+			return nil, err
+		}
+		return newHTTPSubmitter(v.Endpoint, v.AttemptTimeout, cfg), nil
 	}
-	return &commandSubmitter{argv: v.ValidatorCommand, timeout: v.AttemptTimeout}
+	return &commandSubmitter{argv: v.ValidatorCommand, timeout: v.AttemptTimeout}, nil
 }
 
 // attempt is one submission, recorded before any verdict is drawn.
@@ -100,7 +104,11 @@ func (p *prober) submit(ctx context.Context, phase string, c int64) (attempt, er
 // runProbe measures a live validator's accepted window and replay
 // protection. The order of submissions is the point; see the package doc.
 func (v *VerifyDrift) runProbe(ctx context.Context, env *steps.Env, r resolved) error {
-	p := &prober{v: v, env: env, gen: r.gen, clock: clockOr(v.clock), sub: v.submitter()}
+	sub, err := v.submitter(env)
+	if err != nil {
+		return err
+	}
+	p := &prober{v: v, env: env, gen: r.gen, clock: clockOr(v.clock), sub: sub}
 	defer func() { p.addEvidence() }()
 	period := time.Duration(r.gen.period) * time.Second
 	w := v.Window

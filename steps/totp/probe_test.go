@@ -3,8 +3,10 @@ package totp
 import (
 	"context"
 	"encoding/hex"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -145,8 +147,9 @@ func TestProbeHTTPForms(t *testing.T) {
 		endpoint Endpoint
 		answer   func(ok bool) (int, string)
 	}{
-		{name: "form POST", endpoint: Endpoint{Fields: map[string]string{"port": "22"}}},
+		{name: "form POST", endpoint: Endpoint{Fields: map[string]any{"port": "22"}}},
 		{name: "json POST", endpoint: Endpoint{Encoding: "json"}},
+		{name: "json POST keeps a number a number", endpoint: Endpoint{Encoding: "json", Fields: map[string]any{"port": 22}}},
 		{name: "GET query", endpoint: Endpoint{Method: "GET"}},
 		{name: "status 204 only", endpoint: Endpoint{SuccessStatus: []int{204}}, answer: func(ok bool) (int, string) {
 			if ok {
@@ -176,9 +179,50 @@ func TestProbeHTTPForms(t *testing.T) {
 			assert.Equal(t, true, env.Outputs()["replay_rejected"])
 			req := val.requests[0]
 			assert.Equal(t, "totp", req.Header.Get("X-Drill"))
-			if tc.endpoint.Fields != nil {
+			switch {
+			case tc.endpoint.Fields != nil && tc.endpoint.Encoding == "json":
+				assert.Equal(t, float64(22), val.jsonBodies[0]["port"], "a number stays a number")
+			case tc.endpoint.Fields != nil:
 				assert.Equal(t, "22", req.Form.Get("port"))
 			}
+		})
+	}
+}
+
+// TestProbeHTTPSWithCA: an https validator is trusted through ca_pem or
+// ca_cert, and refused (an error, not a verdict) without them.
+func TestProbeHTTPSWithCA(t *testing.T) {
+	clock := newFakeClock(probeStart)
+	val := newValidator(validatorConfig{secret: testB32, window: 1}, clock)
+	srv := httptest.NewTLSServer(val)
+	t.Cleanup(srv.Close)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+
+	v := probeStep(srv.URL, clock)
+	env, _ := newEnv(t)
+	err := v.Run(context.Background(), env)
+	require.Error(t, err)
+	assert.False(t, steps.IsFailure(err), "an untrusted certificate is no verdict on the validator")
+
+	for name, set := range map[string]func(e *Endpoint, dir string){
+		"ca_pem": func(e *Endpoint, _ string) { e.CAPEM = caPEM },
+		"ca_cert": func(e *Endpoint, dir string) {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "ca.pem"), []byte(caPEM), 0o644))
+			e.CACert = "ca.pem"
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			clock := newFakeClock(probeStart)
+			val := newValidator(validatorConfig{secret: testB32, window: 1}, clock)
+			srv := httptest.NewTLSServer(val)
+			t.Cleanup(srv.Close)
+			caPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+			v := probeStep(srv.URL, clock)
+			env, _ := newEnv(t)
+			env.BaseDir = t.TempDir()
+			set(v.Endpoint, env.BaseDir)
+			require.NoError(t, v.Run(context.Background(), env))
+			assert.Equal(t, []int{-1, 0, 1}, env.Outputs()["accepted_offsets"])
 		})
 	}
 }

@@ -3,12 +3,15 @@ package totp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -26,10 +29,34 @@ type Endpoint struct {
 	UserField     string            `yaml:"user_field" doc:"name of the user field (default user)"`
 	User          string            `yaml:"user" doc:"account to authenticate as; the user field is omitted when empty"`
 	CodeField     string            `yaml:"code_field" doc:"name of the code field (default code)"`
-	Fields        map[string]string `yaml:"fields" doc:"extra fields sent with every submission"`
+	Fields        map[string]any    `yaml:"fields" doc:"extra fields sent with every submission; JSON keeps their types (a port stays a number)"`
 	Headers       map[string]string `yaml:"headers" doc:"extra request headers, e.g. Authorization"`
 	SuccessStatus []int             `yaml:"success_status" doc:"HTTP statuses that mean accepted (default any 2xx)"`
 	SuccessBody   string            `yaml:"success_body" doc:"regular expression the response body must also match for accepted"`
+	CACert        string            `yaml:"ca_cert" doc:"PEM file of the CA that signed an https validator's certificate (relative to the scenario)"`
+	CAPEM         string            `yaml:"ca_pem" doc:"the same CA as PEM text, e.g. from a vars file"`
+	InsecureTLS   bool              `yaml:"insecure_tls" doc:"do not verify the validator's certificate (lab only)"`
+}
+
+// tlsConfig builds the client TLS settings; path resolves ca_cert.
+func (e *Endpoint) tlsConfig(path func(string) string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: e.InsecureTLS} //nolint:gosec // opt-in, lab only
+	pemText := []byte(e.CAPEM)
+	if e.CACert != "" {
+		b, err := os.ReadFile(path(e.CACert))
+		if err != nil {
+			return nil, fmt.Errorf("endpoint.ca_cert: %w", err)
+		}
+		pemText = append(pemText, b...)
+	}
+	if len(pemText) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemText) {
+			return nil, errors.New("endpoint.ca_cert / ca_pem: no PEM certificate found")
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
 }
 
 // codePlaceholder is replaced by the code in validator_command arguments.
@@ -117,8 +144,9 @@ type httpSubmitter struct {
 // maxBody bounds how much of a response is read to match success_body.
 const maxBody = 64 << 10
 
-func newHTTPSubmitter(e *Endpoint, timeout time.Duration) *httpSubmitter {
-	s := &httpSubmitter{e: e, client: &http.Client{Timeout: timeout}}
+func newHTTPSubmitter(e *Endpoint, timeout time.Duration, tlsCfg *tls.Config) *httpSubmitter {
+	tr := &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil}
+	s := &httpSubmitter{e: e, client: &http.Client{Timeout: timeout, Transport: tr}}
 	if e.SuccessBody != "" {
 		s.body = regexp.MustCompile(e.SuccessBody) // checked by validate
 	}
@@ -128,7 +156,7 @@ func newHTTPSubmitter(e *Endpoint, timeout time.Duration) *httpSubmitter {
 func (s *httpSubmitter) request(ctx context.Context, code string) (*http.Request, error) {
 	vals := url.Values{}
 	for k, v := range s.e.Fields {
-		vals.Set(k, v)
+		vals.Set(k, fmt.Sprint(v))
 	}
 	if s.e.User != "" {
 		vals.Set(s.e.userField(), s.e.User)
@@ -149,9 +177,12 @@ func (s *httpSubmitter) request(ctx context.Context, code string) (*http.Request
 		}
 		u.RawQuery = q.Encode()
 	case s.e.encoding() == "json":
-		m := make(map[string]string, len(vals))
+		m := make(map[string]any, len(vals))
 		for k := range vals {
 			m[k] = vals.Get(k)
+		}
+		for k, v := range s.e.Fields {
+			m[k] = v // typed: a validator may want a number
 		}
 		b, err := json.Marshal(m)
 		if err != nil {
