@@ -459,6 +459,35 @@ func TestMissingSecretIsBadInput(t *testing.T) {
 	assert.True(t, os.IsNotExist(statErr), "nothing ran, nothing was written")
 }
 
+// TestStepsShareTheScenarioTimeline: a background step sees a moment a
+// later foreground step notes (dns.watch and db.failover work this way);
+// another scenario's timeline is separate.
+func TestStepsShareTheScenarioTimeline(t *testing.T) {
+	h := run(t, context.Background(), Options{Parallel: 2}, `
+steps:
+  - id: watch
+    uses: test.await_note
+    background: true
+    timeout: 5s
+    with: { kind: failover.trigger }
+  - id: trigger
+    uses: test.note
+    with: { kind: failover.trigger }
+  - uses: wait
+    with: { for: [watch] }
+  - uses: assert
+    expect: steps.watch.outputs.by == "trigger"
+`, `
+steps:
+  - id: other
+    uses: test.await_note
+    timeout: 300ms
+    with: { kind: failover.trigger }
+`)
+	assert.Equal(t, reports.StatusPassed, h.res.Run.Scenarios[0].Status)
+	assert.Equal(t, reports.StatusErrored, h.step(t, 1, "other").Status, "timelines are per scenario")
+}
+
 func TestOptionalSecret(t *testing.T) {
 	h := run(t, context.Background(), Options{}, `
 secrets:

@@ -31,6 +31,8 @@ type scenarioRun struct {
 	scope      map[string]any // expression scope; touched by the scenario goroutine only
 	stepsScope map[string]any
 
+	timeline steps.Timeline // moments steps note, shared by the scenario
+
 	mu       sync.Mutex
 	undo     []undoAction
 	bg       map[string]*bgStep
@@ -493,7 +495,8 @@ func (sr *scenarioRun) hooks(st *Step, phase string) steps.Hooks {
 			sr.undo = append(sr.undo, undoAction{name: name, fn: fn})
 			sr.mu.Unlock()
 		},
-		Join: func(ctx context.Context, ids []string) error { return sr.join(ctx, ids) },
+		Join:     func(ctx context.Context, ids []string) error { return sr.join(ctx, ids) },
+		Timeline: &sr.timeline,
 		Progress: func(status string) {
 			if sr.opts.Progress != nil {
 				sr.opts.Progress(sr.idx, phase, st.ID, sr.red.String(status))

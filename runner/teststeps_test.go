@@ -169,3 +169,38 @@ func init() {
 	steps.Register(steps.Spec{Name: "test.typed", Summary: "typed params", New: func() steps.Step { return &typedStep{} },
 		Outputs: []steps.Output{{Name: "port"}, {Name: "hosts"}, {Name: "name"}, {Name: "type"}}})
 }
+
+type noteStep struct {
+	Kind string `yaml:"kind" required:"true"`
+}
+
+func (s *noteStep) Run(ctx context.Context, env *steps.Env) error {
+	env.Note(s.Kind, "noted "+s.Kind, time.Now())
+	return nil
+}
+
+// awaitNoteStep waits for a moment of kind on the timeline.
+type awaitNoteStep struct {
+	Kind string `yaml:"kind" required:"true"`
+}
+
+func (s *awaitNoteStep) Run(ctx context.Context, env *steps.Env) error {
+	for {
+		if m, ok := env.Timeline().Latest(s.Kind, time.Now()); ok {
+			env.SetOutput("seen", true)
+			env.SetOutput("by", m.Step)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func init() {
+	steps.Register(steps.Spec{Name: "test.note", Summary: "note a moment", New: func() steps.Step { return &noteStep{} }})
+	steps.Register(steps.Spec{Name: "test.await_note", Summary: "wait for a moment", New: func() steps.Step { return &awaitNoteStep{} },
+		Outputs: []steps.Output{{Name: "seen"}, {Name: "by"}}})
+}

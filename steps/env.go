@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Hooks connect an Env to the runner. Every field is optional; a zero Hooks
@@ -23,6 +24,9 @@ type Hooks struct {
 	Join func(ctx context.Context, ids []string) error
 	// Progress reports a short live status line ("312 writes, 2 errors").
 	Progress func(status string)
+	// Timeline is shared by every step of the scenario; nil gives the Env
+	// a timeline of its own.
+	Timeline *Timeline
 }
 
 // Env is what a running step sees of the runner.
@@ -44,8 +48,20 @@ type Env struct {
 
 // NewEnv returns an Env for one step run.
 func NewEnv(scenario, stepID, dir string, hooks Hooks) *Env {
+	if hooks.Timeline == nil {
+		hooks.Timeline = &Timeline{}
+	}
 	return &Env{StepID: stepID, Scenario: scenario, Dir: dir, hooks: hooks, outputs: map[string]any{}}
 }
+
+// Note puts a moment on the scenario's timeline, for later steps (and
+// background steps running now) to line up with.
+func (e *Env) Note(kind, label string, at time.Time) {
+	e.hooks.Timeline.Note(Moment{Kind: kind, Label: label, Step: e.StepID, At: at})
+}
+
+// Timeline returns the scenario's timeline.
+func (e *Env) Timeline() *Timeline { return e.hooks.Timeline }
 
 // SetOutput records an output value. Values should be JSON-friendly: bool,
 // numbers, strings, slices and maps of those.

@@ -210,9 +210,7 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 
 	triggered := time.Now()
 	env.SetOutput("triggered_at", triggered.UTC().Format(time.RFC3339Nano))
-	if err := addMark(env, markTrigger, "failover triggered", triggered); err != nil {
-		return err
-	}
+	env.Note(MomentTrigger, "failover triggered", triggered)
 	if err := drv.trigger(ctx, env); err != nil {
 		return err
 	}
@@ -231,12 +229,17 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 	}
 	env.SetOutput("completed_at", completed.UTC().Format(time.RFC3339Nano))
 	env.SetOutput("duration_ms", completed.Sub(triggered).Milliseconds())
-	if err := addMark(env, markComplete, "new writer serves", completed); err != nil {
-		return err
-	}
+	env.Note(MomentComplete, "new writer serves", completed)
 	env.Logf("new writer %s after %s", after, completed.Sub(triggered).Round(time.Millisecond))
 	return nil
 }
+
+// Moments db.failover notes on the scenario's timeline; dns.watch measures
+// its switch from MomentTrigger, db.verify draws them all.
+const (
+	MomentTrigger  = "failover.trigger"
+	MomentComplete = "failover.complete"
+)
 
 // await polls until the platform is settled and a different writer serves
 // (writable, when a DSN is given), or CompleteWithin passes.

@@ -70,9 +70,28 @@ type recorder struct {
 	t       testing.TB
 }
 
+// timelines gives the steps of one test "scenario" (one report folder) the
+// same timeline, as the runner does.
+var (
+	timelinesMu sync.Mutex
+	timelines   = map[string]*steps.Timeline{}
+)
+
+func timelineFor(dir string) *steps.Timeline {
+	timelinesMu.Lock()
+	defer timelinesMu.Unlock()
+	tl := timelines[dir]
+	if tl == nil {
+		tl = &steps.Timeline{}
+		timelines[dir] = tl
+	}
+	return tl
+}
+
 func newEnv(t testing.TB, dir, scenario, step string) (*steps.Env, *recorder) {
 	r := &recorder{t: t}
 	env := steps.NewEnv(scenario, step, dir, steps.Hooks{
+		Timeline: timelineFor(dir),
 		Log: func(line string) {
 			r.mu.Lock()
 			r.lines = append(r.lines, line)

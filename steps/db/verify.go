@@ -216,12 +216,10 @@ func (v *Verify) timeline(env *steps.Env, h *history, d downtime) steps.Evidence
 			marks = append(marks, steps.Mark{X: float64(d.endUS) / 1e6, Label: fmt.Sprintf("writes resume (+%.0f ms)", d.ms())})
 		}
 	}
-	if ms, err := readMarks(env); err == nil {
-		for _, m := range ms {
-			x := float64(m.UnixUS-h.header.StartUnixUS) / 1e6
-			if x >= 0 && x <= float64(h.lastT)/1e6+1 {
-				marks = append(marks, steps.Mark{X: x, Label: m.Label})
-			}
+	for _, m := range env.Timeline().Moments() {
+		x := float64(m.At.UnixMicro()-h.header.StartUnixUS) / 1e6
+		if x >= 0 && x <= float64(h.lastT)/1e6+1 {
+			marks = append(marks, steps.Mark{X: x, Label: m.Label})
 		}
 	}
 	sort.Slice(marks, func(i, j int) bool { return marks[i].X < marks[j].X })

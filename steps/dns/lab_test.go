@@ -27,14 +27,15 @@ func TestWatchLabEndpoint(t *testing.T) {
 	w.Name, w.Interval, w.Settle = lab.PairEndpoint, 50*time.Millisecond, 500*time.Millisecond
 	require.NoError(t, w.Validate())
 	dir := t.TempDir()
-	env := steps.NewEnv("drill", "dns", dir, steps.Hooks{Log: func(s string) { t.Log(s) }})
+	tl := &steps.Timeline{}
+	env := steps.NewEnv("drill", "dns", dir, steps.Hooks{Log: func(s string) { t.Log(s) }, Timeline: tl})
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx, env) }()
 
 	// Let the watch see the first answer, then fail over the name.
 	require.Eventually(t, func() bool { return env.Outputs()["ttl"] != nil }, time.Minute, 20*time.Millisecond)
-	trig := steps.NewEnv("drill", "failover", dir, steps.Hooks{})
-	require.NoError(t, addMark(trig, "failover.trigger", "failover triggered", time.Now()))
+	trig := steps.NewEnv("drill", "failover", dir, steps.Hooks{Timeline: tl})
+	trig.Note(failoverTrigger, "failover triggered", time.Now())
 	nodes := p.Nodes()
 	require.NoError(t, p.PointEndpoint(ctx, nodes[1]))
 

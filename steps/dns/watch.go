@@ -6,19 +6,16 @@
 // chosen resolver (github.com/miekg/dns, so the resolver is asked directly
 // and nothing is cached) and records every change of the answer with its
 // instant. switch_ms is the time from the failover's trigger (the
-// failover.trigger drill mark db.failover writes) to the first answer
-// naming the new target.
+// failover.trigger moment db.failover notes on the scenario's timeline) to
+// the first answer naming the new target.
 package dns
 
 import (
 	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -28,13 +25,17 @@ import (
 	"github.com/opsdrill/opsdrill/steps"
 )
 
+// failoverTrigger is the moment db.failover notes when it triggers; the
+// two families share the name, not code.
+const failoverTrigger = "failover.trigger"
+
 func init() {
 	steps.Register(steps.Spec{
 		Name:    "dns.watch",
 		Summary: "Poll a name's CNAME/A records and record every change (the runbook's `host ENDPOINT | grep alias` loop)",
 		Doc: "Asks `resolver` (default: the first nameserver of /etc/resolv.conf) for `name` every `interval` and records the answer's CNAME " +
 			"chain and addresses. Every change is an output entry with its instant; the first one is marked on the scenario's timeline " +
-			"(drill mark dns.switch) and timed from the latest failover trigger (switch_ms). The watch ends `settle` after the " +
+			"(moment dns.switch) and timed from the latest failover trigger (switch_ms). The watch ends `settle` after the " +
 			"`stop_after`th change, or after `duration`. Run it with `background: true` before db.failover and join it with `wait`. " +
 			"With `expect_change` (default) the step fails when the name never changed.",
 		New: func() steps.Step {
@@ -48,7 +49,7 @@ func init() {
 			{Name: "final", Type: "string", Doc: "the last answer"},
 			{Name: "initial_cname", Type: "string", Doc: "the alias the name pointed to first (what `host` prints as \"is an alias for\")"},
 			{Name: "final_cname", Type: "string", Doc: "the alias it pointed to last"},
-			{Name: "switch_ms", Type: "float", Doc: "from the failover trigger to the first answer naming the new target; -1 without a trigger mark or change"},
+			{Name: "switch_ms", Type: "float", Doc: "from the failover trigger to the first answer naming the new target; -1 without a failover trigger or change"},
 			{Name: "switch_gap_ms", Type: "float", Doc: "between the last answer with the old target and the first with the new: the measurement's resolution"},
 			{Name: "switched_at", Type: "string", Doc: "RFC 3339 instant of the first change"},
 			{Name: "polls", Type: "int", Doc: "queries sent"},
@@ -226,8 +227,8 @@ func (w *Watch) Run(ctx context.Context, env *steps.Env) error {
 			fmt.Fprintf(out, "%s  %s  <- changed\n", stamp, a.hostLine(w.Name))
 			change := map[string]any{"at": stamp, "from": last.target(), "to": a.target(),
 				"from_cname": last.cname(), "to_cname": a.cname(), "addresses": toAny(a.addrs), "since_trigger_ms": -1.0}
-			if trig, ok := triggerBefore(env, at); ok {
-				ms := float64(at.Sub(trig).Microseconds()) / 1000
+			if trig, ok := env.Timeline().Latest(failoverTrigger, at); ok {
+				ms := float64(at.Sub(trig.At).Microseconds()) / 1000
 				change["since_trigger_ms"] = ms
 				if len(changes) == 0 {
 					switchMS = ms
@@ -236,9 +237,7 @@ func (w *Watch) Run(ctx context.Context, env *steps.Env) error {
 			if len(changes) == 0 {
 				switchedAt = stamp
 				gapMS = float64(at.Sub(lastAt).Microseconds()) / 1000
-				if err := addMark(env, "dns.switch", "DNS now "+shortTarget(a), at); err != nil {
-					return err
-				}
+				env.Note("dns.switch", "DNS now "+shortTarget(a), at)
 			}
 			changes = append(changes, change)
 			env.Logf("%s  (change %d)", a.hostLine(w.Name), len(changes))
@@ -290,7 +289,7 @@ func (w *Watch) Run(ctx context.Context, env *steps.Env) error {
 		return steps.Failf("%s did not change in %s: still %s", w.Name, w.Duration, last.target())
 	}
 	if switchMS < 0 && len(changes) > 0 {
-		env.Logf("no failover trigger mark before the change: switch_ms is -1")
+		env.Logf("no failover trigger on the timeline before the change: switch_ms is -1")
 	}
 	return nil
 }
@@ -346,67 +345,4 @@ func toAny(ss []string) []any {
 		out[i] = s
 	}
 	return out
-}
-
-// Drill marks (see steps/db): JSON lines in the scenario's artifact
-// folder, {"kind","label","step","unix_us","at"}; db.failover writes
-// failover.trigger, this step dns.switch.
-type mark struct {
-	Kind   string `json:"kind"`
-	Label  string `json:"label"`
-	Step   string `json:"step"`
-	UnixUS int64  `json:"unix_us"`
-	At     string `json:"at"`
-}
-
-const marksFile = "marks.jsonl"
-
-func marksPath(env *steps.Env) (string, error) {
-	abs, _, err := env.ArtifactPath(marksFile)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(filepath.Dir(abs), marksFile), nil
-}
-
-func addMark(env *steps.Env, kind, label string, at time.Time) error {
-	path, err := marksPath(env)
-	if err != nil {
-		return err
-	}
-	line, err := json.Marshal(mark{Kind: kind, Label: label, Step: env.StepID, UnixUS: at.UnixMicro(), At: at.UTC().Format(time.RFC3339Nano)})
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(line, '\n'))
-	return errors.Join(err, f.Close())
-}
-
-// triggerBefore returns the latest failover trigger at or before t.
-func triggerBefore(env *steps.Env, t time.Time) (time.Time, bool) {
-	path, err := marksPath(env)
-	if err != nil {
-		return time.Time{}, false
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return time.Time{}, false
-	}
-	defer f.Close()
-	var best int64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m mark
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Kind == "failover.trigger" && m.UnixUS <= t.UnixMicro() && m.UnixUS > best {
-			best = m.UnixUS
-		}
-	}
-	if best == 0 {
-		return time.Time{}, false
-	}
-	return time.UnixMicro(best), true
 }

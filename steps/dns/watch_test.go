@@ -97,10 +97,11 @@ func TestWatchSeesTheSwitch(t *testing.T) {
 		moveAfter: 8, moveTo: "ec2-13-126-190-48.ap-south-1.compute.amazonaws.com.", moveAddr: "203.0.113.48"}
 	server := startZone(t, z)
 	dir := t.TempDir()
-	env := steps.NewEnv("drill", "dns", dir, steps.Hooks{})
-	// The failover step's trigger, written before the watch sees anything.
-	trig := steps.NewEnv("drill", "failover", dir, steps.Hooks{})
-	require.NoError(t, addMark(trig, "failover.trigger", "failover triggered", time.Now()))
+	tl := &steps.Timeline{}
+	env := steps.NewEnv("drill", "dns", dir, steps.Hooks{Timeline: tl})
+	// The failover step's trigger, noted before the watch sees anything.
+	trig := steps.NewEnv("drill", "failover", dir, steps.Hooks{Timeline: tl})
+	trig.Note(failoverTrigger, "failover triggered", time.Now())
 
 	require.NoError(t, runWatch(t, newWatch(server), env))
 	out := env.Outputs()
@@ -120,10 +121,12 @@ func TestWatchSeesTheSwitch(t *testing.T) {
 	assert.GreaterOrEqual(t, out["switch_gap_ms"].(float64), 0.0)
 	assert.Equal(t, 0, out["errors"])
 
-	// The DNS switch is a drill mark for db.verify's timeline.
-	marks, err := os.ReadFile(dir + "/artifacts/drill/marks.jsonl")
-	require.NoError(t, err)
-	assert.Contains(t, string(marks), `"kind":"dns.switch","label":"DNS now ec2-13-126-190-48.ap-south-1.compute.amazonaws.com"`)
+	// The DNS switch is a moment on the scenario's timeline, for
+	// db.verify's chart.
+	sw2, ok := tl.Latest("dns.switch", time.Now())
+	require.True(t, ok)
+	assert.Equal(t, "DNS now ec2-13-126-190-48.ap-south-1.compute.amazonaws.com", sw2.Label)
+	assert.Equal(t, "dns", sw2.Step)
 	// The runbook's loop output, as evidence.
 	log, err := os.ReadFile(dir + "/artifacts/drill/dns-dns.log")
 	require.NoError(t, err)
