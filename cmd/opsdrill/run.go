@@ -182,17 +182,19 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 
 	var labVars map[string]any
 	if len(f.labEnvs) > 0 {
-		l, err := upLab(ctx, cmd, f.labEnvs)
+		l, owned, err := upLab(ctx, cmd, f.labEnvs)
 		if err != nil {
 			return err
 		}
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(hard), 2*time.Minute)
-			defer cancel()
-			if err := l.Down(dctx); err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill: lab down:", err)
-			}
-		}()
+		if owned {
+			defer func() {
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(hard), 2*time.Minute)
+				defer cancel()
+				if err := l.Down(dctx); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill: lab down:", err)
+				}
+			}()
+		}
 		labVars = l.Vars()
 	}
 	scenarios, target, err := loadInputWith(args, f.vars, labVars, f.setVars)
@@ -307,21 +309,36 @@ func consoleOptions(w io.Writer, parallel bool) reports.ConsoleOptions {
 	return reports.ConsoleOptions{Live: live, Color: live, Parallel: parallel}
 }
 
-// upLab starts lab environments for one run, printing progress to stderr.
-func upLab(ctx context.Context, cmd *cobra.Command, envs []string) (*lab.Lab, error) {
+// upLab gives a run the lab environments it asks for: the lab `opsdrill lab
+// up` left running in .lab when it has them all (used as is, and left
+// running), else a lab of its own, started now and owned by the run.
+func upLab(ctx context.Context, cmd *cobra.Command, envs []string) (l *lab.Lab, owned bool, err error) {
 	if len(envs) == 1 && envs[0] == "all" {
-		envs = nil
+		envs = lab.EnvNames()
 	}
-	l, err := lab.Up(ctx, lab.Options{Envs: envs, Logf: func(format string, args ...any) {
+	if running, err := lab.Open(ctx, lab.DefaultStateDir); err == nil && hasAll(running.Envs, envs) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "lab: using lab %s, already up in %s\n", running.ID, lab.DefaultStateDir)
+		return running, false, nil
+	}
+	l, err = lab.Up(ctx, lab.Options{Envs: envs, Logf: func(format string, args ...any) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "lab: "+format+"\n", args...)
 	}})
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, &exitError{code: exitInterrupted, err: err}
+			return nil, false, &exitError{code: exitInterrupted, err: err}
 		}
-		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--lab: %w", err)}
+		return nil, false, &exitError{code: exitBadInput, err: fmt.Errorf("--lab: %w", err)}
 	}
-	return l, nil
+	return l, true, nil
+}
+
+func hasAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }
 
 func tagFilter(tags, skip []string) func(*runner.Scenario) (bool, string) {

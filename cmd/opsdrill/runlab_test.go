@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,4 +38,34 @@ func TestRunWithLab(t *testing.T) {
 	r = opsdrill(t, "run", "--lab", "nosuchenv", "--report-dir", dir, "testdata/lab-hosts.yaml")
 	assert.Equal(t, 2, r.code)
 	assert.Contains(t, r.stderr, "nosuchenv")
+}
+
+// TestRunWithLabReusesARunningLab: with `lab up` already done in the
+// working folder, --lab uses that lab and leaves it running.
+func TestRunWithLabReusesARunningLab(t *testing.T) {
+	labtest.Require(t)
+	work := t.TempDir()
+	scenario, err := filepath.Abs("testdata/lab-hosts.yaml")
+	require.NoError(t, err)
+	in := func(args ...string) result {
+		t.Helper()
+		cmd := exec.Command(binary, args...)
+		cmd.Dir = work
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return result{code: code, stdout: out.String(), stderr: errb.String()}
+	}
+	require.Equal(t, 0, in("lab", "up", "hosts").code)
+	t.Cleanup(func() { in("lab", "down") })
+	r := in("run", "--lab", "hosts", "--report-dir", "out", scenario)
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stderr, "lab: using lab")
+	st := in("lab", "status")
+	assert.Equal(t, 0, st.code, "the lab is still up: %s%s", st.stdout, st.stderr)
+	assert.Contains(t, st.stdout, "client1")
 }
