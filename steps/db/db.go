@@ -61,7 +61,7 @@ func init() {
 		Name:    "db.failover",
 		Summary: "Force a database failover (RDS reboot with failover, cluster failover, lab power cut, or a script) and check the writer changed",
 		Doc: "Records the writer before (the platform's view: zone, cluster writer or lab host; and with `dsn`, the server's @@hostname and @@server_id " +
-			"read through the endpoint), marks the trigger instant, then triggers the failover with the chosen driver. " +
+			"read through the endpoint), notes the trigger on the scenario's timeline, then triggers the failover with the chosen driver. " +
 			"aws-rds: RebootDBInstance with ForceFailover for a Multi-AZ `instance` (the runbook's \"Reboot With Failover\"), or FailoverDBCluster " +
 			"for a Multi-AZ DB `cluster`, through aws-sdk-go-v2 with the usual AWS configuration; `endpoint_url: lab:LABID` serves the lab's " +
 			"RDS-compatible API in-process, so one scenario runs against AWS and the lab. It then polls DescribeDBInstances/DescribeDBClusters every `poll`. " +
@@ -97,7 +97,7 @@ func init() {
 			"Per cycle it also gives the runbook's comparison: the last acknowledged counter (max_acked) against max(counter) in the database (max_in_db). " +
 			"write_downtime_ms is the longest gap between two acknowledged writes across all writers (µs precision), with its start and end. " +
 			"Evidence: the runbook table, a per-second timeline of acknowledged and failed writes with the failover and DNS switch marked " +
-			"(from the scenario's drill marks), and the lost counters. The step fails when a write was lost, unexpected, duplicated or " +
+			"(moments noted on the scenario's timeline), and the lost counters. The step fails when a write was lost, unexpected, duplicated or " +
 			"present although refused, unless `report_only`.",
 		New: newVerify,
 		Outputs: []steps.Output{
