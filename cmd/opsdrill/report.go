@@ -133,17 +133,9 @@ that key. Exit 0 when intact, 1 when not, 2 on bad input.`,
 		Example: "  opsdrill report verify out/\n  opsdrill report verify --pub drill.pub out/",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var key []byte
-			if pub != "" {
-				data, err := os.ReadFile(pub)
-				if err != nil {
-					return &exitError{code: exitBadInput, err: fmt.Errorf("--pub: %w", err)}
-				}
-				k, err := reports.ParsePublicKey(data)
-				if err != nil {
-					return &exitError{code: exitBadInput, err: fmt.Errorf("--pub %s: %w", pub, err)}
-				}
-				key = k
+			key, err := loadKey("--pub", pub, reports.ParsePublicKey)
+			if err != nil {
+				return err
 			}
 			v, err := reports.VerifyManifest(args[0], key)
 			if err != nil {

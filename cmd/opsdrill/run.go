@@ -283,16 +283,22 @@ func appendSummary(path string, run *reports.Run) error {
 }
 
 func loadSignKey(path string) (ed25519.PrivateKey, error) {
+	return loadKey("--sign-key", path, reports.ParsePrivateKey)
+}
+
+// loadKey reads the PEM key a flag names; no path, no key.
+func loadKey[K any](flag, path string, parse func([]byte) (K, error)) (K, error) {
+	var zero K
 	if path == "" {
-		return nil, nil
+		return zero, nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--sign-key: %w", err)}
+		return zero, &exitError{code: exitBadInput, err: fmt.Errorf("%s: %w", flag, err)}
 	}
-	key, err := reports.ParsePrivateKey(data)
+	key, err := parse(data)
 	if err != nil {
-		return nil, &exitError{code: exitBadInput, err: fmt.Errorf("--sign-key %s: %w", path, err)}
+		return zero, &exitError{code: exitBadInput, err: fmt.Errorf("%s %s: %w", flag, path, err)}
 	}
 	return key, nil
 }
