@@ -16,6 +16,9 @@ import (
 	"github.com/opsdrill/opsdrill/steps/hostexec"
 )
 
+// readTimeout bounds reading the sysfs and SANE files.
+const readTimeout = 30 * time.Second
+
 func init() {
 	steps.Register(steps.Spec{
 		Name:    "scanner.visible",
@@ -140,7 +143,9 @@ func (p *Visible) Run(ctx context.Context, env *steps.Env) error {
 		req.Dirs = append(req.Dirs, usbDir)
 		req.Globs = append(req.Globs, usbGlobs...)
 	}
-	rctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	// `timeout` is scanimage's; reading a few config files gets its own
+	// bound, generous enough for a loaded lab host.
+	rctx, cancel := context.WithTimeout(ctx, max(p.Timeout, readTimeout))
 	snap, err := t.read(rctx, req)
 	cancel()
 	if err != nil {
