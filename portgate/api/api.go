@@ -164,62 +164,75 @@ func (h *handler) credentials(r *http.Request) (Credentials, error) {
 	return ParseAuthorization(a)
 }
 
-func (h *handler) list(w http.ResponseWriter, r *http.Request) {
+// caller reads who is asking: the source address and the credentials.
+func (h *handler) caller(r *http.Request) (netip.Addr, Credentials, error) {
 	src, err := source(r)
-	if err == nil {
-		var cred Credentials
-		if cred, err = h.credentials(r); err == nil {
-			var ls []lease.Lease
-			if ls, err = h.svc.List(r.Context(), cred, src); err == nil {
-				out := struct {
-					Leases []LeaseJSON `json:"leases"`
-				}{Leases: []LeaseJSON{}}
-				for _, l := range ls {
-					out.Leases = append(out.Leases, leaseJSON(l))
-				}
-				writeJSON(w, http.StatusOK, out)
-				return
-			}
-		}
+	if err != nil {
+		return netip.Addr{}, Credentials{}, err
 	}
-	writeError(w, err)
+	cred, err := h.credentials(r)
+	return src, cred, err
+}
+
+// leaseCaller is caller plus the lease id of the path; a malformed id is
+// answered like an unknown one.
+func (h *handler) leaseCaller(r *http.Request) (string, netip.Addr, Credentials, error) {
+	src, cred, err := h.caller(r)
+	if err != nil {
+		return "", src, cred, err
+	}
+	id := r.PathValue("id")
+	if !ValidLeaseID(id) {
+		return "", src, cred, notFound()
+	}
+	return id, src, cred, nil
+}
+
+func (h *handler) list(w http.ResponseWriter, r *http.Request) {
+	src, cred, err := h.caller(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ls, err := h.svc.List(r.Context(), cred, src)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := struct {
+		Leases []LeaseJSON `json:"leases"`
+	}{Leases: []LeaseJSON{}}
+	for _, l := range ls {
+		out.Leases = append(out.Leases, leaseJSON(l))
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *handler) get(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	src, err := source(r)
-	if err == nil {
-		var cred Credentials
-		if cred, err = h.credentials(r); err == nil {
-			if !ValidLeaseID(id) {
-				err = notFound()
-			} else {
-				var l lease.Lease
-				if l, err = h.svc.Get(r.Context(), id, cred, src); err == nil {
-					writeJSON(w, http.StatusOK, leaseJSON(l))
-					return
-				}
-			}
-		}
+	id, src, cred, err := h.leaseCaller(r)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
-	writeError(w, err)
+	l, err := h.svc.Get(r.Context(), id, cred, src)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, leaseJSON(l))
 }
 
 func (h *handler) close(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	src, err := source(r)
-	if err == nil {
-		var cred Credentials
-		if cred, err = h.credentials(r); err == nil {
-			if !ValidLeaseID(id) {
-				err = notFound()
-			} else if err = h.svc.Close(r.Context(), id, cred, src); err == nil {
-				writeJSON(w, http.StatusOK, map[string]any{"id": id, "closed": true})
-				return
-			}
-		}
+	id, src, cred, err := h.leaseCaller(r)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
-	writeError(w, err)
+	if err := h.svc.Close(r.Context(), id, cred, src); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "closed": true})
 }
 
 func notFound() error {
