@@ -31,9 +31,12 @@ test: deps lab-images
 test-short:
 	$(GO) test -short ./...
 
+# lint: formatting, vet, go.mod tidy (direct dependencies listed as direct),
+# staticcheck.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy (direct dependencies must be direct): run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 bench:

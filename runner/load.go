@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -83,13 +84,39 @@ type LoadOptions struct {
 	ExtraVars map[string]bool
 }
 
+// MaxFileSize bounds scenario and vars files. Real ones are a few KiB; a
+// bigger file is a mistake (a log or a dump given by accident) and would
+// cost hundreds of MB of memory to parse.
+const MaxFileSize = 10 << 20
+
 // LoadFile reads and checks one scenario file.
 func LoadFile(path string, opts LoadOptions) (*Scenario, error) {
-	data, err := os.ReadFile(path)
+	data, err := readInput(path)
 	if err != nil {
 		return nil, Problems{{Pos: Pos{File: path, Line: 1, Column: 1}, Msg: err.Error()}}
 	}
 	return Load(path, data, opts)
+}
+
+// readInput reads a scenario or vars file, refusing one over MaxFileSize
+// before reading it.
+func readInput(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && info.Mode().IsRegular() && info.Size() > MaxFileSize {
+		return nil, fmt.Errorf("file is %d MiB, over the %d MiB limit for scenario and vars files", info.Size()>>20, MaxFileSize>>20)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("file is over the %d MiB limit for scenario and vars files", MaxFileSize>>20)
+	}
+	return data, nil
 }
 
 // Load checks a scenario given as bytes; path is used in messages and to

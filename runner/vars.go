@@ -2,7 +2,6 @@ package runner
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -24,7 +23,7 @@ func NewTarget() *Target {
 // to values; its optional `secrets:` mapping gives secret values (the lab
 // writes its credentials there), which are redacted like any secret.
 func (t *Target) LoadVarsFile(path string) error {
-	data, err := os.ReadFile(path)
+	data, err := readInput(path)
 	if err != nil {
 		return Problems{{Pos: Pos{File: path, Line: 1, Column: 1}, Msg: err.Error()}}
 	}
