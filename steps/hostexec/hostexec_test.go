@@ -38,7 +38,7 @@ func TestValidate(t *testing.T) {
 	for _, ok := range []string{"", "local", "lab:client1", "lab:abc/client1"} {
 		assert.NoError(t, Validate(ok), ok)
 	}
-	for _, bad := range []string{"lab:", "client1", "ssh://x"} {
+	for _, bad := range []string{"lab:", "client1", "lab:/client1", "nosuch:x"} {
 		assert.Error(t, Validate(bad), bad)
 	}
 }
