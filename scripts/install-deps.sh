@@ -8,6 +8,7 @@ packages=(
 	debootstrap    # lab image build (no container registry)
 	debian-archive-keyring  # debootstrap checks the mirror's signatures with it
 	oathtool       # TOTP reference validator (runbook)
+	zbar-tools     # zbarimg: a second QR decoder reading totp.generate_key's PNG in tests
 	libxml2-utils  # xmllint: junit.xml schema check
 	iproute2       # network namespaces for host-level tests
 	iptables       # firewall backends

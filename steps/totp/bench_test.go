@@ -61,7 +61,7 @@ func BenchmarkValidate(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
-				if _, _, err := r.gen.match(bc.code, c, bc.window); err != nil {
+				if _, _, err := r.gen.match(bc.code, c, bc.window, orderPastFirst); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -48,5 +48,6 @@ func (c *Code) Run(ctx context.Context, env *steps.Env) error {
 	env.Logf("code for counter %d (%s, offset %+d steps, %s, %d digits, %d s)",
 		counter, formatInstant(at), r.offset, r.gen.opts.Algorithm, r.gen.digits, r.gen.period)
 	warnWeakKey(env, r.secret)
+	warnSevenDigits(env, r.gen.digits)
 	return nil
 }

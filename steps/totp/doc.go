@@ -8,8 +8,9 @@
 //
 //	import _ "github.com/opsdrill/opsdrill/steps/totp"
 //
-// The OTP arithmetic (HMAC, dynamic truncation) and the key URIs come from
-// github.com/pquerna/otp. The RFC 6238 counter, floor((t - T0) / period), is
+// The OTP arithmetic (HMAC, dynamic truncation) comes from
+// github.com/pquerna/otp. The key URI is built here (keyuri.go): pquerna's
+// escapes its query with url.PathEscape, which leaves '&' and '+' alone. The RFC 6238 counter, floor((t - T0) / period), is
 // computed here because pquerna's totp package has no T0 and wraps around
 // below counter 0.
 //
@@ -32,7 +33,10 @@
 // crypto/rand and publishes hex, base32 (no padding) and the otpauth:// key
 // URI as secret outputs, the FreeOTP manual-entry fields (issuer, account as
 // FreeOTP's ID, digits, period, algorithm) as plain outputs, and a QR code of
-// the URI as a PNG in the report folder. The QR code encodes the secret: its
+// the URI as a PNG in the report folder. The label and every value of the
+// URI are percent-encoded per the Key Uri Format; the PNG is read back,
+// decoded with ZXing's QR reader (gozxing) and must give exactly the URI
+// (qr_verified), else the step fails. The QR code encodes the secret: its
 // evidence carries Show only when the scenario sets show_qr: true.
 //
 // # totp.code
@@ -52,9 +56,14 @@
 // second. The key is passed on stdin, never on a command line. Any
 // difference fails the step.
 //
-// code (plus at, default now) searches ±window steps nearest first, as
-// oathtool -w does, but reports the signed offset as drift_steps (oathtool
-// prints only its magnitude). drift_steps is set only when the code matched,
+// code (plus at, default now) searches ±window steps nearest first and
+// reports the signed offset as drift_steps (oathtool prints only its
+// magnitude). liboath, behind oathtool -w and pam_oath, tries 0, +1, -1,
+// +2, ...; search_order: liboath follows it, the default past_first tries
+// 0, -1, +1, .... Both find the same distance; only a code that occurs at
+// +k and -k tells them apart. With reference: oathtool as well, oathtool
+// -w validates the code itself and its verdict is the step's; any
+// disagreement with this implementation fails the step. drift_steps is set only when the code matched,
 // so an expectation such as outputs.drift_steps == 0 cannot pass by default.
 //
 // endpoint or validator_command probes a live validator. This is where

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"testing"
+	"time"
 )
 
 // secretErrors is every message the secret parsers may return, numbers
@@ -64,11 +65,11 @@ func FuzzParseInstant(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		at, err := parseInstant(s)
+		at, err := parseInstant(s, time.UTC)
 		if err != nil {
 			return
 		}
-		back, err := parseInstant(formatInstant(at))
+		back, err := parseInstant(formatInstant(at), time.UTC)
 		if err != nil {
 			t.Fatalf("formatted instant %q does not parse: %v", formatInstant(at), err)
 		}

@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/pquerna/otp"
-	pqtotp "github.com/pquerna/otp/totp"
 
 	"github.com/opsdrill/opsdrill/steps"
 )
@@ -41,6 +40,8 @@ type GenerateKey struct {
 
 	// random is the entropy source; nil means crypto/rand.
 	random io.Reader
+	// render draws the QR image; nil means pquerna/otp's (boombuler/barcode).
+	render func(w, h int) (image.Image, error)
 }
 
 func newGenerateKey() steps.Step {
@@ -86,20 +87,9 @@ func (g *GenerateKey) Run(ctx context.Context, env *steps.Env) error {
 	if _, err := io.ReadFull(random, secret); err != nil {
 		return fmt.Errorf("reading %d random bytes: %w", g.Bytes, err)
 	}
-	key, err := pqtotp.Generate(pqtotp.GenerateOpts{
-		Issuer:      g.Issuer,
-		AccountName: g.Account,
-		Period:      uint(s.period),
-		Secret:      secret,
-		Digits:      otp.Digits(s.digits),
-		Algorithm:   s.alg,
-	})
-	if err != nil {
-		return fmt.Errorf("building the key URI: %w", err)
-	}
 	hexKey := hex.EncodeToString(secret)
 	b32Key := b32.EncodeToString(secret)
-	uri := key.String()
+	uri := keyURI(g.Issuer, g.Account, b32Key, s)
 	// Mark every form before anything can print it.
 	for _, v := range []string{hexKey, strings.ToUpper(hexKey), b32Key, uri} {
 		env.Secret(v)
@@ -115,9 +105,23 @@ func (g *GenerateKey) Run(ctx context.Context, env *steps.Env) error {
 
 	qrRel := ""
 	if g.QR {
-		if qrRel, err = writeQR(ctx, env, key.Image); err != nil {
+		key, err := otp.NewKeyFromURL(uri)
+		if err != nil {
+			return fmt.Errorf("building the key URI: %w", err)
+		}
+		render := g.render
+		if render == nil {
+			render = key.Image
+		}
+		abs := ""
+		if abs, qrRel, err = writeQR(ctx, env, render); err != nil {
 			return err
 		}
+		if err := checkQR(abs, qrRel, uri); err != nil {
+			return err
+		}
+		env.SetOutput("qr_verified", true)
+		env.Logf("%s decodes (ZXing QR reader) to exactly the key URI", qrRel)
 		env.AddEvidence(steps.Evidence{
 			Kind: "image", Title: "Key URI QR code (scan with FreeOTP)",
 			Path: qrRel, MediaType: "image/png", Show: g.ShowQR,
@@ -133,6 +137,7 @@ func (g *GenerateKey) Run(ctx context.Context, env *steps.Env) error {
 		{"Algorithm", s.alg.String()},
 		{"Type", "TOTP"},
 	}))
+	warnSevenDigits(env, s.digits)
 	env.Logf("generated a %d-bit %s key for %s:%s (%d digits, %d s)", 8*g.Bytes, s.alg, g.Issuer, g.Account, s.digits, s.period)
 	if s.digits != defaultDigits || s.period != defaultPeriod || s.alg.String() != defaultAlgorithm {
 		env.Logf("note: Google Authenticator may ignore digits, period and algorithm other than 6, 30 and SHA1; FreeOTP honours them")
@@ -141,29 +146,54 @@ func (g *GenerateKey) Run(ctx context.Context, env *steps.Env) error {
 }
 
 // writeQR renders the key URI as a PNG in the report folder, readable by
-// the owner only since it holds the secret, and returns its relative path.
-func writeQR(ctx context.Context, env *steps.Env, render func(w, h int) (image.Image, error)) (string, error) {
+// the owner only since it holds the secret, and returns its absolute and
+// relative paths.
+func writeQR(ctx context.Context, env *steps.Env, render func(w, h int) (image.Image, error)) (abs, rel string, err error) {
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return "", "", err
 	}
 	img, err := render(qrPixels, qrPixels)
 	if err != nil {
-		return "", fmt.Errorf("rendering the QR code: %w", err)
+		return "", "", fmt.Errorf("rendering the QR code: %w", err)
 	}
-	abs, rel, err := env.ArtifactPath("qr.png")
+	abs, rel, err = env.ArtifactPath("qr.png")
 	if err != nil {
-		return "", fmt.Errorf("qr_png: %w", err)
+		return "", "", fmt.Errorf("qr_png: %w", err)
 	}
 	f, err := os.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("qr_png: %w", err)
+		return "", "", fmt.Errorf("qr_png: %w", err)
 	}
 	if err := png.Encode(f, img); err != nil {
 		f.Close()
-		return "", fmt.Errorf("qr_png: writing %s: %w", rel, err)
+		return "", "", fmt.Errorf("qr_png: writing %s: %w", rel, err)
 	}
 	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("qr_png: writing %s: %w", rel, err)
+		return "", "", fmt.Errorf("qr_png: writing %s: %w", rel, err)
 	}
-	return rel, nil
+	return abs, rel, nil
+}
+
+// checkQR reads the PNG back from disk, as a phone's camera would see it,
+// decodes it and requires exactly the key URI. The failure names what
+// differs, never a value.
+func checkQR(abs, rel, uri string) error {
+	f, err := os.Open(abs)
+	if err != nil {
+		return fmt.Errorf("qr_png: %w", err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		return fmt.Errorf("qr_png: reading %s back: %w", rel, err)
+	}
+	text, err := decodeQR(img)
+	if err != nil {
+		return steps.Failf("qr_png: %s: %v", rel, err)
+	}
+	if text != uri {
+		return steps.Failf("qr_png: %s decodes to a different key URI than the uri output (differs in: %s)",
+			rel, strings.Join(uriDifferences(uri, text), ", "))
+	}
+	return nil
 }

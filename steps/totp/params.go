@@ -39,9 +39,13 @@ type Key struct {
 	Format      `yaml:",inline"`
 	Secret      string `yaml:"secret" doc:"shared secret in base32 (case-insensitive; padding and spaces allowed); or use secret_hex"`
 	SecretHex   string `yaml:"secret_hex" doc:"shared secret in hex, as oathtool takes it; or use secret"`
-	At          string `yaml:"at" doc:"instant: RFC 3339, \"2006-01-02 15:04:05\" (UTC) or @<unix seconds>; default now"`
+	At          string `yaml:"at" doc:"instant: RFC 3339 (Z or an offset), \"2006-01-02 15:04:05\" in the local time zone as oathtool -N reads it, or @<unix seconds>; default now"`
 	OffsetSteps int    `yaml:"offset_steps" doc:"time steps added to the counter at 'at' (-2: the code shown 2 steps earlier)"`
 	T0          string `yaml:"t0" doc:"instant counting starts from (RFC 6238 T0), same formats as 'at'; default the Unix epoch"`
+
+	// loc is the zone of instants written without one; nil means
+	// time.Local, the zone oathtool -N uses (TZ, /etc/localtime).
+	loc *time.Location
 }
 
 // settings is a validated Format.
@@ -125,12 +129,12 @@ func (k Key) resolve() (resolved, error) {
 	}
 	t0 := time.Unix(0, 0)
 	if k.T0 != "" {
-		if t0, err = parseInstant(k.T0); err != nil {
+		if t0, err = parseInstant(k.T0, k.loc); err != nil {
 			return r, fmt.Errorf("t0: %w", err)
 		}
 	}
 	if k.At != "" {
-		at, err := parseInstant(k.At)
+		at, err := parseInstant(k.At, k.loc)
 		if err != nil {
 			return r, fmt.Errorf("at: %w", err)
 		}
@@ -177,6 +181,14 @@ func (k Key) markSecret(env *steps.Env, r resolved) {
 func warnWeakKey(env *steps.Env, secret []byte) {
 	if len(secret) < minKeyBytes {
 		env.Logf("warning: the key is only %d bits; RFC 4226 R6 requires at least 128", 8*len(secret))
+	}
+}
+
+// warnSevenDigits notes that 7-digit codes are legal (RFC 4226 allows 6
+// to 8) but not enrollable everywhere.
+func warnSevenDigits(env *steps.Env, digits int) {
+	if digits == 7 {
+		env.Logf("warning: 7-digit codes: FreeOTP up to 1.5 offers only 6 or 8 digits and Google Authenticator only 6; check every app that will enrol this key")
 	}
 }
 
@@ -251,14 +263,20 @@ func parseHexSecret(s string) ([]byte, error) {
 	return key, nil
 }
 
-// instantLayouts are tried in order after the @<unix> form. The second is
-// what the runbook passes to oathtool -N.
-var instantLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05"}
+// instantLayouts are tried in order after the @<unix> form. The first
+// carries its zone (Z or an offset); the others, the runbook's
+// `oathtool -N "2017-08-16 22:46:00"` form among them, have none and are
+// read in the local zone, as oathtool's date parser reads them.
+var instantLayouts = []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04"}
 
-// parseInstant reads an RFC 3339 time, "2006-01-02 15:04:05" in UTC, or
-// @<unix seconds> (bare integers are read as unix seconds too, so YAML
-// numbers work).
-func parseInstant(s string) (time.Time, error) {
+// parseInstant reads an RFC 3339 time (Z or an offset honoured), a
+// zone-less "2006-01-02 15:04:05" in loc (nil: time.Local, like oathtool
+// -N), or @<unix seconds> (bare integers are read as unix seconds too, so
+// YAML numbers work).
+func parseInstant(s string, loc *time.Location) (time.Time, error) {
+	if loc == nil {
+		loc = time.Local
+	}
 	s = strings.TrimSpace(s)
 	if n, err := strconv.ParseInt(strings.TrimPrefix(s, "@"), 10, 64); err == nil {
 		// Keep to years 0..9999 so every instant can also be printed in RFC 3339.
@@ -268,11 +286,11 @@ func parseInstant(s string) (time.Time, error) {
 		return time.Unix(n, 0).UTC(), nil
 	}
 	for _, layout := range instantLayouts {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("want RFC 3339 (2006-01-02T15:04:05Z), \"2006-01-02 15:04:05\" (UTC) or @<unix seconds>, got %q", s)
+	return time.Time{}, fmt.Errorf("want RFC 3339 (2006-01-02T15:04:05Z or +05:30), \"2006-01-02 15:04:05\" (local time, as oathtool -N) or @<unix seconds>, got %q", s)
 }
 
 // formatInstant prints an instant the way parseInstant reads it back.
@@ -327,14 +345,16 @@ func (g generator) code(c int64) (string, error) {
 	return hotp.GenerateCodeCustom(g.b32, uint64(c), g.opts)
 }
 
-// match looks for code within window steps of counter c, nearest first
-// (0, -1, +1, -2, +2, ...), the way oathtool -w does, and returns the
-// offset it matched at. Counters below 0 do not exist and are skipped.
-func (g generator) match(code string, c int64, window int) (offset int, ok bool, err error) {
+// match looks for code within window steps of counter c in the given
+// search order and returns the offset it matched at. The order matters
+// only when one code occurs twice in the window (about once in a million
+// pairs for 6 digits): the first one found is reported. Counters below 0
+// do not exist and are skipped.
+func (g generator) match(code string, c int64, window int, order searchOrder) (offset int, ok bool, err error) {
 	if err := checkCode(code, g.digits); err != nil {
 		return 0, false, err
 	}
-	for _, off := range searchOrder(window) {
+	for _, off := range order.offsets(window) {
 		if c+int64(off) < 0 {
 			continue
 		}
@@ -349,12 +369,39 @@ func (g generator) match(code string, c int64, window int) (offset int, ok bool,
 	return 0, false, nil
 }
 
-// searchOrder lists the offsets -w..+w nearest first.
-func searchOrder(w int) []int {
+// searchOrder is the order in which a window is searched.
+type searchOrder string
+
+// The search orders. liboath's oath_totp_validate (behind oathtool -w and
+// pam_oath) tries 0, then for each distance the later step before the
+// earlier one: 0, +1, -1, +2, -2, .... pastFirst tries the earlier step
+// first, 0, -1, +1, ..., favouring the common case of a code typed late.
+const (
+	orderPastFirst searchOrder = "past_first"
+	orderLiboath   searchOrder = "liboath"
+)
+
+// parseSearchOrder reads the search_order parameter ("" is past_first).
+func parseSearchOrder(s string) (searchOrder, error) {
+	switch o := searchOrder(s); o {
+	case "":
+		return orderPastFirst, nil
+	case orderPastFirst, orderLiboath:
+		return o, nil
+	}
+	return "", fmt.Errorf("search_order: must be %s or %s, got %q", orderPastFirst, orderLiboath, s)
+}
+
+// offsets lists the offsets -w..+w in this order.
+func (o searchOrder) offsets(w int) []int {
 	out := make([]int, 0, 2*w+1)
 	out = append(out, 0)
 	for d := 1; d <= w; d++ {
-		out = append(out, -d, d)
+		if o == orderLiboath {
+			out = append(out, d, -d)
+		} else {
+			out = append(out, -d, d)
+		}
 	}
 	return out
 }

@@ -165,7 +165,7 @@ func TestParseInstant(t *testing.T) {
 		{in: "", wantErr: true},
 	}
 	for _, tc := range cases {
-		got, err := parseInstant(tc.in)
+		got, err := parseInstant(tc.in, time.UTC)
 		if tc.wantErr {
 			assert.Error(t, err, tc.in)
 			continue
@@ -223,24 +223,25 @@ func TestCodeStep(t *testing.T) {
 func TestMatchOrderAndCounterZero(t *testing.T) {
 	r, err := Key{SecretHex: hex.EncodeToString([]byte(rfcSeeds["SHA1"]))}.resolve()
 	require.NoError(t, err)
-	assert.Equal(t, []int{0, -1, 1, -2, 2}, searchOrder(2))
+	assert.Equal(t, []int{0, -1, 1, -2, 2}, orderPastFirst.offsets(2))
+	assert.Equal(t, []int{0, 1, -1, 2, -2}, orderLiboath.offsets(2))
 
 	// At counter 0 with a window of 2, counters -2 and -1 do not exist and
 	// must be skipped, not wrapped around to 2^64-1.
-	off, ok, err := r.gen.match("755224", 0, 2)
+	off, ok, err := r.gen.match("755224", 0, 2, orderPastFirst)
 	require.NoError(t, err)
 	assert.True(t, ok)
 	assert.Equal(t, 0, off)
-	off, ok, err = r.gen.match("359152", 0, 2)
+	off, ok, err = r.gen.match("359152", 0, 2, orderPastFirst)
 	require.NoError(t, err)
 	assert.True(t, ok)
 	assert.Equal(t, 2, off)
-	_, ok, err = r.gen.match("969429", 0, 2)
+	_, ok, err = r.gen.match("969429", 0, 2, orderPastFirst)
 	require.NoError(t, err)
 	assert.False(t, ok)
 
-	_, _, err = r.gen.match("12345", 0, 2)
+	_, _, err = r.gen.match("12345", 0, 2, orderPastFirst)
 	assert.EqualError(t, err, "code: must be 6 digits, got 5 characters")
-	_, _, err = r.gen.match("12345a", 0, 2)
+	_, _, err = r.gen.match("12345a", 0, 2, orderPastFirst)
 	assert.EqualError(t, err, "code: must be 6 digits, got a non-digit character")
 }

@@ -1,7 +1,9 @@
 package totp
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -28,12 +30,13 @@ const (
 type VerifyDrift struct {
 	Key `yaml:",inline"`
 
-	Reference    string `yaml:"reference" doc:"reference mode: compare codes with this implementation; only oathtool"`
+	Reference    string `yaml:"reference" doc:"oathtool: alone, compare this implementation's codes with oathtool's (reference mode); with code, validate the code with oathtool -w itself"`
 	Samples      int    `yaml:"samples" doc:"reference mode: number of (instant, offset) codes compared (default 1000)"`
 	OathtoolPath string `yaml:"oathtool_path" doc:"reference mode: oathtool binary, a path or a name looked up in PATH (default oathtool)"`
 
-	Code   string `yaml:"code" doc:"code mode: a code read from a device at 'at' (default now)"`
-	Window int    `yaml:"window" doc:"offsets -window..+window searched (code mode) or probed (validator mode), in steps (default 3)"`
+	Code        string `yaml:"code" doc:"code mode: a code read from a device at 'at' (default now)"`
+	Window      int    `yaml:"window" doc:"offsets -window..+window searched (code mode) or probed (validator mode), in steps (default 3)"`
+	SearchOrder string `yaml:"search_order" doc:"code mode: past_first (0, -1, +1, ...; default) or liboath (0, +1, -1, ...: oathtool -w's and pam_oath's order); decides the sign of drift_steps when a code occurs twice in the window"`
 
 	Endpoint         *Endpoint     `yaml:"endpoint" doc:"validator mode: an HTTP validator to probe"`
 	ValidatorCommand []string      `yaml:"validator_command" doc:"validator mode: argv run once per code, {code} replaced by the code; exit 0 means accepted"`
@@ -68,7 +71,8 @@ const (
 func (v *VerifyDrift) mode() (mode, error) {
 	var set []string
 	m := mode(0)
-	if v.Reference != "" {
+	// reference with code is code mode validated by oathtool.
+	if v.Reference != "" && v.Code == "" {
 		set, m = append(set, "reference"), modeReference
 	}
 	if v.Code != "" {
@@ -106,6 +110,9 @@ func (v *VerifyDrift) Validate() error {
 	if v.Window < 0 || v.Window > maxWindow {
 		return fmt.Errorf("window: must be 0 to %d steps, got %d", maxWindow, v.Window)
 	}
+	if m != modeCode && v.SearchOrder != "" {
+		return errors.New("search_order: only used with code")
+	}
 	switch m {
 	case modeReference:
 		if v.Reference != referenceOathtool {
@@ -118,6 +125,17 @@ func (v *VerifyDrift) Validate() error {
 			return err
 		}
 	case modeCode:
+		if _, err := parseSearchOrder(v.SearchOrder); err != nil {
+			return err
+		}
+		if v.Reference != "" {
+			if v.Reference != referenceOathtool {
+				return fmt.Errorf("reference: must be %q, got %q", referenceOathtool, v.Reference)
+			}
+			if _, err := v.oathtool(); err != nil {
+				return err
+			}
+		}
 		return checkCode(v.Code, r.gen.digits)
 	case modeValidator:
 		return v.validateProbe(r)
@@ -146,6 +164,7 @@ func (v *VerifyDrift) Run(ctx context.Context, env *steps.Env) error {
 	r, _ := v.resolve()
 	v.Key.markSecret(env, r)
 	warnWeakKey(env, r.secret)
+	warnSevenDigits(env, r.gen.digits)
 	m, _ := v.mode()
 	switch m {
 	case modeReference:
@@ -157,8 +176,10 @@ func (v *VerifyDrift) Run(ctx context.Context, env *steps.Env) error {
 	}
 }
 
-// runCode finds the offset at which a device's code matches, as oathtool -w
-// does, but keeps the sign (oathtool prints only the distance).
+// runCode finds the offset at which a device's code matches, searching
+// outward like oathtool -w, but keeps the sign (oathtool prints only the
+// distance). With reference: oathtool, oathtool itself validates the code
+// and its verdict is the step's; this implementation must agree with it.
 func (v *VerifyDrift) runCode(ctx context.Context, env *steps.Env, r resolved) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -169,9 +190,15 @@ func (v *VerifyDrift) runCode(ctx context.Context, env *steps.Env, r resolved) e
 	if err != nil {
 		return err
 	}
-	offset, matched, err := r.gen.match(v.Code, c, v.Window)
+	order, _ := parseSearchOrder(v.SearchOrder)
+	offset, matched, err := r.gen.match(v.Code, c, v.Window, order)
 	if err != nil {
 		return err
+	}
+	if v.Reference == referenceOathtool {
+		if err := v.validateWithOathtool(ctx, env, r, at, matched, offset); err != nil {
+			return err
+		}
 	}
 	env.SetOutput("matched", matched)
 	// drift_steps is set only on a match, so `outputs.drift_steps == 0`
@@ -222,4 +249,96 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// validateWithOathtool runs `oathtool -w WINDOW KEY CODE` at the same
+// instant (the key on stdin) and compares its verdict with ours: both
+// search by increasing distance, so a match must agree in distance too.
+func (v *VerifyDrift) validateWithOathtool(ctx context.Context, env *steps.Env, r resolved, at time.Time, matched bool, offset int) error {
+	path, err := v.oathtool()
+	if err != nil {
+		return err
+	}
+	res, err := oathtoolValidate(ctx, path, r, at, v.Window, v.Code)
+	if err != nil {
+		return err
+	}
+	env.SetOutput("validated_by", referenceOathtool)
+	theirs := "not found"
+	if res.matched {
+		theirs = fmt.Sprintf("found %d steps away", res.distance)
+		env.SetOutput("oathtool_steps", res.distance)
+	}
+	env.AddEvidence(steps.TableEvidence("Validation by oathtool", []string{"Item", "Value"}, [][]string{
+		{"reference", oathtoolVersion(ctx, path)},
+		{"command", fmt.Sprintf("oathtool --totp=%s --digits=%d --time-step-size=%ds --start-time=@%d --now=@%d --window=%d - CODE (key on stdin)",
+			r.gen.opts.Algorithm, r.gen.digits, r.gen.period, r.gen.t0, at.Unix(), v.Window)},
+		{"oathtool", theirs},
+		{"opsdrill", matchText(matched, offset)},
+	}))
+	if res.matched != matched || (matched && res.distance != abs(offset)) {
+		return steps.Failf("oathtool and opsdrill disagree on the code at %s: oathtool %s, opsdrill %s",
+			formatInstant(at), theirs, matchText(matched, offset))
+	}
+	env.Logf("oathtool -w %d agrees: %s", v.Window, theirs)
+	return nil
+}
+
+func matchText(matched bool, offset int) string {
+	if !matched {
+		return "not found"
+	}
+	return fmt.Sprintf("found at %+d steps", offset)
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// oathtoolResult is oathtool's verdict on one code.
+type oathtoolResult struct {
+	matched  bool
+	distance int
+}
+
+// oathtoolExitNotFound is oathtool's exit status for a valid-looking code
+// that matches nowhere in the window (EXIT_OTP_INVALID).
+const oathtoolExitNotFound = 2
+
+// oathtoolValidate asks oathtool whether code is valid within ±window
+// steps of at. The key goes through stdin; the code, which oathtool only
+// takes as an argument, is on its command line for the run's duration.
+func oathtoolValidate(ctx context.Context, path string, r resolved, at time.Time, window int, code string) (oathtoolResult, error) {
+	g := r.gen
+	cmd := exec.CommandContext(ctx, path,
+		"--totp="+g.opts.Algorithm.String(),
+		"--digits="+strconv.Itoa(g.digits),
+		"--time-step-size="+strconv.FormatInt(g.period, 10)+"s",
+		"--start-time=@"+strconv.FormatInt(g.t0, 10),
+		"--now=@"+strconv.FormatInt(at.Unix(), 10),
+		"--window="+strconv.Itoa(window),
+		"-", code)
+	hexKey := hex.EncodeToString(r.secret)
+	cmd.Stdin = strings.NewReader(hexKey + "\n")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		n, perr := strconv.Atoi(strings.TrimSpace(stdout.String()))
+		if perr != nil {
+			return oathtoolResult{}, fmt.Errorf("oathtool validated the code but printed no window position")
+		}
+		return oathtoolResult{matched: true, distance: n}, nil
+	case ctx.Err() != nil:
+		return oathtoolResult{}, ctx.Err()
+	case errors.As(err, &exit) && exit.ExitCode() == oathtoolExitNotFound:
+		return oathtoolResult{}, nil
+	}
+	msg := strings.NewReplacer(hexKey, "[secret]", code, "[code]").Replace(firstLine(stderr.String()))
+	return oathtoolResult{}, fmt.Errorf("oathtool failed validating the code: %w: %s", err, msg)
 }

@@ -26,7 +26,10 @@ func TestVerifyDriftValidate(t *testing.T) {
 		want string
 	}{
 		{"no mode", func(v *VerifyDrift) {}, "reference, code, endpoint, validator_command: set one to choose what to verify"},
-		{"two modes", func(v *VerifyDrift) { v.Reference, v.Code = "oathtool", "123456" }, "reference, code: set only one of them"},
+		{"two modes", func(v *VerifyDrift) { v.Reference, v.ValidatorCommand = "oathtool", []string{"check", "{code}"} }, "reference, validator_command: set only one of them"},
+		{"code and an unknown reference", func(v *VerifyDrift) { v.Reference, v.Code = "pam_oath", "123456" }, `reference: must be "oathtool", got "pam_oath"`},
+		{"search order", func(v *VerifyDrift) { v.Code, v.SearchOrder = "123456", "nearest" }, `search_order: must be past_first or liboath, got "nearest"`},
+		{"search order without code", func(v *VerifyDrift) { v.Reference, v.SearchOrder = "oathtool", "liboath" }, "search_order: only used with code"},
 		{"unknown reference", func(v *VerifyDrift) { v.Reference = "google" }, `reference: must be "oathtool", got "google"`},
 		{"oathtool missing", func(v *VerifyDrift) { v.Reference, v.OathtoolPath = "oathtool", missing },
 			`oathtool_path: "` + missing + `" not found; reference: oathtool needs the oathtool binary (Debian/Ubuntu: apt-get install oathtool)`},
