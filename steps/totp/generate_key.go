@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pquerna/otp"
 
 	"github.com/opsdrill/opsdrill/steps"
 )
@@ -40,7 +39,7 @@ type GenerateKey struct {
 
 	// random is the entropy source; nil means crypto/rand.
 	random io.Reader
-	// render draws the QR image; nil means pquerna/otp's (boombuler/barcode).
+	// render draws the QR image; nil means renderQR.
 	render func(w, h int) (image.Image, error)
 }
 
@@ -105,18 +104,15 @@ func (g *GenerateKey) Run(ctx context.Context, env *steps.Env) error {
 
 	qrRel := ""
 	if g.QR {
-		key, err := otp.NewKeyFromURL(uri)
-		if err != nil {
-			return fmt.Errorf("building the key URI: %w", err)
-		}
 		render := g.render
 		if render == nil {
-			render = key.Image
+			render = func(w, _ int) (image.Image, error) { return renderQR(uri, w) }
 		}
-		abs := ""
-		if abs, qrRel, err = writeQR(ctx, env, render); err != nil {
+		abs, rel, err := writeQR(ctx, env, render)
+		if err != nil {
 			return err
 		}
+		qrRel = rel
 		if err := checkQR(abs, qrRel, uri); err != nil {
 			return err
 		}

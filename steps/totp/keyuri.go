@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/boombuler/barcode/qr"
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
 )
@@ -66,6 +67,43 @@ func uriEscape(s, keep string) string {
 	return b.String()
 }
 
+// quietZone is the blank border, in modules, that ISO/IEC 18004 requires
+// around a QR code; scanners look for it to find the symbol.
+const quietZone = 4
+
+// renderQR draws text as a QR code (error correction M) with whole-pixel
+// modules and the quiet zone, in at most size pixels a side (and at least
+// one pixel a module). Scaling a symbol by a fraction, as pquerna/otp's
+// Key.Image does, makes modules of uneven width that decoders misread:
+// ZXing could not read a 32-byte key's URI drawn that way.
+func renderQR(text string, size int) (image.Image, error) {
+	code, err := qr.Encode(text, qr.M, qr.Auto)
+	if err != nil {
+		return nil, err
+	}
+	n := code.Bounds().Dx()
+	scale := max(size/(n+2*quietZone), 1)
+	side := (n + 2*quietZone) * scale
+	img := image.NewGray(image.Rect(0, 0, side, side))
+	for i := range img.Pix {
+		img.Pix[i] = 0xff
+	}
+	for y := range n {
+		for x := range n {
+			if r, _, _, _ := code.At(x, y).RGBA(); r != 0 {
+				continue
+			}
+			for dy := range scale {
+				off := ((quietZone+y)*scale+dy)*img.Stride + (quietZone+x)*scale
+				for dx := range scale {
+					img.Pix[off+dx] = 0
+				}
+			}
+		}
+	}
+	return img, nil
+}
+
 // errQRUnreadable reports a QR image no decoder could read.
 var errQRUnreadable = errors.New("the QR code cannot be decoded")
 
@@ -76,9 +114,15 @@ func decodeQR(img image.Image) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", errQRUnreadable, err)
 	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	// The finder-pattern detector, as a camera frame needs, then, if it
+	// gives up, the reader for an upright symbol on a quiet zone, which is
+	// what a PNG on a screen is.
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true})
 	if err != nil {
-		return "", fmt.Errorf("%w: %w", errQRUnreadable, err)
+		var pure error
+		if res, pure = qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true}); pure != nil {
+			return "", fmt.Errorf("%w: %w", errQRUnreadable, err)
+		}
 	}
 	return res.GetText(), nil
 }
