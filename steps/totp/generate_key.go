@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 
-
 	"github.com/opsdrill/opsdrill/steps"
 )
 
