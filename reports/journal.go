@@ -2,7 +2,9 @@ package reports
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -18,8 +20,10 @@ type Journal struct {
 	mu    sync.Mutex
 	f     *os.File
 	buf   []byte
+	size  int64 // bytes of whole events written
 	dirty bool
 	err   error
+	onErr func(error)
 	stop  chan struct{}
 	done  chan struct{}
 }
@@ -46,7 +50,7 @@ func (j *Journal) syncLoop() {
 		case <-t.C:
 			j.mu.Lock()
 			if j.dirty && j.err == nil {
-				j.err = j.f.Sync()
+				j.fail(j.f.Sync())
 				j.dirty = false
 			}
 			j.mu.Unlock()
@@ -54,8 +58,31 @@ func (j *Journal) syncLoop() {
 	}
 }
 
+// OnError sets a function called once, with the first error, when the
+// journal cannot be written: the runner stops the run at once rather than
+// discover at the end that its evidence was lost. Set it before the first
+// event.
+func (j *Journal) OnError(fn func(error)) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.onErr = fn
+}
+
+// fail records the first error; j.mu is held.
+func (j *Journal) fail(err error) {
+	if err == nil || j.err != nil {
+		return
+	}
+	j.err = fmt.Errorf("%s: %w", filepath.Base(j.f.Name()), err)
+	if j.onErr != nil {
+		j.onErr(j.err)
+	}
+}
+
 // Emit writes one event as a JSON line. Scenario and run ends are synced
-// at once: they are the events an auditor most needs to survive.
+// at once: they are the events an auditor most needs to survive. After a
+// failed write nothing more is written: the file keeps every event before
+// the failure, whole.
 func (j *Journal) Emit(ev *Event) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -64,17 +91,23 @@ func (j *Journal) Emit(ev *Event) {
 	}
 	b, err := json.Marshal(ev)
 	if err != nil {
-		j.err = err
+		j.fail(fmt.Errorf("event %d (%s): %w", ev.Seq, ev.Type, err))
 		return
 	}
 	j.buf = append(append(j.buf[:0], b...), '\n')
-	if _, err := j.f.Write(j.buf); err != nil {
-		j.err = err
+	if n, err := j.f.Write(j.buf); err != nil {
+		// A short write leaves part of a line: take it back (best
+		// effort), so the file ends with the last whole event.
+		if n > 0 {
+			_ = j.f.Truncate(j.size)
+		}
+		j.fail(err)
 		return
 	}
+	j.size += int64(len(j.buf))
 	j.dirty = true
 	if ev.Type == EventScenarioEnd || ev.Type == EventRunEnd {
-		j.err = j.f.Sync()
+		j.fail(j.f.Sync())
 		j.dirty = false
 	}
 }
@@ -93,10 +126,10 @@ func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.err == nil {
-		j.err = j.f.Sync()
+		j.fail(j.f.Sync())
 	}
-	if err := j.f.Close(); j.err == nil {
-		j.err = err
+	if err := j.f.Close(); err != nil {
+		j.fail(err)
 	}
 	return j.err
 }

@@ -101,6 +101,12 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 	if err != nil {
 		return nil, fmt.Errorf("report folder: %w", err)
 	}
+	// Evidence that cannot be written stops the run at once, as an
+	// interrupt would (cleanup still runs), instead of being found missing
+	// at the end.
+	ctx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	journal.OnError(func(err error) { stopRun(&EvidenceError{Err: err}) })
 	builder := reports.NewBuilder()
 	em := &emitter{red: red, sinks: append([]reports.Sink{journal, builder}, opts.Sinks...)}
 	host, _ := os.Hostname()
@@ -149,15 +155,29 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 		status = reports.StatusInterrupted
 	}
 	em.emit(&reports.Event{Type: reports.EventRunEnd, Status: status})
-	if err := journal.Close(); err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
+	jerr := journal.Close()
 	run := builder.Run(time.Now())
-	if err := WriteReports(opts.ReportDir, run, opts.SignKey); err != nil {
-		return nil, err
+	// The reports are written even when the journal failed: they may be
+	// all the evidence left.
+	werr := WriteReports(opts.ReportDir, run, opts.SignKey)
+	if jerr != nil {
+		return nil, errors.Join(&EvidenceError{Err: jerr}, werr)
+	}
+	if werr != nil {
+		return nil, &EvidenceError{Err: werr}
 	}
 	return &Result{Run: run, Redactor: red, ReportDir: opts.ReportDir}, nil
 }
+
+// EvidenceError is a report file that could not be written. The run stops
+// as soon as it happens; what was written before is kept.
+type EvidenceError struct{ Err error }
+
+func (e *EvidenceError) Error() string {
+	return "evidence could not be written, the run was stopped: " + e.Err.Error()
+}
+
+func (e *EvidenceError) Unwrap() error { return e.Err }
 
 // WriteReports writes report.json, junit.xml and report.html for run into
 // dir, each atomically (temp file and rename), so a reader never sees half
@@ -277,6 +297,7 @@ type emitter struct {
 }
 
 func (e *emitter) emit(ev *reports.Event) {
+	reports.PlainEvent(ev)
 	redactEvent(e.red, ev)
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -98,9 +98,9 @@ func (sr *scenarioRun) run() string {
 	}
 	if sr.ctx.Err() != nil {
 		for _, st := range sc.Steps {
-			sr.skip(st, "run interrupted before this scenario started")
+			sr.skip(st, sr.interruption()+" before this scenario started")
 		}
-		sr.em.emit(&reports.Event{Type: reports.EventScenarioEnd, Scenario: sr.idx, Status: reports.StatusInterrupted, Error: "interrupted"})
+		sr.em.emit(&reports.Event{Type: reports.EventScenarioEnd, Scenario: sr.idx, Status: reports.StatusInterrupted, Error: sr.interruption()})
 		return reports.StatusInterrupted
 	}
 
@@ -162,7 +162,7 @@ func (sr *scenarioRun) run() string {
 	}
 	if sr.ctx.Err() != nil {
 		status = reports.StatusInterrupted
-		errMsg = "interrupted; cleanup ran"
+		errMsg = sr.interruption() + "; cleanup ran"
 	}
 	sr.em.emit(&reports.Event{Type: reports.EventScenarioEnd, Scenario: sr.idx, Status: status, Error: errMsg})
 	return status
@@ -182,9 +182,19 @@ func bad(status string) bool {
 	return status == reports.StatusFailed || status == reports.StatusErrored
 }
 
+// interruption says why the run was stopped from outside the scenario: a
+// signal, or evidence that could not be written.
+func (sr *scenarioRun) interruption() string {
+	var ee *EvidenceError
+	if errors.As(context.Cause(sr.ctx), &ee) {
+		return "run stopped: " + ee.Err.Error()
+	}
+	return "run interrupted"
+}
+
 func (sr *scenarioRun) stopReason(ctx context.Context) string {
 	if sr.ctx.Err() != nil {
-		return "skipped: run interrupted"
+		return "skipped: " + sr.interruption()
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Sprintf("skipped: scenario timed out after %s", sr.sc.Timeout)
