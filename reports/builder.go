@@ -51,7 +51,7 @@ func (b *Builder) Emit(ev *Event) {
 		}
 		sc := &Scenario{
 			Name: info.Name, File: info.File, SHA256: info.SHA256, Description: info.Description,
-			Tags: info.Tags, Vars: info.Vars, Status: StatusRunning, Started: ev.Time,
+			Tags: info.Tags, Controls: info.Controls, Vars: info.Vars, Status: StatusRunning, Started: ev.Time,
 		}
 		for _, si := range info.Steps {
 			sc.Steps = append(sc.Steps, &Step{
@@ -101,6 +101,7 @@ func (b *Builder) Emit(ev *Event) {
 		st.SkipReason = r.SkipReason
 		st.Expectations = r.Expectations
 		st.Evidence = r.Evidence
+		st.Figures = r.Figures
 		if st.Started.IsZero() {
 			st.Started = ev.Time
 		}
@@ -177,6 +178,7 @@ func (b *Builder) Run(last time.Time) *Run {
 		run.Finished = last
 	}
 	ApplyWaivers(&run, b.waivers)
+	run.Findings = findings(&run)
 	return &run
 }
 

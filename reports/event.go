@@ -57,6 +57,7 @@ type ScenarioInfo struct {
 	SHA256      string         `json:"sha256,omitempty"`
 	Description string         `json:"description,omitempty"`
 	Tags        []string       `json:"tags,omitempty"`
+	Controls    []string       `json:"controls,omitempty"`
 	Vars        map[string]any `json:"vars,omitempty"`
 	Steps       []StepInfo     `json:"steps,omitempty"`
 }
@@ -82,6 +83,7 @@ type StepResult struct {
 	SkipReason   string           `json:"skip_reason,omitempty"`
 	Expectations []Expectation    `json:"expectations,omitempty"`
 	Evidence     []steps.Evidence `json:"evidence,omitempty"`
+	Figures      []Figure         `json:"figures,omitempty"`
 }
 
 // Sink receives events as they happen. Emit is called from one goroutine at a

@@ -92,6 +92,10 @@ func WriteJUnit(w io.Writer, run *Run) error {
 		if len(sc.Tags) > 0 {
 			props = append(props, junitProp{"tags", strings.Join(sc.Tags, ",")})
 		}
+		// One property per control, so CI dashboards can group by it.
+		for _, c := range sc.Controls {
+			props = append(props, junitProp{"control", c})
+		}
 		suite.Properties = &junitProps{Props: props}
 		if sc.Error != "" {
 			suite.SystemErr = sc.Error

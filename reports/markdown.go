@@ -8,8 +8,10 @@ import (
 )
 
 // WriteMarkdown writes a short summary for CI job pages (GitHub's
-// $GITHUB_STEP_SUMMARY, GitLab's job summary): the verdict, a table of
-// scenarios, every failing step with its failing expectation, and waivers.
+// $GITHUB_STEP_SUMMARY, GitLab's job summary): the verdict, the findings
+// (each drill's claim, verdict and key figures against their limits), a
+// table of scenarios, every failing step with its failing expectation,
+// and waivers.
 func WriteMarkdown(w io.Writer, run *Run) error {
 	c := run.ScenarioCounts()
 	var b strings.Builder
@@ -17,6 +19,23 @@ func WriteMarkdown(w io.Writer, run *Run) error {
 	fmt.Fprintf(&b, "%d scenarios: %d passed, %d failed, %d errored, %d skipped", c.Total, c.Passed, c.Failed, c.Errored, c.Skipped)
 	if !run.Started.IsZero() {
 		fmt.Fprintf(&b, " · %s · run `%s`", FormatDuration(run.Finished.Sub(run.Started)), run.RunID)
+	}
+	if len(run.Findings) > 0 {
+		b.WriteString("\n\n**Findings**\n\n| | Drill | Claim | Key figures |\n|---|---|---|---|\n")
+		for _, f := range run.Findings {
+			figs := make([]string, 0, len(f.Figures))
+			for _, fig := range f.Figures {
+				mark := ""
+				if !fig.Met() || fig.Status == StatusFailed || fig.Status == StatusErrored {
+					mark = "❌ "
+				}
+				figs = append(figs, mark+mdCell(fig.Text))
+			}
+			if f.Why != "" {
+				figs = append(figs, "**why:** "+mdCell(f.Why))
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", statusIcon(f.Status), mdCell(f.Scenario), mdCell(f.Claim), strings.Join(figs, "<br>"))
+		}
 	}
 	b.WriteString("\n\n| | Scenario | Steps passed | Time |\n|---|---|---|---|\n")
 	for _, sc := range run.Scenarios {

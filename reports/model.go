@@ -46,22 +46,27 @@ type Run struct {
 	Args        []string    `json:"args,omitempty"`
 	Scenarios   []*Scenario `json:"scenarios"`
 	Waivers     []Waiver    `json:"waivers,omitempty"`
+	// Findings has one row per scenario: its claim, verdict and key
+	// figures against their limits.
+	Findings []Finding `json:"findings"`
 }
 
 // Scenario is the result of one scenario file.
 type Scenario struct {
-	Name        string         `json:"name"`
-	File        string         `json:"file"`
-	SHA256      string         `json:"sha256,omitempty"`
-	Description string         `json:"description,omitempty"`
-	Tags        []string       `json:"tags,omitempty"`
-	Vars        map[string]any `json:"vars,omitempty"`
-	Status      string         `json:"status"`
-	Started     time.Time      `json:"started"`
-	Finished    time.Time      `json:"finished"`
-	DurationMS  int64          `json:"duration_ms"`
-	Error       string         `json:"error,omitempty"`
-	Steps       []*Step        `json:"steps"`
+	Name        string   `json:"name"`
+	File        string   `json:"file"`
+	SHA256      string   `json:"sha256,omitempty"`
+	Description string   `json:"description,omitempty"`
+	Tags        []string `json:"tags,omitempty"`
+	// Controls are what the drill evidences (ISO27001:A.5.30, SOC2:CC7.5).
+	Controls   []string       `json:"controls,omitempty"`
+	Vars       map[string]any `json:"vars,omitempty"`
+	Status     string         `json:"status"`
+	Started    time.Time      `json:"started"`
+	Finished   time.Time      `json:"finished"`
+	DurationMS int64          `json:"duration_ms"`
+	Error      string         `json:"error,omitempty"`
+	Steps      []*Step        `json:"steps"`
 
 	index map[string]*Step // phase/id -> step, while building
 }
@@ -81,7 +86,9 @@ type Step struct {
 	SkipReason   string           `json:"skip_reason,omitempty"`
 	Expectations []Expectation    `json:"expectations,omitempty"`
 	Evidence     []steps.Evidence `json:"evidence,omitempty"`
-	Logs         []string         `json:"logs,omitempty"`
+	// Figures are the step's key figures in words.
+	Figures []Figure `json:"figures,omitempty"`
+	Logs    []string `json:"logs,omitempty"`
 	// Waiver is set when the step's failure is waived; WaivedStatus is
 	// what the step's status was before.
 	Waiver       *Waiver `json:"waiver,omitempty"`

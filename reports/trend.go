@@ -128,6 +128,14 @@ func number(v any) (float64, bool) {
 		return float64(t), true
 	case int64:
 		return float64(t), true
+	case int32:
+		return float64(t), true
+	case uint:
+		return float64(t), true
+	case uint64:
+		return float64(t), true
+	case float32:
+		return float64(t), true
 	}
 	return 0, false
 }

@@ -20,7 +20,21 @@ type Expr struct {
 	Pos   Pos
 	prog  *vm.Program
 	names []nameRef
+	// bound is set when the expression compares one of the step's outputs
+	// with a value (outputs.lost == 0): the limit of a key figure.
+	bound *bound
 }
+
+// bound is `outputs.NAME OP other`, with the comparison turned so the
+// output stands on the left.
+type bound struct {
+	output string
+	op     string
+	other  *vm.Program
+}
+
+// flipped turns a comparison around: 5 > outputs.x is outputs.x < 5.
+var flipped = map[string]string{"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 // nameRef is a chain like steps.flood.outputs.lost: its root identifier, the
 // constant path after it, and its source text.
@@ -46,7 +60,52 @@ func compileExpr(src string, pos Pos) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid expression %q: %s", src, firstLine(err.Error()))
 	}
-	return &Expr{Src: src, Pos: pos, prog: prog, names: collectNames(tree.Node, src)}, nil
+	return &Expr{Src: src, Pos: pos, prog: prog, names: collectNames(tree.Node, src), bound: boundOf(tree.Node)}, nil
+}
+
+// boundOf recognises `outputs.NAME OP value` and `value OP outputs.NAME`
+// where value does not read the step's outputs.
+func boundOf(n ast.Node) *bound {
+	bin, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return nil
+	}
+	if _, cmp := flipped[bin.Operator]; !cmp {
+		return nil
+	}
+	side := func(out, other ast.Node, op string) *bound {
+		root, path, ok := chain(out)
+		if !ok || root != "outputs" || len(path) != 1 {
+			return nil
+		}
+		for _, ref := range collectNames(other, "") {
+			if ref.root == "outputs" {
+				return nil
+			}
+		}
+		prog, err := expr.Compile(other.String())
+		if err != nil {
+			return nil
+		}
+		return &bound{output: path[0], op: op, other: prog}
+	}
+	if b := side(bin.Left, bin.Right, bin.Operator); b != nil {
+		return b
+	}
+	return side(bin.Right, bin.Left, flipped[bin.Operator])
+}
+
+// Limit evaluates the value a comparison expression holds an output to;
+// ok is false when the expression is no such comparison.
+func (e *Expr) Limit(env map[string]any) (output, op string, value any, ok bool) {
+	if e.bound == nil {
+		return "", "", nil, false
+	}
+	v, err := expr.Run(e.bound.other, env)
+	if err != nil {
+		return "", "", nil, false
+	}
+	return e.bound.output, e.bound.op, v, true
 }
 
 func firstLine(s string) string {

@@ -25,11 +25,14 @@ type Scenario struct {
 	Name        string
 	Description string
 	Tags        []string
-	Timeout     time.Duration
-	Vars        map[string]any
-	Secrets     map[string]SecretSource
-	Steps       []*Step
-	Cleanup     []*Step
+	// Controls are what the drill evidences, for auditors: free strings
+	// such as ISO27001:A.5.30, SOC2:CC7.5, PCI-DSS:11.4.
+	Controls []string
+	Timeout  time.Duration
+	Vars     map[string]any
+	Secrets  map[string]SecretSource
+	Steps    []*Step
+	Cleanup  []*Step
 }
 
 // SecretSource says where a secret's value comes from.
@@ -73,7 +76,7 @@ type Retry struct {
 // be identifiers.
 func validID(s string) bool { return isIdent(s) }
 
-var scenarioKeys = []string{"name", "description", "tags", "timeout", "vars", "secrets", "steps", "cleanup"}
+var scenarioKeys = []string{"name", "description", "tags", "controls", "timeout", "vars", "secrets", "steps", "cleanup"}
 var stepKeys = []string{"id", "uses", "with", "expect", "if", "timeout", "retry", "background", "continue_on_error"}
 var retryKeys = []string{"attempts", "delay", "backoff"}
 
@@ -174,6 +177,8 @@ func (l *loader) load(data []byte) *Scenario {
 			sc.Description = l.str(v, "description")
 		case "tags":
 			sc.Tags = l.strList(v, "tags")
+		case "controls":
+			sc.Controls = l.controls(v)
 		case "timeout":
 			sc.Timeout = l.duration(v, "timeout")
 		case "vars":
@@ -261,6 +266,36 @@ func (l *loader) strList(n *yaml.Node, field string) []string {
 			continue
 		}
 		out = append(out, c.Value)
+	}
+	return out
+}
+
+// controls reads `controls:`: a list of distinct, non-empty strings.
+func (l *loader) controls(n *yaml.Node) []string {
+	if n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		l.errAt(n, "controls: expected a list of strings such as [ISO27001:A.5.30, SOC2:CC7.5], got %s", kindName(n))
+		return nil
+	}
+	var out []string
+	seen := map[string]int{}
+	for i, c := range n.Content {
+		switch {
+		case c.Kind != yaml.ScalarNode:
+			l.errAt(c, "controls[%d]: expected a string, got %s", i, kindName(c))
+		case c.Tag != "!!str":
+			l.errAt(c, "controls[%d]: expected a string, got the %s %s; quote it: %q", i, strings.TrimPrefix(c.Tag, "!!"), c.Value, c.Value)
+		case strings.TrimSpace(c.Value) == "":
+			l.errAt(c, "controls[%d]: empty control; name it, e.g. ISO27001:A.5.30", i)
+		case seen[strings.TrimSpace(c.Value)] > 0:
+			l.errAt(c, "controls[%d]: %q is listed twice (first at line %d)", i, c.Value, seen[strings.TrimSpace(c.Value)])
+		default:
+			v := strings.TrimSpace(c.Value)
+			seen[v] = c.Line
+			out = append(out, v)
+		}
 	}
 	return out
 }

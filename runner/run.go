@@ -337,6 +337,21 @@ func redactEvent(r *redact.Redactor, ev *reports.Event) {
 		for i := range res.Evidence {
 			redactEvidence(r, &res.Evidence[i])
 		}
+		for i := range res.Figures {
+			redactFigure(r, &res.Figures[i])
+		}
+	}
+}
+
+func redactFigure(r *redact.Redactor, f *reports.Figure) {
+	f.Text = r.String(f.Text)
+	f.Phrase = r.String(f.Phrase)
+	f.Value = r.Value(f.Value)
+	for i := range f.Limits {
+		l := &f.Limits[i]
+		l.Expr = r.String(l.Expr)
+		l.Text = r.String(l.Text)
+		l.Value = r.Value(l.Value)
 	}
 }
 

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/opsdrill/opsdrill/reports"
 	"github.com/opsdrill/opsdrill/runner/redact"
@@ -58,6 +61,7 @@ type outcome struct {
 	outputs map[string]any // raw, for expressions
 	err     string
 	ms      int64
+	figures []reports.Figure
 }
 
 func (sr *scenarioRun) run() string {
@@ -77,7 +81,7 @@ func (sr *scenarioRun) run() string {
 	}
 	sr.bg = map[string]*bgStep{}
 	info := &reports.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256,
-		Description: sc.Description, Tags: sc.Tags, Vars: declaredVars(sc, vars)}
+		Description: sc.Description, Tags: sc.Tags, Controls: sc.Controls, Vars: declaredVars(sc, vars)}
 	for _, st := range sc.Steps {
 		info.Steps = append(info.Steps, reports.StepInfo{ID: st.ID, Uses: st.Uses, Phase: reports.PhaseMain,
 			Background: st.Background, ContinueOnError: st.ContinueOnError})
@@ -374,6 +378,7 @@ func (sr *scenarioRun) finish(info *reports.StepInfo, start time.Time, attempts 
 	res := &reports.StepResult{
 		Status: out.status, DurationMS: out.ms, Attempts: attempts, Error: out.err,
 		Expectations: exps, Evidence: evidence, Outputs: sr.reportOutputs(info.Uses, out.outputs),
+		Figures: out.figures,
 	}
 	sr.em.emit(&reports.Event{Type: reports.EventStepEnd, Scenario: sr.idx, Step: info, Result: res})
 	return out
@@ -431,6 +436,7 @@ func (sr *scenarioRun) attempt(ctx context.Context, st *Step, phase string, scop
 	case err == nil:
 	case st.Timeout > 0 && errors.Is(sctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
 		out.status, out.err = reports.StatusErrored, fmt.Sprintf("timed out after %s", st.Timeout)
+		out.figures = figures(st, step, with, outputs, nil)
 		return out, nil, evidence, true
 	case steps.IsFailure(err):
 		out.status, out.err = reports.StatusFailed, err.Error()
@@ -439,24 +445,68 @@ func (sr *scenarioRun) attempt(ctx context.Context, st *Step, phase string, scop
 		if ctx.Err() != nil {
 			out.err = "interrupted: " + out.err
 		}
+		out.figures = figures(st, step, with, outputs, nil)
 		return out, nil, evidence, true
 	}
-	exps := sr.expectations(st, scope, outputs)
+	exps, limits := sr.expectations(st, scope, outputs)
 	for _, e := range exps {
 		if !e.OK && out.status == reports.StatusPassed {
 			out.status = reports.StatusFailed
 		}
 	}
+	out.figures = figures(st, step, with, outputs, limits)
 	return out, exps, evidence, true
 }
 
-func (sr *scenarioRun) expectations(st *Step, scope map[string]any, outputs map[string]any) []reports.Expectation {
-	if len(st.Expect) == 0 {
+// figures phrases the key figures the step's spec declares, each with the
+// limits its expectations set.
+func figures(st *Step, step steps.Step, with *yaml.Node, outputs map[string]any, limits map[string][]reports.Limit) []reports.Figure {
+	if len(st.Spec.Figures) == 0 {
 		return nil
+	}
+	var params map[string]any
+	var out []reports.Figure
+	for _, f := range st.Spec.Figures {
+		if params == nil && strings.Contains(f.Text+f.TextFalse, "{with.") {
+			params = paramValues(step, with)
+		}
+		if fig, ok := reports.NewFigure(st.ID, f, outputs, params, limits[f.Output]); ok {
+			out = append(out, fig)
+		}
+	}
+	return out
+}
+
+// paramValues gives a step's parameters by name: its defaults, overridden
+// by what `with:` says (in the scenario's own words: 2s, not 2000000000).
+func paramValues(step steps.Step, with *yaml.Node) (params map[string]any) {
+	params = map[string]any{}
+	defer func() {
+		// A parameter struct YAML cannot encode gives no defaults.
+		_ = recover()
+		if with != nil {
+			var given map[string]any
+			if with.Decode(&given) == nil {
+				maps.Copy(params, given)
+			}
+		}
+	}()
+	if b, err := yaml.Marshal(step); err == nil {
+		_ = yaml.Unmarshal(b, &params)
+	}
+	return params
+}
+
+// expectations evaluates the step's expect: list; an expectation that
+// compares an output with a value is also a limit of that output.
+func (sr *scenarioRun) expectations(st *Step, scope map[string]any, outputs map[string]any) ([]reports.Expectation, map[string][]reports.Limit) {
+	if len(st.Expect) == 0 {
+		return nil, nil
 	}
 	env := maps.Clone(scope)
 	env["outputs"] = outputs
 	exps := make([]reports.Expectation, 0, len(st.Expect))
+	limits := map[string][]reports.Limit{}
 	for _, e := range st.Expect {
 		x := reports.Expectation{Expr: e.Src}
 		v, err := e.Eval(env)
@@ -472,8 +522,11 @@ func (sr *scenarioRun) expectations(st *Step, scope map[string]any, outputs map[
 			x.Values = e.Explain(env)
 		}
 		exps = append(exps, x)
+		if name, op, v, ok := e.Limit(env); ok {
+			limits[name] = append(limits[name], reports.Limit{Expr: e.Src, Op: op, Value: v, OK: x.OK})
+		}
 	}
-	return exps
+	return exps, limits
 }
 
 func (sr *scenarioRun) registerSecretOutputs(spec steps.Spec, outputs map[string]any) {

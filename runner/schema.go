@@ -51,8 +51,10 @@ func Schema() map[string]any {
 			"name":        map[string]any{"type": "string"},
 			"description": map[string]any{"type": "string"},
 			"tags":        map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
-			"timeout":     duration,
-			"vars":        map[string]any{"type": "object", "propertyNames": map[string]any{"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
+			"controls": map[string]any{"type": "array", "items": map[string]any{"type": "string", "minLength": 1}, "uniqueItems": true,
+				"description": "controls the drill evidences, e.g. ISO27001:A.5.30, SOC2:CC7.5, PCI-DSS:11.4"},
+			"timeout": duration,
+			"vars":    map[string]any{"type": "object", "propertyNames": map[string]any{"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
 			"secrets": map[string]any{"type": "object", "additionalProperties": map[string]any{
 				"type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 2,
 				"properties": map[string]any{"env": map[string]any{"type": "string"}, "file": map[string]any{"type": "string"}, "optional": map[string]any{"type": "boolean"}},

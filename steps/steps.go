@@ -57,6 +57,35 @@ type Output struct {
 	Secret bool // the value is redacted in every report and log
 }
 
+// Figure declares a key figure of a step: an output an auditor reads in
+// the report's findings, in words ("0 of 6,652 acknowledged writes lost").
+// An expectation of the scenario that compares the output with a value
+// (outputs.lost == 0, outputs.rtt_avg_ms < vars.max_rtt_ms) is the
+// figure's limit; the report shows it beside the figure.
+type Figure struct {
+	// Output is the declared output measured.
+	Output string
+	// Text is the figure in words: {value} is the output formatted with
+	// Unit; {NAME} is another output of the step, {with.NAME} one of its
+	// parameters (defaults included); {NAME|text} gives text when the
+	// value is empty.
+	Text string
+	// TextFalse, for a bool output, is the text when it is false. A
+	// figure with only TextFalse shows only when the output is false.
+	TextFalse string
+	// TextNegative is the text for a negative number ({value} is then its
+	// magnitude: "closed 0.3 s before the lease ended"). Without it, a
+	// negative duration means "not measured" and the figure is left out.
+	TextNegative string
+	// When names an output that must be true, non-zero or non-empty for
+	// the figure to show (rtt only when a reply came back).
+	When string
+	// Unit of the output's number: "ms", "s", "%", or "" for a count.
+	Unit string
+	// Seconds shows a millisecond value, and its limit, in seconds.
+	Seconds bool
+}
+
 // Example is a scenario snippet shown by `opsdrill steps NAME`.
 type Example struct {
 	Title string
@@ -73,7 +102,10 @@ type Spec struct {
 	// DynamicOutputs lets a step set outputs not declared in Outputs
 	// (e.g. exec with a parser); references to them are not checked at load.
 	DynamicOutputs bool
-	Examples       []Example
+	// Figures are the outputs the report's findings give in words, in
+	// order of importance.
+	Figures  []Figure
+	Examples []Example
 }
 
 // Output returns the declared output named name.
@@ -92,10 +124,18 @@ var (
 )
 
 // Register adds a step type. It panics on a duplicate or incomplete spec,
-// which is a programming error caught by any test that imports the package.
+// or a figure of an output the spec does not declare (or declares
+// secret): programming errors caught by any test that imports the package.
 func Register(s Spec) {
 	if s.Name == "" || s.New == nil || s.Summary == "" {
 		panic(fmt.Sprintf("steps: incomplete spec %q", s.Name))
+	}
+	for _, f := range s.Figures {
+		o, ok := s.Output(f.Output)
+		_, when := s.Output(f.When)
+		if !ok || o.Secret || f.Text+f.TextFalse == "" || (f.When != "" && !when) {
+			panic(fmt.Sprintf("steps: %s: figure of output %q: declare it (and When's), not secret, with a text", s.Name, f.Output))
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -33,6 +33,16 @@ func TestRegistry(t *testing.T) {
 	assert.IsIncreasing(t, names)
 	assert.Panics(t, func() { Register(Spec{Name: "zz.test", Summary: "s", New: func() Step { return nop{} }}) }, "duplicate")
 	assert.Panics(t, func() { Register(Spec{Name: "no.new", Summary: "s"}) }, "incomplete")
+	for name, f := range map[string]Figure{
+		"undeclared": {Output: "b", Text: "b"},
+		"secret":     {Output: "a", Text: "{value}"},
+		"no text":    {Output: "c"},
+	} {
+		assert.Panics(t, func() {
+			Register(Spec{Name: "fig." + name, Summary: "s", New: func() Step { return nop{} },
+				Outputs: []Output{{Name: "a", Secret: true}, {Name: "c"}}, Figures: []Figure{f}})
+		}, name)
+	}
 }
 
 func TestFailure(t *testing.T) {

@@ -62,6 +62,7 @@ func init() {
 			{Name: "routes", Type: "list", Doc: "static routes: destination_cidr, state, source"},
 			{Name: "attempts", Type: "int", Doc: "HTTP requests made, retries included"},
 		},
+		Figures: statusFigures,
 		Examples: []steps.Example{
 			{Title: "Both tunnels UP", YAML: "- uses: aws.vpn_status\n  with: { vpn_connection_id: vpn-0a1b2c3d4e5f60718, region: ap-south-1 }\n  expect: [outputs.up_count == 2]"},
 			{Title: "The tunnel the drill brought up is UP", YAML: "- uses: aws.vpn_status\n  retry: { attempts: 12, delay: 10s }\n  with:\n    vpn_connection_id: ${{ steps.config.outputs.vpn_connection_id }}\n    require_up: [\"${{ steps.config.outputs.vgw_outside_ip }}\"]"},

@@ -37,6 +37,7 @@ func init() {
 			{Name: "exit_code", Type: "int", Doc: "exit code; -1 when killed by a signal"},
 			{Name: "duration_ms", Type: "int", Doc: "wall-clock run time"},
 		},
+		Figures: execFigures,
 		Examples: []steps.Example{
 			{Title: "Check a binary's version", YAML: "- uses: exec\n  with: { command: [oathtool, --version] }\n  expect: outputs.stdout contains \"oathtool\""},
 			{Title: "A shell pipeline, explicitly", YAML: "- uses: exec\n  with:\n    shell: bash\n    script: set -o pipefail; lsusb | grep -i epson"},

@@ -52,6 +52,7 @@ func init() {
 			{Name: "duration_ms", Type: "int", Doc: "how long the flood ran"},
 			{Name: "writes_per_second", Type: "float", Doc: "acknowledged writes per second"},
 		},
+		Figures: floodFigures,
 		Examples: []steps.Example{
 			{Title: "The runbook's test case 2: five writers straight at the primary", YAML: "- id: load\n  uses: db.flood\n  background: true\n  with:\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n    writers: 5\n    pin: true\n    duration: 90s"},
 			{Title: "The runbook's test case 1: one insert at a time through the endpoint, a new connection each", YAML: "- id: probe\n  uses: db.flood\n  background: true\n  with:\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n    writers: 1\n    connect_per_write: true\n    interval: 10ms\n    duration: 90s"},
@@ -83,6 +84,7 @@ func init() {
 			{Name: "secondary_az_before", Type: "string", Doc: "the standby's zone before (Multi-AZ instance)"},
 			{Name: "secondary_az_after", Type: "string", Doc: "the standby's zone after"},
 		},
+		Figures: failoverFigures,
 		Examples: []steps.Example{
 			{Title: "Reboot with failover, on AWS or (endpoint_url lab:ID) on the lab", YAML: "- id: failover\n  uses: db.failover\n  with:\n    driver: aws-rds\n    instance: testrds\n    region: ap-south-1\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n  expect:\n    - outputs.az_after != outputs.az_before"},
 			{Title: "Pull the plug on the lab's primary", YAML: "- uses: db.failover\n  with: { driver: lab, action: kill }"},
@@ -123,6 +125,7 @@ func init() {
 			{Name: "oplog_complete", Type: "bool", Doc: "the op log ends with its end line (false: the flood was killed)"},
 			{Name: "verified_on", Type: "map", Doc: "hostname, server_id and read_only of the server read"},
 		},
+		Figures: verifyFigures,
 		Examples: []steps.Example{
 			{Title: "No acknowledged write lost, writes back within two minutes", YAML: "- uses: db.verify\n  with:\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n    oplog: ${{ steps.load.outputs.oplog }}\n  expect:\n    - outputs.lost == 0\n    - outputs.write_downtime_ms < 120000"},
 		},

@@ -56,6 +56,7 @@ func init() {
 			{Name: "errors", Type: "int", Doc: "queries without an answer (timeout, SERVFAIL, refused)"},
 			{Name: "ttl", Type: "int", Doc: "TTL of the first answer's first record, seconds"},
 		},
+		Figures: watchFigures,
 		Examples: []steps.Example{
 			{Title: "Watch the endpoint's alias during a failover", YAML: "- id: dns\n  uses: dns.watch\n  background: true\n  with:\n    name: ${{ vars.endpoint }}\n    resolver: ${{ vars.resolver }}\n    interval: 250ms\n    duration: 10m\n  expect:\n    - outputs.switch_ms < 60000"},
 		},

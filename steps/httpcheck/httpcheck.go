@@ -40,6 +40,7 @@ func init() {
 			{Name: "duration_ms", Type: "float", Doc: "time to the full response"},
 			{Name: "tls_version", Type: "string", Doc: "negotiated TLS version, empty for plain HTTP"},
 		},
+		Figures:  requestFigures,
 		Examples: []steps.Example{{Title: "Health check", YAML: "- uses: http.request\n  with: { url: \"https://gate:8443/healthz\", tls: { ca_file: ca.pem } }\n  expect: outputs.status == 200"}},
 	})
 }

@@ -64,6 +64,7 @@ func init() {
 			{Name: "outages", Type: "int", Doc: "runs of lost echo requests"},
 			{Name: "error", Type: "string", Doc: "the last send error or ICMP error seen"},
 		},
+		Figures: pingFigures,
 		Examples: []steps.Example{
 			{Title: "The VGW inside address answers, no loss", YAML: "- uses: net.ping\n  with: { address: 169.254.21.45, count: 5, host: lab:cgw }\n  expect:\n    - outputs.loss_pct == 0\n    - outputs.rtt_avg_ms < 50"},
 			{Title: "Nothing answers before the tunnel is up", YAML: "- uses: net.ping\n  with: { address: 172.28.16.136, count: 2, expect: unreachable }"},

@@ -56,6 +56,7 @@ func init() {
 			{Name: "code", Type: "string", Doc: "portgate: the code sent (feed it to a later port.open to check replays)", Secret: true},
 			{Name: "token", Type: "string", Doc: "portgate: the bearer token that closes the lease", Secret: true},
 		},
+		Figures: openFigures,
 		Examples: []steps.Example{
 			{Title: "Open SSH for lab client 1 for 10 s", YAML: "- id: open\n  uses: port.open\n  with:\n    url: ${{ vars.portgate.url }}\n    ca_cert: ${{ vars.portgate.ca_cert }}\n    user: ${{ vars.portgate.user }}\n    secret: ${{ secrets.portgate_totp }}\n    port: 22\n    duration: 10s\n    host: lab:pgclient1"},
 			{Title: "A replayed code opens nothing", YAML: "- uses: port.open\n  with:\n    url: ${{ vars.portgate.url }}\n    user: drill\n    code: ${{ steps.open.outputs.code }}\n    port: 22\n    host: lab:pgclient2\n    expect: refused"},
@@ -79,6 +80,7 @@ func init() {
 			{Name: "last_open_ms", Type: "int", Doc: "when the last successful probe started, in ms after the lease end"},
 			{Name: "probes", Type: "int", Doc: "probes made"},
 		},
+		Figures: expiryFigures,
 		Examples: []steps.Example{
 			{Title: "SSH closes when the lease ends", YAML: "- uses: port.expiry\n  with:\n    address: ${{ vars.portgate.gate }}:22\n    expires: ${{ steps.open.outputs.expires }}\n    host: lab:pgclient1\n    tolerance: 2s"},
 		},
@@ -95,6 +97,7 @@ func init() {
 			{Name: "already_gone", Type: "bool", Doc: "the lease had already ended or been closed"},
 			{Name: "status", Type: "int", Doc: "HTTP status of the answer"},
 		},
+		Figures: closeFigures,
 		Examples: []steps.Example{
 			{Title: "Close early", YAML: "- uses: port.close\n  with:\n    url: ${{ vars.portgate.url }}\n    lease_id: ${{ steps.open.outputs.lease_id }}\n    token: ${{ steps.open.outputs.token }}\n    host: lab:pgclient1"},
 		},

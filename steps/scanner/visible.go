@@ -51,6 +51,7 @@ func init() {
 			{Name: "devices", Type: "list", Doc: "devices scanimage lists: maps with name, vendor, model, type"},
 			{Name: "visible", Type: "bool", Doc: "scanimage lists a device matching expect_device"},
 		},
+		Figures: visibleFigures,
 		Examples: []steps.Example{
 			{Title: "The runbook's Epson L350 on this machine", YAML: "- uses: scanner.visible\n  with: { usb: \"04b8:08a1\", backend: epkowa, expect_device: \"^epkowa:\" }"},
 			{Title: "A lab host with the SANE test backend", YAML: "- uses: scanner.visible\n  with:\n    host: lab:scanhost\n    sane_config_dir: /etc/opsdrill-sane\n    expect_device: \"^test:0$\""},

@@ -32,6 +32,7 @@ func init() {
 			{Name: "latency_ms", Type: "float", Doc: "time to connect or to fail"},
 			{Name: "error", Type: "string", Doc: "why the connection failed"},
 		},
+		Figures: probeFigures,
 		Examples: []steps.Example{
 			{Title: "SSH is closed by default", YAML: "- uses: tcp.probe\n  with: { address: \"gate:22\", expect: closed, timeout: 2s }"},
 			{Title: "Open from the authenticated source", YAML: "- uses: tcp.probe\n  with: { address: \"10.0.0.5:22\", source: 10.0.0.7 }"},

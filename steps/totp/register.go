@@ -39,6 +39,7 @@ are outputs too and are listed in the evidence, without the secret.`,
 			{Name: "period", Type: "int", Doc: "FreeOTP Interval, seconds"},
 			{Name: "algorithm", Type: "string", Doc: "FreeOTP Algorithm: SHA1, SHA256 or SHA512"},
 		},
+		Figures: generateKeyFigures,
 		Examples: []steps.Example{{
 			Title: "A key for FreeOTP, checked later with oathtool",
 			YAML: `- id: key
@@ -108,6 +109,7 @@ be refused (RFC 6238 §5.2). The step fails when nothing is accepted.`,
 			{Name: "window_truncated", Type: "bool", Doc: "validator: the accepted window touches ±window, so it may be wider"},
 			{Name: "replay_rejected", Type: "bool", Doc: "validator: a code accepted once was refused the second time (unset with replay_check: false)"},
 		},
+		Figures: verifyDriftFigures,
 		Examples: []steps.Example{
 			{
 				Title: "opsdrill agrees with the runbook's oathtool",

@@ -66,6 +66,7 @@ folder, which gets the file with its secret masked. Both tunnels' keys are
 secrets; psk is a secret output.`,
 		New:     newConfig,
 		Outputs: configOutputs,
+		Figures: configFigures,
 		Examples: []steps.Example{{
 			Title: "Tunnel #1 of the downloaded configuration, VPC 172.28.0.0/16",
 			YAML: `- id: config
@@ -130,6 +131,7 @@ after the scenario, whatever happens.`,
 			{Name: "establish_ms", Type: "int", Doc: "from the first initiate to every CHILD_SA installed"},
 			{Name: "up_ms", Type: "int", Doc: "the whole step: install, load, commands, establish"},
 		},
+		Figures: upFigures,
 		Examples: []steps.Example{{
 			Title: "Bring up what vpn.config rendered, on the lab's customer gateway",
 			YAML: `- id: up
@@ -159,6 +161,7 @@ action does, and either may run after the other.`,
 			{Name: "ike_sas", Type: "int", Doc: "IKE_SAs terminated"},
 			{Name: "config_removed", Type: "bool", Doc: "tunnel.up's file was found and removed"},
 		},
+		Figures: downFigures,
 		Examples: []steps.Example{{
 			Title: "Tear the tunnel down at the end of a drill",
 			YAML: `- uses: tunnel.down

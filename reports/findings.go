@@ -1,0 +1,274 @@
+package reports
+
+import (
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+// Finding is one row of the report's findings, the first thing an auditor
+// reads: what a drill claimed (its description), whether it held, and its
+// key figures in words against their limits.
+type Finding struct {
+	Scenario string `json:"scenario"`
+	File     string `json:"file,omitempty"`
+	Claim    string `json:"claim"`
+	Status   string `json:"status"`
+	// Summary is the figures in one line: "0 of 6,652 acknowledged writes
+	// lost (limit 0); writes stopped 2.76 s (limit 30 s)".
+	Summary string   `json:"summary"`
+	Figures []Figure `json:"figures"`
+	// Why says, for a drill that did not pass, what broke first.
+	Why      string   `json:"why,omitempty"`
+	Controls []string `json:"controls,omitempty"`
+}
+
+// Figure is a key figure of a step (declared in its spec), in words, with
+// the limits the scenario's expectations hold it to.
+type Figure struct {
+	Step   string `json:"step"`
+	Output string `json:"output"`
+	// Text is the figure with its limits, as the findings show it.
+	Text   string  `json:"text"`
+	Phrase string  `json:"phrase"`
+	Value  any     `json:"value"`
+	Unit   string  `json:"unit,omitempty"`
+	Limits []Limit `json:"limits,omitempty"`
+	// Status is the step's status: a figure of a failed step is marked.
+	Status string `json:"status,omitempty"`
+}
+
+// Limit is an expectation comparing a figure with a value: the figure
+// (left) Op Value.
+type Limit struct {
+	Expr  string `json:"expr"`
+	Op    string `json:"op"`
+	Value any    `json:"value"`
+	Text  string `json:"text"`
+	OK    bool   `json:"ok"`
+}
+
+// Met reports whether the figure is within all its limits.
+func (f Figure) Met() bool {
+	for _, l := range f.Limits {
+		if !l.OK {
+			return false
+		}
+	}
+	return true
+}
+
+var placeholder = regexp.MustCompile(`\{(with\.)?([A-Za-z_][A-Za-z0-9_]*)(?:\|([^{}]*))?\}`)
+
+// NewFigure phrases figure f of step from the step's outputs and
+// parameters; limits come from the step's expectations (their Text is
+// filled here). It returns false when the figure does not apply: its
+// output is not set, its When output is not true, it has no text for the
+// value, or it is a negative duration (not measured).
+func NewFigure(step string, f steps.Figure, outputs, params map[string]any, limits []Limit) (Figure, bool) {
+	v, ok := outputs[f.Output]
+	if !ok || v == nil || (f.When != "" && !truthy(outputs[f.When])) {
+		return Figure{}, false
+	}
+	text := f.Text
+	shown := v
+	if b, isBool := v.(bool); isBool && !b {
+		text = f.TextFalse
+	}
+	if n, isNum := number(v); isNum && n < 0 {
+		switch {
+		case f.TextNegative != "":
+			text, shown = f.TextNegative, -n
+		case f.Unit == "ms" || f.Unit == "s":
+			return Figure{}, false
+		}
+	}
+	if text == "" {
+		return Figure{}, false
+	}
+	phrase := placeholder.ReplaceAllStringFunc(text, func(m string) string {
+		sub := placeholder.FindStringSubmatch(m)
+		var x any
+		switch {
+		case sub[1] == "" && sub[2] == "value":
+			return quantity(shown, f.Unit, f.Seconds)
+		case sub[1] != "":
+			x = params[sub[2]]
+		default:
+			x = outputs[sub[2]]
+		}
+		if !truthy(x) {
+			hasDefault := strings.Contains(m, "|")
+			if _, isNum := number(x); !isNum || hasDefault {
+				if hasDefault {
+					return sub[3]
+				}
+				return "—"
+			}
+		}
+		return quantity(x, "", false)
+	})
+	fig := Figure{Step: step, Output: f.Output, Phrase: phrase, Value: v, Unit: f.Unit, Text: phrase}
+	var lt []string
+	for _, l := range limits {
+		l.Text = limitText(l, f)
+		fig.Limits = append(fig.Limits, l)
+		lt = append(lt, l.Text)
+	}
+	if len(lt) > 0 {
+		fig.Text += " (" + strings.Join(lt, "; ") + ")"
+	}
+	return fig, true
+}
+
+// truthy: true, a non-zero number, a non-empty string or collection.
+func truthy(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return t
+	case string:
+		return t != ""
+	case []any:
+		return len(t) > 0
+	case []string:
+		return len(t) > 0
+	case map[string]any:
+		return len(t) > 0
+	}
+	if n, ok := number(v); ok {
+		return n != 0
+	}
+	return true
+}
+
+// limitText says a limit in words: "limit 30 s", "at least 2".
+func limitText(l Limit, f steps.Figure) string {
+	val := quantity(l.Value, f.Unit, f.Seconds)
+	if _, isNum := number(l.Value); !isNum {
+		val = quantity(l.Value, "", false)
+	}
+	switch l.Op {
+	case "==", "<=", "<":
+		return "limit " + val
+	case ">=":
+		return "at least " + val
+	case ">":
+		return "more than " + val
+	default:
+		return "must not be " + val
+	}
+}
+
+// quantity formats a value for reading: thousands separated counts, a
+// few significant digits, its unit, milliseconds as seconds on request.
+func quantity(v any, unit string, seconds bool) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case bool:
+		if t {
+			return "yes"
+		}
+		return "no"
+	}
+	n, ok := number(v)
+	if !ok {
+		return valueText(v)
+	}
+	if unit == "ms" && seconds {
+		n, unit = n/1000, "s"
+	}
+	s := readableNumber(n)
+	if unit != "" {
+		s += " " + unit
+	}
+	return s
+}
+
+// readableNumber: 6,652 · 2.76 · 0.27 · 12.5 · 1,000.
+func readableNumber(n float64) string {
+	if math.IsNaN(n) || math.IsInf(n, 0) {
+		return strconv.FormatFloat(n, 'f', -1, 64)
+	}
+	a := math.Abs(n)
+	var s string
+	switch {
+	case a >= 100 || n == math.Trunc(n):
+		return thousands(int64(math.Round(n)))
+	case a >= 10:
+		s = strconv.FormatFloat(n, 'f', 1, 64)
+	case a >= 1:
+		s = strconv.FormatFloat(n, 'f', 2, 64)
+	default:
+		s = strconv.FormatFloat(n, 'g', 2, 64)
+		if strings.ContainsRune(s, 'e') {
+			s = strconv.FormatFloat(n, 'f', -1, 64)
+		}
+	}
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s
+}
+
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// findings builds one finding per scenario from its steps' figures.
+func findings(run *Run) []Finding {
+	out := make([]Finding, 0, len(run.Scenarios))
+	for _, sc := range run.Scenarios {
+		f := Finding{Scenario: sc.Name, File: sc.File, Claim: claim(sc), Status: sc.Status,
+			Controls: sc.Controls, Figures: []Figure{}}
+		var texts []string
+		for _, st := range sc.Steps {
+			for _, fig := range st.Figures {
+				fig.Status = st.Status
+				f.Figures = append(f.Figures, fig)
+				texts = append(texts, fig.Text)
+			}
+		}
+		f.Summary = strings.Join(texts, "; ")
+		if sc.Status != StatusPassed {
+			f.Why = why(sc)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func claim(sc *Scenario) string {
+	if d := strings.Join(strings.Fields(sc.Description), " "); d != "" {
+		return d
+	}
+	return sc.Name
+}
+
+// why is the first failing step's message, else the scenario's error.
+func why(sc *Scenario) string {
+	for _, st := range sc.Steps {
+		if st.Status == StatusFailed || st.Status == StatusErrored {
+			return st.ID + ": " + failureMessage(st)
+		}
+	}
+	return sc.Error
+}
