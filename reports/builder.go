@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -135,9 +138,72 @@ func (s *Scenario) step(info *StepInfo) *Step {
 		return st
 	}
 	st := &Step{ID: info.ID, Uses: info.Uses, Phase: info.Phase, Background: info.Background, Outputs: map[string]any{}}
-	s.Steps = append(s.Steps, st)
+	s.Steps = slices.Insert(s.Steps, s.insertAt(st), st)
 	s.index[key] = st
 	return st
+}
+
+// insertAt places a step known only once it runs: an iteration ID[KEY] of
+// a for_each over an expression, or a step of its step file (ID[KEY]/inner),
+// goes inside its parent's block, iterations in key order, so every run of
+// the same scenario lists its steps in the same order. Anything else (undo
+// actions) goes at the end.
+func (s *Scenario) insertAt(st *Step) int {
+	parent, key, iter := splitStepID(st.ID)
+	if parent == "" {
+		return len(s.Steps)
+	}
+	at := -1
+	for i, o := range s.Steps {
+		if o.Phase != st.Phase {
+			if at >= 0 {
+				break
+			}
+			continue
+		}
+		switch {
+		case o.ID == parent:
+			at = i + 1
+		case at >= 0 && strings.HasPrefix(o.ID, parent+"[") || at >= 0 && strings.HasPrefix(o.ID, parent+"/"):
+			if iter {
+				if p, k, ok := splitStepID(o.ID); ok && p == parent && keyLess(key, k) {
+					return i
+				}
+			}
+			at = i + 1
+		case at >= 0:
+			return at
+		}
+	}
+	if at < 0 {
+		return len(s.Steps)
+	}
+	return at
+}
+
+// splitStepID splits "a/b[k]" into parent "a/b", key "k", iteration true,
+// and "a[k]/b" into parent "a[k]", key "b", false; a top-level id has no
+// parent.
+func splitStepID(id string) (parent, key string, iter bool) {
+	if strings.HasSuffix(id, "]") {
+		if i := strings.LastIndex(id, "["); i > 0 && !strings.Contains(id[i:], "/") {
+			return id[:i], id[i+1 : len(id)-1], true
+		}
+	}
+	if i := strings.LastIndex(id, "/"); i > 0 {
+		return id[:i], id[i+1:], false
+	}
+	return "", "", false
+}
+
+// keyLess orders iteration keys: list indexes as numbers, map keys as text.
+func keyLess(a, b string) bool {
+	ai, aerr := strconv.Atoi(a)
+	bi, berr := strconv.Atoi(b)
+	if aerr == nil && berr == nil {
+		return ai < bi
+	}
+	return a < b
 }
 
 func stepKey(phase, id string) string {

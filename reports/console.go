@@ -199,8 +199,8 @@ func (c *Console) stepLine(scenario int, verdict string, st *StepInfo, detail st
 	}
 	b.WriteString(c.paint(code, fmt.Sprintf("%-5s", verdict)))
 	id := st.ID
-	if st.Phase == PhaseCleanup {
-		id = "cleanup:" + id
+	if l := PhaseLabel(st.Phase); l != "" {
+		id = strings.ReplaceAll(l, " ", "_") + ":" + id
 	}
 	fmt.Fprintf(&b, " %-20s %-20s", id, st.Uses)
 	if detail != "" {

@@ -28,6 +28,7 @@ var htmlTmpl = template.Must(template.New("report.html.tmpl").Funcs(template.Fun
 	"dur":   func(ms int64) string { return FormatDuration(time.Duration(ms) * time.Millisecond) },
 	"time":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"upper": strings.ToUpper,
+	"phase": PhaseLabel,
 	"exp":   ExpectationText,
 }).ParseFS(assets, "assets/report.html.tmpl"))
 

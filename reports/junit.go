@@ -152,8 +152,8 @@ func waivedText(st *Step) string {
 
 func stepName(st *Step) string {
 	name := st.ID
-	if st.Phase == PhaseCleanup {
-		name = "cleanup: " + name
+	if l := PhaseLabel(st.Phase); l != "" {
+		name = l + ": " + name
 	}
 	return name + " (" + st.Uses + ")"
 }

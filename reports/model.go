@@ -21,13 +21,34 @@ const (
 	StatusSkipped     = "skipped"
 	StatusInterrupted = "interrupted"
 	StatusRunning     = "running"
+	// A scenario whose steady state failed before its steps ran nothing
+	// (not_started), or failed after them (deviated): the drill left the
+	// system unhealthy.
+	StatusNotStarted = "not_started"
+	StatusDeviated   = "deviated"
 )
 
 // Phases a step can run in.
 const (
 	PhaseMain    = "main"
 	PhaseCleanup = "cleanup"
+	// Steady-state steps run before the main steps and again after them.
+	PhaseSteadyBefore = "steady_state_before"
+	PhaseSteadyAfter  = "steady_state_after"
 )
+
+// PhaseLabel is how reports name a phase beside a step's id ("" for main).
+func PhaseLabel(phase string) string {
+	switch phase {
+	case PhaseCleanup:
+		return "cleanup"
+	case PhaseSteadyBefore:
+		return "steady state before"
+	case PhaseSteadyAfter:
+		return "steady state after"
+	}
+	return ""
+}
 
 // FormatVersion is the version of report.json and of journal events.
 const FormatVersion = 1
@@ -109,6 +130,9 @@ type Expectation struct {
 // Counts summarises step statuses.
 type Counts struct {
 	Total, Passed, Failed, Errored, Skipped, Waived int
+	// Scenarios whose steady state failed before (NotStarted) or after
+	// (Deviated) their steps.
+	NotStarted, Deviated int
 }
 
 // StepCounts counts the steps of s by status.
@@ -144,6 +168,10 @@ func (r *Run) ScenarioCounts() Counts {
 			c.Failed++
 		case StatusSkipped:
 			c.Skipped++
+		case StatusNotStarted:
+			c.NotStarted++
+		case StatusDeviated:
+			c.Deviated++
 		default:
 			c.Errored++
 		}

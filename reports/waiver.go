@@ -98,7 +98,7 @@ func ApplyWaivers(run *Run, waivers []Waiver) {
 	if run.Status == StatusFailed {
 		failed := false
 		for _, sc := range run.Scenarios {
-			if sc.Status == StatusFailed || sc.Status == StatusInterrupted {
+			if sc.Status != StatusPassed && sc.Status != StatusSkipped {
 				failed = true
 			}
 		}

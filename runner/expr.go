@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -234,11 +235,14 @@ func chain(n ast.Node) (string, []string, bool) {
 		if !ok {
 			return "", nil, false
 		}
-		prop, isStr := t.Property.(*ast.StringNode)
-		if !isStr {
-			return "", nil, false
+		switch prop := t.Property.(type) {
+		case *ast.StringNode:
+			return root, append(path, prop.Value), true
+		case *ast.IntegerNode:
+			// steps.x.each[0]: a list index
+			return root, append(path, "["+strconv.Itoa(prop.Value)+"]"), true
 		}
-		return root, append(path, prop.Value), true
+		return "", nil, false
 	}
 	return "", nil, false
 }
@@ -247,6 +251,10 @@ func chainText(root string, path []string) string {
 	var b strings.Builder
 	b.WriteString(root)
 	for _, p := range path {
+		if strings.HasPrefix(p, "[") {
+			b.WriteString(p)
+			continue
+		}
 		if isIdent(p) {
 			b.WriteString("." + p)
 		} else {

@@ -27,12 +27,15 @@ type Scenario struct {
 	Tags        []string
 	// Controls are what the drill evidences, for auditors: free strings
 	// such as ISO27001:A.5.30, SOC2:CC7.5, PCI-DSS:11.4.
-	Controls []string
-	Timeout  time.Duration
-	Vars     map[string]any
-	Secrets  map[string]SecretSource
-	Steps    []*Step
-	Cleanup  []*Step
+	Controls    []string
+	Timeout     time.Duration
+	Vars        map[string]any
+	Secrets     map[string]SecretSource
+	// SteadyState runs before Steps (a failure there: the scenario is
+	// not_started) and again after them (a failure: deviated).
+	SteadyState []*Step
+	Steps       []*Step
+	Cleanup     []*Step
 }
 
 // SecretSource says where a secret's value comes from.
@@ -59,7 +62,13 @@ type Step struct {
 	Background      bool
 	ContinueOnError bool
 	Phase           string
+	// File is the step file of `uses: ./path.yaml`; nil for a Go step.
+	File *StepFile
+	// ForEach runs the step once per item; Parallel is how many at once.
+	ForEach  *ForEach
+	Parallel int
 
+	autoID   bool
 	tmpls    map[*yaml.Node]*Template
 	joins    []string // for Joiner steps with literal params; nil = all
 	isJoiner bool
@@ -76,8 +85,8 @@ type Retry struct {
 // be identifiers.
 func validID(s string) bool { return isIdent(s) }
 
-var scenarioKeys = []string{"name", "description", "tags", "controls", "timeout", "vars", "secrets", "steps", "cleanup"}
-var stepKeys = []string{"id", "uses", "with", "expect", "if", "timeout", "retry", "background", "continue_on_error"}
+var scenarioKeys = []string{"name", "description", "tags", "controls", "timeout", "vars", "secrets", "steady_state", "steps", "cleanup"}
+var stepKeys = []string{"id", "uses", "with", "expect", "if", "timeout", "retry", "background", "continue_on_error", "for_each", "parallel"}
 var retryKeys = []string{"attempts", "delay", "backoff"}
 
 // LoadOptions tune loading.
@@ -125,7 +134,10 @@ func readInput(path string) ([]byte, error) {
 // Load checks a scenario given as bytes; path is used in messages and to
 // resolve relative files.
 func Load(path string, data []byte, opts LoadOptions) (*Scenario, error) {
-	l := &loader{file: path, opts: opts}
+	l := &loader{file: path, opts: opts, files: map[string]*StepFile{}}
+	if abs, err := filepath.Abs(path); err == nil {
+		l.stack = []string{abs}
+	}
 	sc := l.load(data)
 	if len(l.probs) > 0 {
 		l.probs.Sort()
@@ -138,6 +150,12 @@ type loader struct {
 	file  string
 	opts  LoadOptions
 	probs Problems
+	// files caches step files by absolute path (nil: broken, already
+	// reported); stack is the chain of files being loaded, for recursion.
+	files map[string]*StepFile
+	stack []string
+	// stepFile is set while loading a step file rather than a scenario.
+	inFile bool
 }
 
 func (l *loader) add(p Problem) { l.probs = append(l.probs, p) }
@@ -168,7 +186,7 @@ func (l *loader) load(data []byte) *Scenario {
 		l.errAt(root, "a scenario must be a mapping with name and steps, got %s", kindName(root))
 		return nil
 	}
-	var stepsNode, cleanupNode *yaml.Node
+	var stepsNode, cleanupNode, steadyNode *yaml.Node
 	l.mapping(root, scenarioKeys, "scenario", func(k, v *yaml.Node) {
 		switch k.Value {
 		case "name":
@@ -189,6 +207,8 @@ func (l *loader) load(data []byte) *Scenario {
 			stepsNode = v
 		case "cleanup":
 			cleanupNode = v
+		case "steady_state":
+			steadyNode = v
 		}
 	})
 	if sc.Name == "" {
@@ -202,18 +222,24 @@ func (l *loader) load(data []byte) *Scenario {
 		l.errAt(at, "empty scenario: no steps")
 		return sc
 	}
+	if steadyNode != nil {
+		sc.SteadyState = l.stepList(steadyNode, phaseSteady)
+	}
 	sc.Steps = l.stepList(stepsNode, reportsPhaseMain)
 	if cleanupNode != nil {
 		sc.Cleanup = l.stepList(cleanupNode, reportsPhaseCleanup)
 	}
-	l.checkIDs(sc)
-	l.checkRefs(sc)
+	l.checkIDs(sc.SteadyState, sc.Steps, sc.Cleanup)
+	l.checkRefs(&refUnit{vars: sc.Vars, secrets: sc.Secrets}, sc.SteadyState, sc.Steps, sc.Cleanup)
 	return sc
 }
 
 const (
 	reportsPhaseMain    = "main"
 	reportsPhaseCleanup = "cleanup"
+	// phaseSteady marks steady_state steps while loading; they are
+	// reported in the steady_state_before and steady_state_after phases.
+	phaseSteady = "steady_state"
 )
 
 // mapping walks a mapping node, rejecting unknown and repeated keys.
@@ -406,8 +432,11 @@ func (l *loader) stepList(n *yaml.Node, phase string) []*Step {
 }
 
 func phaseField(phase string) string {
-	if phase == reportsPhaseCleanup {
+	switch phase {
+	case reportsPhaseCleanup:
 		return "cleanup"
+	case phaseSteady:
+		return "steady_state"
 	}
 	return "steps"
 }
@@ -420,7 +449,7 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 	}
 	st := &Step{Pos: nodePos(l.file, n), Phase: phase, Retry: Retry{Attempts: 1, Delay: time.Second, Backoff: 1}}
 	var withNode *yaml.Node
-	var expectNode, ifNode *yaml.Node
+	var expectNode, ifNode, forEachNode, parallelNode *yaml.Node
 	l.mapping(n, stepKeys, where, func(k, v *yaml.Node) {
 		switch k.Value {
 		case "id":
@@ -430,7 +459,9 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 			}
 		case "uses":
 			st.Uses = l.str(v, where+".uses")
-			if st.Uses != "" {
+			if isFileRef(st.Uses) {
+				st.File = l.stepFile(v, st.Uses, where)
+			} else if st.Uses != "" {
 				spec, ok := steps.Lookup(st.Uses)
 				if !ok {
 					names := make([]string, 0)
@@ -455,6 +486,10 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 			st.Background = l.boolean(v, where+".background")
 		case "continue_on_error":
 			st.ContinueOnError = l.boolean(v, where+".continue_on_error")
+		case "for_each":
+			forEachNode = v
+		case "parallel":
+			parallelNode = v
 		}
 	})
 	if st.Uses == "" {
@@ -463,10 +498,18 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 	}
 	if st.ID == "" {
 		st.ID = fmt.Sprintf("%s#%d", st.Uses, index+1)
+		st.autoID = true
 	}
 	if st.Background && phase == reportsPhaseCleanup {
 		l.errAt(n, "%s: cleanup steps cannot run in the background", where)
 	}
+	if st.Background && phase == phaseSteady {
+		l.errAt(n, "%s: steady_state steps cannot run in the background: they are the check before and after the drill", where)
+	}
+	if st.Background && l.inStepFile() {
+		l.errAt(n, "%s: steps in a step file cannot run in the background; run the step file itself with background: true", where)
+	}
+	l.forEach(st, forEachNode, parallelNode, where)
 	if ifNode != nil {
 		st.If = l.exprField(ifNode, where+".if")
 	}
@@ -485,6 +528,12 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 				st.Expect = append(st.Expect, e)
 			}
 		}
+	}
+	if st.File != nil {
+		st.With = withNode
+		st.tmpls = map[*yaml.Node]*Template{}
+		l.checkInputs(st, n, withNode, where)
+		return st
 	}
 	if st.Spec.New == nil {
 		return st
@@ -527,6 +576,9 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 		}
 		if j, ok := decoded.(steps.Joiner); ok {
 			st.joins = j.JoinIDs()
+			if st.ForEach != nil {
+				l.errAt(n, "%s: a step that waits for background steps cannot have for_each", where)
+			}
 		}
 	} else if st.isJoiner {
 		l.errAt(withNode, "%s.with: a step that waits for background steps must name them literally", where)
@@ -603,55 +655,58 @@ func (l *loader) templates(n *yaml.Node, where string, out map[*yaml.Node]*Templ
 	}
 }
 
-func (l *loader) checkIDs(sc *Scenario) {
+func (l *loader) checkIDs(lists ...[]*Step) {
 	seen := map[string]*Step{}
-	for _, st := range append(append([]*Step(nil), sc.Steps...), sc.Cleanup...) {
-		if prev, dup := seen[st.ID]; dup {
-			l.add(st.Pos.problem("duplicate step id %q (first used at line %d)", st.ID, prev.Pos.Line))
-			continue
+	for _, list := range lists {
+		for _, st := range list {
+			prev, dup := seen[st.ID]
+			if dup && st.autoID {
+				// uses#N numbers steps within their list; another list
+				// (cleanup, steady_state) may have used the name.
+				for n := 2; dup; n++ {
+					_, dup = seen[fmt.Sprintf("%s-%d", st.ID, n)]
+					if !dup {
+						st.ID = fmt.Sprintf("%s-%d", st.ID, n)
+					}
+				}
+			} else if dup {
+				l.add(st.Pos.problem("duplicate step id %q (first used at line %d)", st.ID, prev.Pos.Line))
+				continue
+			}
+			seen[st.ID] = st
 		}
-		seen[st.ID] = st
 	}
+}
+
+// refUnit is what the expressions of one file may read: a scenario's vars
+// and secrets, or a step file's inputs.
+type refUnit struct {
+	vars     map[string]any
+	secrets  map[string]SecretSource
+	inputs   map[string]Input
+	stepFile bool
 }
 
 // checkRefs checks every name read by an expression: vars and secrets must
 // be declared, steps.<id>.outputs.<name> must be an earlier step's declared
 // output, and a background step's outputs are readable only after a step
-// that waits for it.
-func (l *loader) checkRefs(sc *Scenario) {
+// that waits for it. Steady-state steps run first, so main and cleanup
+// steps may read them; they read only each other.
+func (l *loader) checkRefs(u *refUnit, steady, main, cleanup []*Step) {
 	index := map[string]int{}
 	byID := map[string]*Step{}
-	for i, st := range sc.Steps {
+	ordered := append(append([]*Step(nil), steady...), main...)
+	for i, st := range ordered {
 		index[st.ID] = i
 		byID[st.ID] = st
 	}
-	for _, st := range sc.Cleanup {
+	for _, st := range cleanup {
 		byID[st.ID] = st
 	}
-	joined := map[string]bool{}
+	rc := &refCheck{l: l, u: u, index: index, byID: byID, joined: map[string]bool{}}
 	var started []string
-	checkStep := func(st *Step, pos int) {
-		check := func(e *Expr, inExpect bool) {
-			for _, n := range e.names {
-				if msg := l.refProblem(sc, n, st, pos, inExpect, index, byID, joined); msg != "" {
-					l.add(e.Pos.shift(e.Src, n.offset).problem("%s", msg))
-				}
-			}
-		}
-		if st.If != nil {
-			check(st.If, false)
-		}
-		for _, t := range st.tmpls {
-			for _, e := range t.exprs() {
-				check(e, false)
-			}
-		}
-		for _, e := range st.Expect {
-			check(e, true)
-		}
-	}
-	for i, st := range sc.Steps {
-		checkStep(st, i)
+	for i, st := range ordered {
+		rc.step(st, i)
 		if st.isJoiner {
 			ids := st.joins
 			if len(ids) == 0 {
@@ -666,7 +721,7 @@ func (l *loader) checkRefs(sc *Scenario) {
 				if !target.Background {
 					l.add(st.Pos.problem("%s waits for %q, which is not a background step", st.ID, id))
 				}
-				joined[id] = true
+				rc.joined[id] = true
 			}
 		}
 		if st.Background {
@@ -675,41 +730,102 @@ func (l *loader) checkRefs(sc *Scenario) {
 	}
 	// Every background step is joined before cleanup runs.
 	for _, id := range started {
-		joined[id] = true
+		rc.joined[id] = true
 	}
-	for _, st := range sc.Cleanup {
-		checkStep(st, len(sc.Steps))
+	for _, st := range cleanup {
+		rc.step(st, len(ordered))
 	}
 }
 
-var scopeRoots = []string{"vars", "secrets", "steps", "env", "scenario", "outputs"}
-var scenarioFields = []string{"name", "file", "dir", "report_dir", "run_id", "tags"}
-var stepFields = []string{"outputs", "status", "error", "duration_ms"}
+// refCheck checks the names in one file's expressions.
+type refCheck struct {
+	l      *loader
+	u      *refUnit
+	index  map[string]int
+	byID   map[string]*Step
+	joined map[string]bool
+}
 
-func (l *loader) refProblem(sc *Scenario, n nameRef, st *Step, pos int, inExpect bool,
-	index map[string]int, byID map[string]*Step, joined map[string]bool) string {
+func (rc *refCheck) step(st *Step, pos int) {
+	check := func(e *Expr, inExpect, inForEach bool) {
+		for _, n := range e.names {
+			if msg := rc.problem(n, st, pos, inExpect, inForEach); msg != "" {
+				rc.l.add(e.Pos.shift(e.Src, n.offset).problem("%s", msg))
+			}
+		}
+	}
+	if fe := st.ForEach; fe != nil {
+		for _, e := range fe.exprs() {
+			check(e, false, true)
+		}
+	}
+	if st.If != nil {
+		check(st.If, false, false)
+	}
+	for _, t := range st.tmpls {
+		for _, e := range t.exprs() {
+			check(e, false, false)
+		}
+	}
+	for _, e := range st.Expect {
+		check(e, true, false)
+	}
+}
+
+// checkExpr checks an expression evaluated after every step of the file
+// (a step file's outputs).
+func (rc *refCheck) checkExpr(e *Expr, pos int) {
+	probe := &Step{Phase: reportsPhaseMain}
+	for _, n := range e.names {
+		if msg := rc.problem(n, probe, pos, false, false); msg != "" {
+			rc.l.add(e.Pos.shift(e.Src, n.offset).problem("%s", msg))
+		}
+	}
+}
+
+var scopeRoots = []string{"vars", "secrets", "steps", "env", "scenario", "outputs", "each"}
+var stepFileRoots = []string{"inputs", "steps", "env", "scenario", "outputs", "each"}
+var scenarioFields = []string{"name", "file", "dir", "report_dir", "run_id", "tags"}
+var stepFields = []string{"outputs", "status", "error", "duration_ms", "each"}
+
+func (rc *refCheck) problem(n nameRef, st *Step, pos int, inExpect, inForEach bool) string {
+	u := rc.u
 	switch n.root {
-	case "vars":
+	case "vars", "secrets":
+		if u.stepFile {
+			return fmt.Sprintf("a step file cannot read the scenario's %s: declare an input (inputs:) and pass the value in with:", n.root)
+		}
+		if n.root == "secrets" {
+			if len(n.path) == 0 {
+				return "secrets can only be read one by one (secrets.NAME)"
+			}
+			if _, ok := u.secrets[n.path[0]]; !ok {
+				return fmt.Sprintf("undefined secret %q: declare it under secrets:%s", n.path[0], suggest(n.path[0], sortedKeys(u.secrets)))
+			}
+			return ""
+		}
 		if len(n.path) == 0 {
 			return ""
 		}
-		if _, ok := sc.Vars[n.path[0]]; !ok && !l.opts.ExtraVars[n.path[0]] {
-			names := make([]string, 0, len(sc.Vars))
-			for k := range sc.Vars {
-				names = append(names, k)
-			}
-			return fmt.Sprintf("undefined var %q: declare it under vars:%s", n.path[0], suggest(n.path[0], names))
+		if _, ok := u.vars[n.path[0]]; !ok && !rc.l.opts.ExtraVars[n.path[0]] {
+			return fmt.Sprintf("undefined var %q: declare it under vars:%s", n.path[0], suggest(n.path[0], sortedKeys(u.vars)))
 		}
-	case "secrets":
+	case "inputs":
+		if !u.stepFile {
+			return "inputs are read in step files (uses: ./file.yaml); a scenario reads vars"
+		}
 		if len(n.path) == 0 {
-			return "secrets can only be read one by one (secrets.NAME)"
+			return ""
 		}
-		if _, ok := sc.Secrets[n.path[0]]; !ok {
-			names := make([]string, 0, len(sc.Secrets))
-			for k := range sc.Secrets {
-				names = append(names, k)
-			}
-			return fmt.Sprintf("undefined secret %q: declare it under secrets:%s", n.path[0], suggest(n.path[0], names))
+		if _, ok := u.inputs[n.path[0]]; !ok {
+			return fmt.Sprintf("undefined input %q: declare it under inputs:%s", n.path[0], suggest(n.path[0], sortedKeys(u.inputs)))
+		}
+	case "each":
+		if st.ForEach == nil || inForEach {
+			return "each (the current item) is defined only in a step with for_each"
+		}
+		if len(n.path) > 0 && n.path[0] != "key" && n.path[0] != "value" {
+			return fmt.Sprintf("each has no field %q: use each.key or each.value", n.path[0])
 		}
 	case "env":
 	case "scenario":
@@ -720,48 +836,91 @@ func (l *loader) refProblem(sc *Scenario, n nameRef, st *Step, pos int, inExpect
 		if !inExpect {
 			return "outputs (the step's own outputs) can only be read in expect:; use steps.<id>.outputs"
 		}
-		if len(n.path) > 0 && !st.Spec.DynamicOutputs && st.Spec.New != nil {
-			if _, ok := st.Spec.Output(n.path[0]); !ok {
-				return fmt.Sprintf("%s has no output %q%s", st.Uses, n.path[0], suggest(n.path[0], outputNames(st.Spec)))
-			}
+		if len(n.path) > 0 {
+			return outputProblem(st, n.path[0], st.Uses)
 		}
 	case "steps":
-		if len(n.path) == 0 {
-			return ""
-		}
-		id := n.path[0]
-		target, ok := byID[id]
-		if !ok {
-			ids := make([]string, 0, len(byID))
-			for k := range byID {
-				ids = append(ids, k)
-			}
-			return fmt.Sprintf("undefined step %q%s", id, suggest(id, ids))
-		}
-		if target == st {
-			return fmt.Sprintf("step %q cannot read its own results here; use outputs.NAME in expect:", id)
-		}
-		if target.Phase == reportsPhaseCleanup {
-			return fmt.Sprintf("step %q is a cleanup step; its results cannot be read", id)
-		}
-		if st.Phase == reportsPhaseMain && index[id] >= pos {
-			return fmt.Sprintf("step %q runs later; its results are not known yet", id)
-		}
-		if target.Background && !joined[id] {
-			return fmt.Sprintf("step %q runs in the background; add a wait step (uses: wait, with: {for: [%s]}) before reading its results", id, id)
-		}
-		if len(n.path) > 1 && !contains(stepFields, n.path[1]) {
-			return fmt.Sprintf("steps.%s has no field %q%s", id, n.path[1], suggest(n.path[1], stepFields))
-		}
-		if len(n.path) > 2 && n.path[1] == "outputs" && target.Spec.New != nil && !target.Spec.DynamicOutputs {
-			if _, ok := target.Spec.Output(n.path[2]); !ok {
-				return fmt.Sprintf("%s (%s) has no output %q%s", id, target.Uses, n.path[2], suggest(n.path[2], outputNames(target.Spec)))
-			}
-		}
+		return rc.stepRef(n, st, pos)
 	default:
-		return fmt.Sprintf("unknown name %q: expressions read %s", n.root, strings.Join(scopeRoots, ", "))
+		roots := scopeRoots
+		if u.stepFile {
+			roots = stepFileRoots
+		}
+		return fmt.Sprintf("unknown name %q: expressions read %s", n.root, strings.Join(roots, ", "))
 	}
 	return ""
+}
+
+func (rc *refCheck) stepRef(n nameRef, st *Step, pos int) string {
+	if len(n.path) == 0 {
+		return ""
+	}
+	id := n.path[0]
+	target, ok := rc.byID[id]
+	if !ok {
+		return fmt.Sprintf("undefined step %q%s", id, suggest(id, sortedKeys(rc.byID)))
+	}
+	if target == st {
+		return fmt.Sprintf("step %q cannot read its own results here; use outputs.NAME in expect:", id)
+	}
+	if target.Phase == reportsPhaseCleanup {
+		return fmt.Sprintf("step %q is a cleanup step; its results cannot be read", id)
+	}
+	if st.Phase != reportsPhaseCleanup && rc.index[id] >= pos {
+		return fmt.Sprintf("step %q runs later; its results are not known yet", id)
+	}
+	if target.Background && !rc.joined[id] {
+		return fmt.Sprintf("step %q runs in the background; add a wait step (uses: wait, with: {for: [%s]}) before reading its results", id, id)
+	}
+	if len(n.path) < 2 {
+		return ""
+	}
+	field := n.path[1]
+	if !contains(stepFields, field) {
+		return fmt.Sprintf("steps.%s has no field %q%s", id, field, suggest(field, stepFields))
+	}
+	switch {
+	case field == "outputs" && target.ForEach != nil:
+		return fmt.Sprintf("steps.%s runs for_each: read its iterations' outputs as steps.%s.each[KEY].NAME", id, id)
+	case field == "each" && target.ForEach == nil:
+		return fmt.Sprintf("steps.%s has no for_each: read steps.%s.outputs", id, id)
+	case field == "outputs" && len(n.path) > 2:
+		return outputProblem(target, n.path[2], id+" ("+target.Uses+")")
+	case field == "each" && len(n.path) > 2:
+		if msg := target.ForEach.keyProblem(id, n.path[2]); msg != "" {
+			return msg
+		}
+		if len(n.path) > 3 {
+			return outputProblem(target, n.path[3], id+" ("+target.Uses+")")
+		}
+	}
+	return ""
+}
+
+// outputProblem checks that step st declares output name.
+func outputProblem(st *Step, name, what string) string {
+	if st.File != nil {
+		if st.File.output(name) == nil {
+			return fmt.Sprintf("%s has no output %q%s", what, name, suggest(name, st.File.outputNames()))
+		}
+		return ""
+	}
+	if st.Spec.New == nil || st.Spec.DynamicOutputs {
+		return ""
+	}
+	if _, ok := st.Spec.Output(name); !ok {
+		return fmt.Sprintf("%s has no output %q%s", what, name, suggest(name, outputNames(st.Spec)))
+	}
+	return ""
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func outputNames(s steps.Spec) []string {

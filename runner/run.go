@@ -145,7 +145,7 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 		switch s {
 		case reports.StatusInterrupted:
 			status = reports.StatusInterrupted
-		case reports.StatusFailed:
+		case reports.StatusFailed, reports.StatusDeviated, reports.StatusNotStarted:
 			if status != reports.StatusInterrupted {
 				status = reports.StatusFailed
 			}

@@ -17,8 +17,9 @@ import (
 	"github.com/opsdrill/opsdrill/steps"
 )
 
-// scenarioRun executes one scenario: main steps in order (background ones
-// concurrently), then cleanup steps, then the undo stack in reverse.
+// scenarioRun executes one scenario: steady-state steps, main steps in
+// order (background ones concurrently), steady-state steps again, then
+// cleanup steps, then the undo stack in reverse.
 type scenarioRun struct {
 	ctx       context.Context
 	opts      *Options
@@ -31,8 +32,7 @@ type scenarioRun struct {
 	reportDir string
 	runID     string
 
-	scope      map[string]any // expression scope; touched by the scenario goroutine only
-	stepsScope map[string]any
+	top *frame // the scenario's own steps; touched by the scenario goroutine only
 
 	timeline steps.Timeline // moments steps note, shared by the scenario
 
@@ -41,6 +41,21 @@ type scenarioRun struct {
 	bg       map[string]*bgStep
 	bgOrder  []string
 	failures []string // "step x failed: ..." for the scenario summary
+}
+
+// frame is one list of steps and the expression scope they run in: the
+// scenario's, or a step file's, whose steps are reported under the
+// caller's id (prefix "caller/").
+type frame struct {
+	prefix string
+	scope  map[string]any
+	steps  map[string]any // scope["steps"]
+}
+
+func newFrame(prefix string, scope map[string]any) *frame {
+	fr := &frame{prefix: prefix, scope: scope, steps: map[string]any{}}
+	scope["steps"] = fr.steps
+	return fr
 }
 
 type undoAction struct {
@@ -59,42 +74,52 @@ type bgStep struct {
 type outcome struct {
 	status  string
 	outputs map[string]any // raw, for expressions
+	each    any            // for_each: the iterations' outputs, a list or a map
 	err     string
 	ms      int64
 	figures []reports.Figure
+}
+
+// failure is a step that failed its list of steps.
+type failure struct {
+	id, status, err string
+}
+
+func (f failure) String() string { return fmt.Sprintf("step %s %s", f.id, f.status) }
+
+func (f failure) detail() string {
+	if f.err == "" {
+		return f.String()
+	}
+	return f.String() + ": " + f.err
 }
 
 func (sr *scenarioRun) run() string {
 	sc := sr.sc
 	vars := maps.Clone(sc.Vars)
 	maps.Copy(vars, sr.opts.Vars)
-	sr.stepsScope = map[string]any{}
-	sr.scope = map[string]any{
+	sr.top = newFrame("", map[string]any{
 		"vars":    vars,
 		"secrets": sr.secrets,
 		"env":     sr.env,
-		"steps":   sr.stepsScope,
 		"scenario": map[string]any{
 			"name": sc.Name, "file": sc.File, "dir": sc.Dir, "report_dir": sr.reportDir,
 			"run_id": sr.runID, "tags": sc.Tags,
 		},
-	}
+	})
 	sr.bg = map[string]*bgStep{}
 	info := &reports.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256,
 		Description: sc.Description, Tags: sc.Tags, Controls: sc.Controls, Vars: declaredVars(sc, vars)}
-	for _, st := range sc.Steps {
-		info.Steps = append(info.Steps, reports.StepInfo{ID: st.ID, Uses: st.Uses, Phase: reports.PhaseMain,
-			Background: st.Background, ContinueOnError: st.ContinueOnError})
-	}
-	for _, st := range sc.Cleanup {
-		info.Steps = append(info.Steps, reports.StepInfo{ID: st.ID, Uses: st.Uses, Phase: reports.PhaseCleanup})
-	}
+	declare(&info.Steps, "", sc.SteadyState, reports.PhaseSteadyBefore)
+	declare(&info.Steps, "", sc.Steps, reports.PhaseMain)
+	declare(&info.Steps, "", sc.SteadyState, reports.PhaseSteadyAfter)
+	declare(&info.Steps, "", sc.Cleanup, reports.PhaseCleanup)
 	sr.em.emit(&reports.Event{Type: reports.EventScenarioStart, Scenario: sr.idx, ScenarioInfo: info})
 
 	if sr.opts.Skip != nil {
 		if skip, reason := sr.opts.Skip(sc); skip {
 			for _, st := range sc.Steps {
-				sr.skip(st, reason)
+				sr.skip(sr.top, st, reports.PhaseMain, reason)
 			}
 			sr.em.emit(&reports.Event{Type: reports.EventScenarioEnd, Scenario: sr.idx, Status: reports.StatusSkipped, Error: reason})
 			return reports.StatusSkipped
@@ -102,7 +127,7 @@ func (sr *scenarioRun) run() string {
 	}
 	if sr.ctx.Err() != nil {
 		for _, st := range sc.Steps {
-			sr.skip(st, sr.interruption()+" before this scenario started")
+			sr.skip(sr.top, st, reports.PhaseMain, sr.interruption()+" before this scenario started")
 		}
 		sr.em.emit(&reports.Event{Type: reports.EventScenarioEnd, Scenario: sr.idx, Status: reports.StatusInterrupted, Error: sr.interruption()})
 		return reports.StatusInterrupted
@@ -115,27 +140,38 @@ func (sr *scenarioRun) run() string {
 	} else {
 		ctx, cancel = context.WithCancel(ctx)
 	}
+
+	// Steady state before: a system that is not healthy to begin with is
+	// not drilled, and nothing is changed.
+	var before, after []failure
+	if len(sc.SteadyState) > 0 {
+		before, _ = sr.runList(ctx, nil, sr.top, sc.SteadyState, reports.PhaseSteadyBefore)
+	}
+	if len(before) > 0 {
+		reason := "skipped: steady state not met before the drill; nothing was changed"
+		for _, st := range sc.Steps {
+			sr.skip(sr.top, st, reports.PhaseMain, reason)
+		}
+		for _, st := range sc.SteadyState {
+			sr.skip(sr.top, st, reports.PhaseSteadyAfter, reason)
+		}
+		for _, st := range sc.Cleanup {
+			sr.skip(sr.top, st, reports.PhaseCleanup, reason)
+		}
+		cancel()
+		sr.cleanup(false)
+		status, errMsg := reports.StatusNotStarted, "steady state not met before the drill: "+summarise(before)
+		if sr.ctx.Err() != nil {
+			status, errMsg = reports.StatusInterrupted, sr.interruption()+"; cleanup ran"
+		}
+		sr.em.emit(&reports.Event{Type: reports.EventScenarioEnd, Scenario: sr.idx, Status: status, Error: errMsg})
+		return status
+	}
+
 	bgCtx, cancelBg := context.WithCancel(ctx)
-	stopped := ""
-	for _, st := range sc.Steps {
-		if stopped != "" {
-			sr.skip(st, stopped)
-			continue
-		}
-		if ctx.Err() != nil {
-			stopped = sr.stopReason(ctx)
-			sr.skip(st, stopped)
-			continue
-		}
-		if st.Background {
-			sr.startBackground(bgCtx, st)
-			continue
-		}
-		out := sr.execStep(ctx, st, reports.PhaseMain)
-		sr.record(st, out)
-		if bad(out.status) && !st.ContinueOnError {
-			stopped = fmt.Sprintf("skipped: step %s %s", st.ID, out.status)
-		}
+	failed, stopped := sr.runList(ctx, bgCtx, sr.top, sc.Steps, reports.PhaseMain)
+	for _, f := range failed {
+		sr.fail(f.String())
 	}
 	if stopped != "" {
 		// A drill that stopped early does not wait for its background
@@ -144,10 +180,15 @@ func (sr *scenarioRun) run() string {
 	}
 	sr.joinAll(context.WithoutCancel(ctx))
 	cancelBg()
+	// Steady state after, before cleanup: has the drill left the system as
+	// healthy as it found it?
+	if len(sc.SteadyState) > 0 {
+		after, _ = sr.runList(ctx, nil, sr.top, sc.SteadyState, reports.PhaseSteadyAfter)
+	}
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) && sr.ctx.Err() == nil
 	cancel()
 
-	sr.cleanup()
+	sr.cleanup(true)
 
 	status := reports.StatusPassed
 	errMsg := ""
@@ -164,12 +205,85 @@ func (sr *scenarioRun) run() string {
 		status = reports.StatusFailed
 		errMsg = fmt.Sprintf("scenario timed out after %s", sc.Timeout)
 	}
+	if len(after) > 0 && !timedOut {
+		msg := "steady state not met after the drill: " + summarise(after)
+		if errMsg != "" {
+			msg += "; also " + errMsg
+		}
+		status, errMsg = reports.StatusDeviated, msg
+	}
 	if sr.ctx.Err() != nil {
 		status = reports.StatusInterrupted
 		errMsg = sr.interruption() + "; cleanup ran"
 	}
 	sr.em.emit(&reports.Event{Type: reports.EventScenarioEnd, Scenario: sr.idx, Status: status, Error: errMsg})
 	return status
+}
+
+func summarise(fs []failure) string {
+	msg := fs[0].detail()
+	if len(fs) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(fs)-1)
+	}
+	return msg
+}
+
+// declare lists the steps a scenario will report, so those never reached
+// show too: a step file's steps under their caller, and the iterations of a
+// literal for_each.
+func declare(out *[]reports.StepInfo, prefix string, list []*Step, phase string) {
+	for _, st := range list {
+		id := prefix + st.ID
+		*out = append(*out, reports.StepInfo{ID: id, Uses: st.Uses, Phase: phase,
+			Background: st.Background, ContinueOnError: st.ContinueOnError})
+		var ids []string
+		if st.ForEach != nil {
+			keys, ok := st.ForEach.literalIterations()
+			if !ok {
+				continue
+			}
+			for _, k := range keys {
+				iid := iterationID(id, k)
+				*out = append(*out, reports.StepInfo{ID: iid, Uses: st.Uses, Phase: phase, ContinueOnError: st.ContinueOnError})
+				ids = append(ids, iid)
+			}
+		} else {
+			ids = []string{id}
+		}
+		if st.File != nil {
+			for _, iid := range ids {
+				declare(out, iid+"/", st.File.Steps, phase)
+			}
+		}
+	}
+}
+
+// runList runs a list of steps in order; background steps start when bgCtx
+// is given. It returns the steps that failed it and, when the list stopped
+// early, why.
+func (sr *scenarioRun) runList(ctx, bgCtx context.Context, fr *frame, list []*Step, phase string) (failed []failure, stopped string) {
+	for _, st := range list {
+		if stopped != "" {
+			sr.skip(fr, st, phase, stopped)
+			continue
+		}
+		if ctx.Err() != nil {
+			stopped = sr.stopReason(ctx)
+			sr.skip(fr, st, phase, stopped)
+			continue
+		}
+		if st.Background && bgCtx != nil {
+			sr.startBackground(bgCtx, fr, st)
+			continue
+		}
+		out := sr.execStep(ctx, fr, st, phase, fr.scope)
+		sr.record(fr, st, out)
+		if bad(out.status) && !st.ContinueOnError {
+			failed = append(failed, failure{id: fr.prefix + st.ID, status: out.status, err: out.err})
+			stopped = fmt.Sprintf("skipped: step %s %s", fr.prefix+st.ID, out.status)
+		}
+	}
+	return failed, stopped
 }
 
 // declaredVars reports the vars the scenario declares with their effective
@@ -206,20 +320,46 @@ func (sr *scenarioRun) stopReason(ctx context.Context) string {
 	return "skipped: scenario stopped"
 }
 
-func (sr *scenarioRun) skip(st *Step, reason string) {
-	info := &reports.StepInfo{ID: st.ID, Uses: st.Uses, Phase: st.Phase, Background: st.Background}
-	sr.em.emit(&reports.Event{Type: reports.EventStepEnd, Scenario: sr.idx, Step: info,
-		Result: &reports.StepResult{Status: reports.StatusSkipped, SkipReason: reason}})
+// skip reports a step that did not run, with the steps of its step file.
+func (sr *scenarioRun) skip(fr *frame, st *Step, phase, reason string) {
+	sr.skipID(fr.prefix+st.ID, st, phase, reason)
 }
 
-// record publishes a finished step's results to the expression scope.
-func (sr *scenarioRun) record(st *Step, out *outcome) {
-	sr.stepsScope[st.ID] = map[string]any{
-		"outputs": out.outputs, "status": out.status, "error": out.err, "duration_ms": out.ms,
+func (sr *scenarioRun) skipID(id string, st *Step, phase, reason string) {
+	info := &reports.StepInfo{ID: id, Uses: st.Uses, Phase: phase, Background: st.Background}
+	sr.em.emit(&reports.Event{Type: reports.EventStepEnd, Scenario: sr.idx, Step: info,
+		Result: &reports.StepResult{Status: reports.StatusSkipped, SkipReason: reason}})
+	ids := []string{id}
+	if st.ForEach != nil {
+		ids = nil
+		if keys, ok := st.ForEach.literalIterations(); ok {
+			for _, k := range keys {
+				iid := iterationID(id, k)
+				sr.em.emit(&reports.Event{Type: reports.EventStepEnd, Scenario: sr.idx,
+					Step:   &reports.StepInfo{ID: iid, Uses: st.Uses, Phase: phase},
+					Result: &reports.StepResult{Status: reports.StatusSkipped, SkipReason: reason}})
+				ids = append(ids, iid)
+			}
+		}
 	}
-	if bad(out.status) && !st.ContinueOnError {
-		sr.fail(fmt.Sprintf("step %s %s", st.ID, out.status))
+	if st.File != nil {
+		for _, iid := range ids {
+			for _, inner := range st.File.Steps {
+				sr.skipID(iid+"/"+inner.ID, inner, phase, reason)
+			}
+		}
 	}
+}
+
+// record publishes a finished step's results to its frame's scope.
+func (sr *scenarioRun) record(fr *frame, st *Step, out *outcome) {
+	res := map[string]any{"status": out.status, "error": out.err, "duration_ms": out.ms}
+	if st.ForEach != nil {
+		res["each"] = out.each
+	} else {
+		res["outputs"] = out.outputs
+	}
+	fr.steps[st.ID] = res
 }
 
 func (sr *scenarioRun) fail(msg string) {
@@ -228,7 +368,7 @@ func (sr *scenarioRun) fail(msg string) {
 	sr.mu.Unlock()
 }
 
-func (sr *scenarioRun) startBackground(ctx context.Context, st *Step) {
+func (sr *scenarioRun) startBackground(ctx context.Context, fr *frame, st *Step) {
 	b := &bgStep{st: st, done: make(chan struct{})}
 	sr.mu.Lock()
 	sr.bg[st.ID] = b
@@ -236,17 +376,12 @@ func (sr *scenarioRun) startBackground(ctx context.Context, st *Step) {
 	sr.mu.Unlock()
 	// The scope is read by the background goroutine while the scenario
 	// goroutine writes it; give the step its own snapshot.
-	scope := sr.snapshotScope()
+	scope := maps.Clone(fr.scope)
+	scope["steps"] = maps.Clone(fr.steps)
 	go func() {
 		defer close(b.done)
-		b.out = sr.execStepScoped(ctx, st, reports.PhaseMain, scope)
+		b.out = sr.execStep(ctx, fr, st, reports.PhaseMain, scope)
 	}()
-}
-
-func (sr *scenarioRun) snapshotScope() map[string]any {
-	scope := maps.Clone(sr.scope)
-	scope["steps"] = maps.Clone(sr.stepsScope)
-	return scope
 }
 
 // join waits for background steps and publishes their results. It runs on
@@ -271,8 +406,9 @@ func (sr *scenarioRun) join(ctx context.Context, ids []string) error {
 			return ctx.Err()
 		}
 		b.joined = true
-		sr.record(b.st, b.out)
+		sr.record(sr.top, b.st, b.out)
 		if bad(b.out.status) && !b.st.ContinueOnError {
+			sr.fail(fmt.Sprintf("step %s %s", b.st.ID, b.out.status))
 			failed = append(failed, fmt.Sprintf("%s %s", b.st.ID, b.out.status))
 		}
 	}
@@ -287,16 +423,19 @@ func (sr *scenarioRun) joinAll(ctx context.Context) {
 	_ = sr.join(ctx, nil) // failures are recorded by join itself
 }
 
-// cleanup runs the scenario's cleanup steps, then the undo stack in
-// reverse, with a context of its own: it runs after failures, timeouts and
-// interrupts alike, and only a hard stop (a second signal) cuts it short.
-func (sr *scenarioRun) cleanup() {
+// cleanup runs the scenario's cleanup steps (unless the drill never
+// started), then the undo stack in reverse, with a context of its own: it
+// runs after failures, timeouts and interrupts alike, and only a hard stop
+// (a second signal) cuts it short.
+func (sr *scenarioRun) cleanup(steps bool) {
 	ctx, cancel := context.WithTimeout(sr.opts.HardStop, sr.opts.CleanupTimeout)
 	defer cancel()
-	for _, st := range sr.sc.Cleanup {
-		out := sr.execStep(ctx, st, reports.PhaseCleanup)
-		if bad(out.status) {
-			sr.fail(fmt.Sprintf("cleanup step %s %s", st.ID, out.status))
+	if steps {
+		for _, st := range sr.sc.Cleanup {
+			out := sr.execStep(ctx, sr.top, st, reports.PhaseCleanup, sr.top.scope)
+			if bad(out.status) {
+				sr.fail(fmt.Sprintf("cleanup step %s %s", st.ID, out.status))
+			}
 		}
 	}
 	sr.mu.Lock()
@@ -325,23 +464,28 @@ func (sr *scenarioRun) cleanup() {
 	}
 }
 
-// execStep runs a step on the scenario goroutine.
-func (sr *scenarioRun) execStep(ctx context.Context, st *Step, phase string) *outcome {
-	return sr.execStepScoped(ctx, st, phase, sr.scope)
+// execStep runs a step of frame fr in scope: once, or once per for_each
+// item.
+func (sr *scenarioRun) execStep(ctx context.Context, fr *frame, st *Step, phase string, scope map[string]any) *outcome {
+	if st.ForEach != nil {
+		return sr.execForEach(ctx, fr, st, phase, scope)
+	}
+	return sr.execOne(ctx, fr.prefix+st.ID, st, phase, scope)
 }
 
-func (sr *scenarioRun) execStepScoped(ctx context.Context, st *Step, phase string, scope map[string]any) *outcome {
-	info := &reports.StepInfo{ID: st.ID, Uses: st.Uses, Phase: phase, Background: st.Background}
+// execOne runs one step (or one iteration) reported as id, with its
+// retries.
+func (sr *scenarioRun) execOne(ctx context.Context, id string, st *Step, phase string, scope map[string]any) *outcome {
+	info := &reports.StepInfo{ID: id, Uses: st.Uses, Phase: phase, Background: st.Background}
 	if st.If != nil {
 		v, err := st.If.Eval(scope)
 		if err != nil {
-			return sr.finish(info, time.Now(), 0, &outcome{status: reports.StatusErrored, err: "if: " + err.Error()}, nil, nil)
+			return sr.finish(st, info, time.Now(), 0, &outcome{status: reports.StatusErrored, err: "if: " + err.Error()}, nil, nil)
 		}
 		if b, ok := v.(bool); !ok || !b {
-			out := &outcome{status: reports.StatusSkipped}
-			sr.em.emit(&reports.Event{Type: reports.EventStepEnd, Scenario: sr.idx, Step: info,
-				Result: &reports.StepResult{Status: reports.StatusSkipped, SkipReason: "if: " + st.If.Src + " is false"}})
-			return out
+			reason := "if: " + st.If.Src + " is false"
+			sr.skipID(id, st, phase, reason)
+			return &outcome{status: reports.StatusSkipped}
 		}
 	}
 	start := time.Now()
@@ -355,7 +499,11 @@ func (sr *scenarioRun) execStepScoped(ctx context.Context, st *Step, phase strin
 		ai.Attempt = attempt
 		sr.em.emit(&reports.Event{Type: reports.EventStepStart, Scenario: sr.idx, Step: &ai})
 		var retryable bool
-		out, exps, evidence, retryable = sr.attempt(ctx, st, phase, scope)
+		if st.File != nil {
+			out, exps, retryable = sr.attemptFile(ctx, id, st, phase, scope)
+		} else {
+			out, exps, evidence, retryable = sr.attempt(ctx, id, st, phase, scope)
+		}
 		if !bad(out.status) || !retryable || attempt >= st.Retry.Attempts || ctx.Err() != nil {
 			break
 		}
@@ -370,14 +518,14 @@ func (sr *scenarioRun) execStepScoped(ctx context.Context, st *Step, phase strin
 			break
 		}
 	}
-	return sr.finish(info, start, attempt, out, exps, evidence)
+	return sr.finish(st, info, start, attempt, out, exps, evidence)
 }
 
-func (sr *scenarioRun) finish(info *reports.StepInfo, start time.Time, attempts int, out *outcome, exps []reports.Expectation, evidence []steps.Evidence) *outcome {
+func (sr *scenarioRun) finish(st *Step, info *reports.StepInfo, start time.Time, attempts int, out *outcome, exps []reports.Expectation, evidence []steps.Evidence) *outcome {
 	out.ms = time.Since(start).Milliseconds()
 	res := &reports.StepResult{
 		Status: out.status, DurationMS: out.ms, Attempts: attempts, Error: out.err,
-		Expectations: exps, Evidence: evidence, Outputs: sr.reportOutputs(info.Uses, out.outputs),
+		Expectations: exps, Evidence: evidence, Outputs: sr.reportOutputs(st, out.outputs),
 		Figures: out.figures,
 	}
 	sr.em.emit(&reports.Event{Type: reports.EventStepEnd, Scenario: sr.idx, Step: info, Result: res})
@@ -386,14 +534,13 @@ func (sr *scenarioRun) finish(info *reports.StepInfo, start time.Time, attempts 
 
 // reportOutputs copies outputs for reports, masking declared secret ones
 // whole (the redactor then masks secrets wherever else they appear).
-func (sr *scenarioRun) reportOutputs(uses string, outputs map[string]any) map[string]any {
+func (sr *scenarioRun) reportOutputs(st *Step, outputs map[string]any) map[string]any {
 	if len(outputs) == 0 {
 		return nil
 	}
-	spec, _ := steps.Lookup(uses)
 	out := make(map[string]any, len(outputs))
 	for k, v := range outputs {
-		if o, ok := spec.Output(k); ok && o.Secret {
+		if secretOutput(st, k) {
 			out[k] = redact.Mask
 			continue
 		}
@@ -402,9 +549,18 @@ func (sr *scenarioRun) reportOutputs(uses string, outputs map[string]any) map[st
 	return out
 }
 
-// attempt runs a step once: resolve parameters, run, check expectations.
+func secretOutput(st *Step, name string) bool {
+	if st.File != nil {
+		o := st.File.output(name)
+		return o != nil && o.Secret
+	}
+	o, ok := st.Spec.Output(name)
+	return ok && o.Secret
+}
+
+// attempt runs a Go step once: resolve parameters, run, check expectations.
 // retryable is false for errors retrying cannot fix (bad parameters).
-func (sr *scenarioRun) attempt(ctx context.Context, st *Step, phase string, scope map[string]any) (*outcome, []reports.Expectation, []steps.Evidence, bool) {
+func (sr *scenarioRun) attempt(ctx context.Context, id string, st *Step, phase string, scope map[string]any) (*outcome, []reports.Expectation, []steps.Evidence, bool) {
 	with := st.With
 	if len(st.tmpls) > 0 {
 		var err error
@@ -425,7 +581,7 @@ func (sr *scenarioRun) attempt(ctx context.Context, st *Step, phase string, scop
 		sctx, cancel = context.WithTimeout(ctx, st.Timeout)
 		defer cancel()
 	}
-	env := steps.NewEnv(sr.sc.Name, st.ID, sr.reportDir, sr.hooks(st, phase))
+	env := steps.NewEnv(sr.sc.Name, id, sr.reportDir, sr.hooks(id, st, phase))
 	env.BaseDir = sr.sc.Dir
 	err = sr.callGuarded(sctx, func(ctx context.Context) error { return step.Run(ctx, env) })
 	outputs := env.Outputs()
@@ -534,20 +690,24 @@ func (sr *scenarioRun) registerSecretOutputs(spec steps.Spec, outputs map[string
 		if !o.Secret {
 			continue
 		}
-		switch v := outputs[o.Name].(type) {
-		case nil:
-		case string:
-			sr.red.Add(v)
-		case []string:
-			sr.red.Add(v...)
-		default:
-			sr.red.Add(fmt.Sprint(v))
-		}
+		sr.registerSecret(outputs[o.Name])
 	}
 }
 
-func (sr *scenarioRun) hooks(st *Step, phase string) steps.Hooks {
-	info := &reports.StepInfo{ID: st.ID, Uses: st.Uses, Phase: phase, Background: st.Background}
+func (sr *scenarioRun) registerSecret(v any) {
+	switch v := v.(type) {
+	case nil:
+	case string:
+		sr.red.Add(v)
+	case []string:
+		sr.red.Add(v...)
+	default:
+		sr.red.Add(fmt.Sprint(v))
+	}
+}
+
+func (sr *scenarioRun) hooks(id string, st *Step, phase string) steps.Hooks {
+	info := &reports.StepInfo{ID: id, Uses: st.Uses, Phase: phase, Background: st.Background}
 	return steps.Hooks{
 		Log: func(line string) {
 			sr.em.emit(&reports.Event{Type: reports.EventStepLog, Scenario: sr.idx, Step: info, Line: line})
@@ -562,7 +722,7 @@ func (sr *scenarioRun) hooks(st *Step, phase string) steps.Hooks {
 		Timeline: &sr.timeline,
 		Progress: func(status string) {
 			if sr.opts.Progress != nil {
-				sr.opts.Progress(sr.idx, phase, st.ID, sr.red.String(status))
+				sr.opts.Progress(sr.idx, phase, id, sr.red.String(status))
 			}
 		},
 	}
