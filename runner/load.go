@@ -27,10 +27,10 @@ type Scenario struct {
 	Tags        []string
 	// Controls are what the drill evidences, for auditors: free strings
 	// such as ISO27001:A.5.30, SOC2:CC7.5, PCI-DSS:11.4.
-	Controls    []string
-	Timeout     time.Duration
-	Vars        map[string]any
-	Secrets     map[string]SecretSource
+	Controls []string
+	Timeout  time.Duration
+	Vars     map[string]any
+	Secrets  map[string]SecretSource
 	// SteadyState runs before Steps (a failure there: the scenario is
 	// not_started) and again after them (a failure: deviated).
 	SteadyState []*Step
