@@ -44,6 +44,10 @@ type ManifestFile struct {
 	Path   string `json:"path"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Kept marks a file that was in the folder before the run and is not
+	// opsdrill's: it is covered by the manifest, but a later run into the
+	// folder leaves it alone.
+	Kept bool `json:"kept,omitempty"`
 }
 
 // BuildManifest hashes every regular file below dir except the manifest
@@ -99,10 +103,35 @@ func hashFile(path string) (string, int64, error) {
 // WriteManifest writes manifest.json for dir and, with a key, manifest.sig
 // (the base64 ed25519 signature of manifest.json's exact bytes). Without a
 // key, a stale signature is removed so it cannot vouch for new content.
+// Files the folder's current manifest marks kept stay marked.
 func WriteManifest(dir, runID string, key ed25519.PrivateKey) error {
+	var kept []string
+	if data, err := os.ReadFile(filepath.Join(dir, ManifestName)); err == nil {
+		var old Manifest
+		if json.Unmarshal(data, &old) == nil {
+			for _, f := range old.Files {
+				if f.Kept {
+					kept = append(kept, f.Path)
+				}
+			}
+		}
+	}
+	return WriteManifestKept(dir, runID, key, kept)
+}
+
+// WriteManifestKept is WriteManifest with the files that are not
+// opsdrill's (they were in the folder before the run) given.
+func WriteManifestKept(dir, runID string, key ed25519.PrivateKey, kept []string) error {
 	m, err := BuildManifest(dir, runID)
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
+	}
+	isKept := make(map[string]bool, len(kept))
+	for _, p := range kept {
+		isKept[p] = true
+	}
+	for i := range m.Files {
+		m.Files[i].Kept = isKept[m.Files[i].Path]
 	}
 	if key != nil {
 		m.PublicKey = base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))

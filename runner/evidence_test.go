@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opsdrill/opsdrill/reports"
+	"github.com/opsdrill/opsdrill/steps"
 )
 
 // Values JSON cannot encode as they are (integer map keys, non-finite
@@ -103,4 +104,111 @@ func TestPlainValue(t *testing.T) {
 			assert.NoError(t, err)
 		})
 	}
+}
+
+type artifactStep struct {
+	Name string `yaml:"name" required:"true"`
+}
+
+func (s *artifactStep) Run(ctx context.Context, env *steps.Env) error {
+	abs, rel, err := env.ArtifactPath(s.Name)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(abs, []byte("evidence"), 0o644); err != nil {
+		return err
+	}
+	env.AddEvidence(steps.Evidence{Kind: "file", Title: s.Name, Path: rel})
+	return nil
+}
+
+func init() {
+	steps.Register(steps.Spec{Name: "test.artifact", Summary: "write an artifact", New: func() steps.Step { return &artifactStep{} }})
+}
+
+// A run replaces only opsdrill's own files in its report folder: its fixed
+// report names and what the previous run's manifest (or journal) lists.
+func TestReportDirKeepsFilesOpsdrillDidNotWrite(t *testing.T) {
+	cases := []struct {
+		name    string
+		prepare func(t *testing.T, dir string) // after the first run
+		gone    []string                       // previous run's files that must be gone
+	}{
+		{"previous manifest", func(t *testing.T, dir string) {}, []string{"artifacts/s0/first-one.txt"}},
+		{"killed run: journal only", func(t *testing.T, dir string) {
+			require.NoError(t, os.Remove(filepath.Join(dir, reports.ManifestName)))
+		}, []string{"artifacts/s0/first-one.txt"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			load := func(src string) []*Scenario {
+				sc, err := Load("s0.yaml", []byte(src), LoadOptions{})
+				require.NoError(t, err)
+				return []*Scenario{sc}
+			}
+			_, err := Run(context.Background(), load("steps:\n  - id: first\n    uses: test.artifact\n    with: { name: one.txt }\n"), Options{ReportDir: dir})
+			require.NoError(t, err)
+			require.FileExists(t, filepath.Join(dir, "artifacts/s0/first-one.txt"))
+			tc.prepare(t, dir)
+			mine := map[string]string{
+				"artifacts/release.tar":      "the user's release",
+				"artifacts/s0/notes.txt":     "the user's notes beside an artifact",
+				"README.txt":                 "the user's readme",
+				"nested/deeper/keep.json":    "{}",
+				"artifacts/s0/first-two.txt": "not listed anywhere: not opsdrill's",
+			}
+			for p, content := range mine {
+				require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755))
+				require.NoError(t, os.WriteFile(filepath.Join(dir, p), []byte(content), 0o644))
+			}
+			var notices []string
+			_, err = Run(context.Background(), load("steps:\n  - id: second\n    uses: test.artifact\n    with: { name: two.txt }\n"),
+				Options{ReportDir: dir, Notice: func(m string) { notices = append(notices, m) }})
+			require.NoError(t, err)
+			for p, content := range mine {
+				b, err := os.ReadFile(filepath.Join(dir, p))
+				require.NoError(t, err, "%s was not opsdrill's to delete", p)
+				assert.Equal(t, content, string(b))
+			}
+			for _, p := range tc.gone {
+				assert.NoFileExists(t, filepath.Join(dir, p), "the previous run's artifact is replaced")
+			}
+			assert.FileExists(t, filepath.Join(dir, "artifacts/s0/second-two.txt"))
+			var m reports.Manifest
+			require.NoError(t, json.Unmarshal([]byte(readFile(t, filepath.Join(dir, reports.ManifestName))), &m))
+			kept := map[string]bool{}
+			for _, f := range m.Files {
+				kept[f.Path] = f.Kept
+			}
+			for p := range mine {
+				assert.True(t, kept[p], "%s is listed, marked kept", p)
+			}
+			assert.False(t, kept["artifacts/s0/second-two.txt"], "the run's own artifact is not kept")
+			assert.False(t, kept[JSONFile])
+			require.Len(t, notices, 1)
+			assert.Contains(t, notices[0], "holds a previous run's reports; replacing journal.jsonl, junit.xml")
+			assert.Contains(t, notices[0], "1 artifact(s) it listed")
+			assert.Contains(t, notices[0], "other files in the folder are kept")
+		})
+	}
+}
+
+func TestReportDirRefusesSpecialFilesBeforeRunning(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Symlink("/etc/hostname", filepath.Join(dir, "link")))
+	resetTrail()
+	sc, err := Load("s.yaml", []byte("steps:\n  - uses: test.emit\n    with: { label: ran }\n"), LoadOptions{})
+	require.NoError(t, err)
+	_, err = Run(context.Background(), []*Scenario{sc}, Options{ReportDir: dir})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "link is not a regular file")
+	assert.Empty(t, trailCopy(), "nothing ran")
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
 }

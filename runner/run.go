@@ -21,8 +21,12 @@ import (
 // Options configure a run.
 type Options struct {
 	// ReportDir receives journal.jsonl, report.json, junit.xml and
-	// artifacts/. Default "out".
+	// artifacts/. Default "out". Only opsdrill's own files in it are
+	// replaced (see prepareReportDir).
 	ReportDir string
+	// Notice receives messages for the user before the run starts, such
+	// as what a run replaces in the report folder.
+	Notice func(msg string)
 	// Parallel is how many scenarios run at once. Default 1.
 	Parallel int
 	// Vars override scenario vars (vars files, then --var).
@@ -94,8 +98,12 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 	if err != nil {
 		return nil, err
 	}
-	if err := prepareReportDir(opts.ReportDir); err != nil {
+	replaced, kept, err := prepareReportDir(opts.ReportDir)
+	if err != nil {
 		return nil, err
+	}
+	if msg := replacedNotice(opts.ReportDir, replaced); msg != "" && opts.Notice != nil {
+		opts.Notice(msg)
 	}
 	journal, err := reports.OpenJournal(filepath.Join(opts.ReportDir, JournalFile))
 	if err != nil {
@@ -159,7 +167,7 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 	run := builder.Run(time.Now())
 	// The reports are written even when the journal failed: they may be
 	// all the evidence left.
-	werr := WriteReports(opts.ReportDir, run, opts.SignKey)
+	werr := writeReports(opts.ReportDir, run, opts.SignKey, kept)
 	if jerr != nil {
 		return nil, errors.Join(&EvidenceError{Err: jerr}, werr)
 	}
@@ -184,6 +192,12 @@ func (e *EvidenceError) Unwrap() error { return e.Err }
 // a report, then manifest.json over every file of the folder, signed when
 // key is given.
 func WriteReports(dir string, run *reports.Run, key ed25519.PrivateKey) error {
+	return writeReports(dir, run, key, nil)
+}
+
+// writeReports is WriteReports for a run that knows which files of the
+// folder are not its own (kept).
+func writeReports(dir string, run *reports.Run, key ed25519.PrivateKey, kept []string) error {
 	if err := writeAtomic(filepath.Join(dir, JSONFile), func(f *os.File) error { return reports.WriteJSON(f, run) }); err != nil {
 		return err
 	}
@@ -195,7 +209,10 @@ func WriteReports(dir string, run *reports.Run, key ed25519.PrivateKey) error {
 	}); err != nil {
 		return err
 	}
-	return reports.WriteManifest(dir, run.RunID, key)
+	if kept == nil {
+		return reports.WriteManifest(dir, run.RunID, key)
+	}
+	return reports.WriteManifestKept(dir, run.RunID, key, kept)
 }
 
 func writeAtomic(path string, write func(*os.File) error) error {
@@ -220,20 +237,6 @@ func writeAtomic(path string, write func(*os.File) error) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
-}
-
-// prepareReportDir creates the folder and removes the files of a previous
-// run, so evidence of two runs never mixes.
-func prepareReportDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("report folder: %w", err)
-	}
-	for _, name := range []string{JournalFile, JSONFile, JUnitFile, HTMLFile, PDFFile, reports.ManifestName, reports.SignatureName} {
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("report folder: %w", err)
-		}
-	}
-	return os.RemoveAll(filepath.Join(dir, ArtifactDir))
 }
 
 // resolveSecrets reads every scenario's secrets before anything runs, so a

@@ -57,3 +57,18 @@ cleanup:
 	}
 	assert.Equal(t, []string{"run_start", "scenario_start", "step_start"}, types)
 }
+
+func TestReportDirNeverDeletesTheUsersFiles(t *testing.T) {
+	dir := t.TempDir()
+	release := filepath.Join(dir, "artifacts", "release.tar")
+	require.NoError(t, os.MkdirAll(filepath.Dir(release), 0o755))
+	require.NoError(t, os.WriteFile(release, []byte("tar"), 0o644))
+	r := opsdrill(t, "run", "--report-dir", dir, "testdata/pass.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.FileExists(t, release)
+	assert.NotContains(t, r.stderr, "replacing", "a first run replaces nothing")
+	r = opsdrill(t, "run", "--report-dir", dir, "testdata/pass.yaml")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.FileExists(t, release)
+	assert.Contains(t, r.stderr, dir+" holds a previous run's reports; replacing journal.jsonl, junit.xml, manifest.json, report.html, report.json")
+}

@@ -228,6 +228,7 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		HardStop:    hard,
 		Waivers:     waivers,
 		SignKey:     key,
+		Notice:      func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill:", msg) },
 	})
 	if err != nil {
 		if _, ok := err.(runner.Problems); ok {
