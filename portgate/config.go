@@ -37,6 +37,12 @@ type Config struct {
 	// AuditLog receives JSON lines; "-" is standard output. Default
 	// /var/log/portgate/audit.jsonl.
 	AuditLog string `yaml:"audit_log"`
+	// AuditRotate rotates the audit log by size: at max_bytes (default
+	// 64 MiB), keeping `keep` old files (default 5).
+	AuditRotate struct {
+		MaxBytes int64 `yaml:"max_bytes"`
+		Keep     int   `yaml:"keep"`
+	} `yaml:"audit_rotate"`
 	// Ports is the allow-list: the only ports portgate ever opens, and the
 	// ports it keeps closed otherwise.
 	Ports []uint16 `yaml:"ports"`
@@ -44,6 +50,11 @@ type Config struct {
 		Default time.Duration `yaml:"default"` // default 5m
 		Min     time.Duration `yaml:"min"`     // default 5s
 		Max     time.Duration `yaml:"max"`     // default 1h
+		// MaxPerUser and MaxTotal bound live leases: of one user (default
+		// 10) and in all (default 1000). A re-open of the same address and
+		// port by the same user extends its lease instead of adding one.
+		MaxPerUser int `yaml:"max_per_user"`
+		MaxTotal   int `yaml:"max_total"`
 	} `yaml:"lease"`
 	TOTP struct {
 		// Window is the number of time steps accepted either side of
@@ -51,11 +62,25 @@ type Config struct {
 		// bad clocks, with a warning.
 		Window *int `yaml:"window"`
 	} `yaml:"totp"`
+	// Lockout is the throttle (package auth): back-off per (user, source
+	// prefix) and per source, a guess budget per user that sources without
+	// recent failures are never held to, a request rate per source.
 	Lockout struct {
-		MaxFailures int           `yaml:"max_failures"` // default 5
-		Base        time.Duration `yaml:"base"`         // default 30s, doubled at each lockout
-		Max         time.Duration `yaml:"max"`          // default 15m
-		ResetAfter  time.Duration `yaml:"reset_after"`  // default 1h
+		// Off disables it (failures are still audited), loudly.
+		Off               bool          `yaml:"off"`
+		MaxFailures       int           `yaml:"max_failures"`        // default 5, per user and source prefix
+		SourceMaxFailures int           `yaml:"source_max_failures"` // default 4 x max_failures, per source prefix
+		Base              time.Duration `yaml:"base"`                // default 30s, doubled at each further failure
+		Max               time.Duration `yaml:"max"`                 // default 1h
+		ResetAfter        time.Duration `yaml:"reset_after"`         // default 168h
+		// UserGuessesPerHour and UserBurst are each user's guess budget.
+		UserGuessesPerHour float64 `yaml:"user_guesses_per_hour"` // default 12
+		UserBurst          int     `yaml:"user_burst"`            // default 10
+		// SourceRate and SourceBurst limit the requests of one source
+		// prefix, whatever they ask.
+		SourceRate  float64 `yaml:"source_rate"`  // per second, default 2
+		SourceBurst int     `yaml:"source_burst"` // default 20
+		MaxTracked  int     `yaml:"max_tracked"`  // sources and pairs remembered, default 1,000,000
 	} `yaml:"lockout"`
 	// OnShutdown is what SIGTERM does with live leases: "keep" (default;
 	// they still end on time, in the kernel and at the next start) or
@@ -74,6 +99,30 @@ type Config struct {
 	users       []auth.User
 	userPolicy  map[string]UserConfig
 	adminHashes [][]byte
+	// secretFiles are the files holding key material: secret files, the
+	// TLS key, and the configuration itself when a key is inline.
+	secretFiles []string
+	inline      bool
+}
+
+// SecretFiles lists the files that hold key material (see CheckPerms).
+func (c *Config) SecretFiles() []string { return c.secretFiles }
+
+// CheckPerms refuses files holding key material that the group or others
+// may read or write: a TOTP key read is a second factor gone.
+func (c *Config) CheckPerms() error {
+	var errs []error
+	for _, p := range c.secretFiles {
+		st, err := os.Stat(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			continue
+		}
+		if m := st.Mode().Perm(); m&0o077 != 0 {
+			errs = append(errs, fmt.Errorf("%s holds key material and has mode %04o: group and others must have no access (chmod 600 %s)", p, m, p))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // UserConfig is one user. Exactly one of the secret fields is set; the
@@ -88,6 +137,9 @@ type UserConfig struct {
 	Digits        int           `yaml:"digits"`          // default 6
 	Period        time.Duration `yaml:"period"`          // default 30s
 	Algorithm     string        `yaml:"algorithm"`       // default SHA1
+	// PasswordHash makes a password a second factor, required with every
+	// code: argon2id (`portgate hash-password`) or bcrypt.
+	PasswordHash string `yaml:"password_hash"`
 	// Ports restricts the user to part of the allow-list (default: all).
 	Ports []uint16 `yaml:"ports"`
 	// StatedIP lets the user ask for a lease for another address than the
@@ -125,6 +177,9 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	if c.inline {
+		c.secretFiles = append([]string{path}, c.secretFiles...)
+	}
 	return c, nil
 }
 
@@ -158,6 +213,9 @@ func (c *Config) validate(dir string) error {
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return errors.New("tls: give both cert and key, or neither")
+	}
+	if c.AuditRotate.MaxBytes < 0 || c.AuditRotate.Keep < 0 {
+		return errors.New("audit_rotate: max_bytes and keep must be positive")
 	}
 	if c.StateFile == "" {
 		c.StateFile = "/var/lib/portgate/state.json"
@@ -198,6 +256,18 @@ func (c *Config) validate(dir string) error {
 	case c.Lease.Default < c.Lease.Min || c.Lease.Default > c.Lease.Max:
 		return fmt.Errorf("lease.default: %s is outside lease.min %s .. lease.max %s", c.Lease.Default, c.Lease.Min, c.Lease.Max)
 	}
+	switch {
+	case c.Lease.MaxPerUser < 0:
+		return fmt.Errorf("lease.max_per_user: must be positive, got %d", c.Lease.MaxPerUser)
+	case c.Lease.MaxTotal < 0:
+		return fmt.Errorf("lease.max_total: must be positive, got %d", c.Lease.MaxTotal)
+	}
+	if c.Lease.MaxPerUser == 0 {
+		c.Lease.MaxPerUser = 10
+	}
+	if c.Lease.MaxTotal == 0 {
+		c.Lease.MaxTotal = 1000
+	}
 	if c.TOTP.Window == nil {
 		one := 1
 		c.TOTP.Window = &one
@@ -205,8 +275,18 @@ func (c *Config) validate(dir string) error {
 	if w := *c.TOTP.Window; w < 0 || w > 3 {
 		return fmt.Errorf("totp.window: must be 0 to 3 steps, got %d", w)
 	}
-	if c.Lockout.MaxFailures < 0 {
-		return fmt.Errorf("lockout.max_failures: must be positive, got %d", c.Lockout.MaxFailures)
+	for _, n := range []struct {
+		name string
+		v    float64
+	}{
+		{"lockout.max_failures", float64(c.Lockout.MaxFailures)}, {"lockout.source_max_failures", float64(c.Lockout.SourceMaxFailures)},
+		{"lockout.user_guesses_per_hour", c.Lockout.UserGuessesPerHour}, {"lockout.user_burst", float64(c.Lockout.UserBurst)},
+		{"lockout.source_rate", c.Lockout.SourceRate}, {"lockout.source_burst", float64(c.Lockout.SourceBurst)},
+		{"lockout.max_tracked", float64(c.Lockout.MaxTracked)},
+	} {
+		if n.v < 0 {
+			return fmt.Errorf("%s: must be positive, got %v", n.name, n.v)
+		}
 	}
 	for _, d := range []struct {
 		name string
@@ -261,10 +341,27 @@ func (c *Config) validate(dir string) error {
 		if u.MaxLease < 0 || (u.MaxLease > 0 && u.MaxLease < c.Lease.Min) {
 			return fmt.Errorf("%s (%s).max_lease: must be at least lease.min %s, got %s", where, u.Name, c.Lease.Min, u.MaxLease)
 		}
+		au := auth.User{Name: u.Name, Key: key}
+		if u.PasswordHash != "" {
+			if au.Password, err = auth.ParsePasswordHash(u.PasswordHash); err != nil {
+				return fmt.Errorf("%s (%s).password_hash: %w", where, u.Name, err)
+			}
+		}
+		if u.Secret != "" || u.SecretHex != "" {
+			c.inline = true
+		}
+		for _, f := range []string{u.SecretFile, u.SecretHexFile} {
+			if f != "" {
+				if !filepath.IsAbs(f) {
+					f = filepath.Join(dir, f)
+				}
+				c.secretFiles = append(c.secretFiles, f)
+			}
+		}
 		// Keep the policy without the key material.
-		u.Secret, u.SecretHex = "", ""
+		u.Secret, u.SecretHex, u.PasswordHash = "", "", ""
 		c.userPolicy[u.Name] = u
-		c.users = append(c.users, auth.User{Name: u.Name, Key: key})
+		c.users = append(c.users, au)
 	}
 	for i, h := range c.AdminTokens {
 		b, err := hex.DecodeString(h)
@@ -335,11 +432,19 @@ func (u UserConfig) secret(dir string) ([]byte, error) {
 
 // Policy returns the authentication policy the configuration describes.
 func (c *Config) Policy() auth.Policy {
+	l := c.Lockout
 	return auth.Policy{
-		Window:      *c.TOTP.Window,
-		MaxFailures: c.Lockout.MaxFailures,
-		LockoutBase: c.Lockout.Base,
-		LockoutMax:  c.Lockout.Max,
-		ResetAfter:  c.Lockout.ResetAfter,
+		Window:             *c.TOTP.Window,
+		Off:                l.Off,
+		MaxFailures:        l.MaxFailures,
+		SourceMaxFailures:  l.SourceMaxFailures,
+		LockoutBase:        l.Base,
+		LockoutMax:         l.Max,
+		ResetAfter:         l.ResetAfter,
+		UserGuessesPerHour: l.UserGuessesPerHour,
+		UserBurst:          l.UserBurst,
+		SourceRate:         l.SourceRate,
+		SourceBurst:        l.SourceBurst,
+		MaxTracked:         l.MaxTracked,
 	}
 }

@@ -122,3 +122,45 @@ func TestLoadConfigRelativeSecretFile(t *testing.T) {
 	_, err = LoadConfig(filepath.Join(dir, "missing.yaml"))
 	assert.Error(t, err)
 }
+
+func TestCheckPerms(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		config      string
+		configMode  os.FileMode
+		keyMode     os.FileMode
+		wantProblem string
+	}{
+		{"inline key, private", "users:\n  - {name: alice, secret: " + testSecret + "}\n", 0o600, 0o600, ""},
+		{"inline key, world readable", "users:\n  - {name: alice, secret: " + testSecret + "}\n", 0o644, 0o600, "config.yaml holds key material and has mode 0644"},
+		{"key file elsewhere, config may be read", "users:\n  - {name: alice, secret_file: alice.b32}\n", 0o644, 0o600, ""},
+		{"key file group readable", "users:\n  - {name: alice, secret_file: alice.b32}\n", 0o600, 0o640, "alice.b32 holds key material and has mode 0640"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			key := filepath.Join(dir, "alice.b32")
+			require.NoError(t, os.WriteFile(key, []byte(testSecret+"\n"), 0o600))
+			require.NoError(t, os.Chmod(key, c.keyMode))
+			p := filepath.Join(dir, "config.yaml")
+			require.NoError(t, os.WriteFile(p, []byte("ports: [22]\n"+c.config), 0o600))
+			require.NoError(t, os.Chmod(p, c.configMode))
+			cfg, err := LoadConfig(p)
+			require.NoError(t, err)
+			err = cfg.CheckPerms()
+			if c.wantProblem == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.wantProblem)
+			assert.NotContains(t, err.Error(), testSecret)
+		})
+	}
+}
+
+func TestPasswordHashConfig(t *testing.T) {
+	_, err := ParseConfig(strings.NewReader(minimalConfig+"    password_hash: plain-text\n"), "")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "users[0] (alice).password_hash: expected an argon2id hash")
+	assert.NotContains(t, err.Error(), "plain-text", "the value is never quoted")
+}

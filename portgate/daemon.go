@@ -26,11 +26,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -56,6 +58,16 @@ type Options struct {
 	// FixedPassword is the --allow-fixed-password flag: without it a
 	// fixed_password section is refused.
 	FixedPassword bool
+	// Store overrides the state file (tests inject failing disks).
+	Store Store
+}
+
+// Store persists leases and replay floors; *lease.File is the real one.
+type Store interface {
+	Load() (lease.State, error)
+	Save(lease.State) error
+	Append(lease.Change) (int, error)
+	Close() error
 }
 
 // Daemon is a running portgate.
@@ -63,7 +75,7 @@ type Daemon struct {
 	cfg   *Config
 	auth  *auth.Authenticator
 	fw    firewall.Backend
-	file  *lease.File
+	file  Store
 	audit *audit.Log
 	log   *slog.Logger
 	now   func() time.Time
@@ -71,6 +83,12 @@ type Daemon struct {
 	mu    sync.Mutex
 	table *lease.Table
 	wake  chan struct{}
+	// dirty: a change could not be journalled; a snapshot is owed.
+	// resync: rules whose firewall change failed, retried by Run.
+	dirty  bool
+	resync map[lease.Key]bool
+	// throttleSaved is the throttle change count last saved.
+	throttleSaved uint64
 }
 
 // ErrFixedPasswordRefused is returned by New when the configuration has a
@@ -88,16 +106,20 @@ func New(cfg *Config, o Options) (*Daemon, error) {
 	if cfg.FixedPassword != nil && !o.FixedPassword {
 		return nil, ErrFixedPasswordRefused
 	}
+	if o.Store == nil {
+		o.Store = &lease.File{Path: cfg.StateFile}
+	}
 	d := &Daemon{
-		cfg:   cfg,
-		auth:  auth.New(cfg.users, cfg.Policy(), o.Now),
-		fw:    o.Firewall,
-		file:  &lease.File{Path: cfg.StateFile},
-		audit: o.Audit,
-		log:   o.Log,
-		now:   o.Now,
-		table: lease.NewTable(),
-		wake:  make(chan struct{}, 1),
+		cfg:    cfg,
+		auth:   auth.New(cfg.users, cfg.Policy(), o.Now),
+		fw:     o.Firewall,
+		file:   o.Store,
+		audit:  o.Audit,
+		log:    o.Log,
+		now:    o.Now,
+		table:  lease.NewTable(),
+		wake:   make(chan struct{}, 1),
+		resync: map[lease.Key]bool{},
 	}
 	if fp := cfg.FixedPassword; fp != nil {
 		d.auth.SetPasswordHash(fp.hash, fixedUser)
@@ -130,16 +152,33 @@ func (d *Daemon) Start() error {
 		return err
 	}
 	d.auth.Restore(st.Floors)
+	if err := d.loadThrottle(); err != nil {
+		return err
+	}
 	now := d.now()
 	d.audit.Write(audit.Event{Event: audit.Start, Detail: fmt.Sprintf("backend %s, ports %v, %d users", d.fw.Name(), d.cfg.Ports, len(d.cfg.users)), Count: len(st.Leases)})
 	for _, l := range st.Leases {
-		if !l.Live(now) {
-			d.audit.Write(audit.Event{Event: audit.Expire, User: l.User, Source: l.Source, IP: l.IP, Port: l.Port, Lease: l.ID, Expires: l.Expires, Reason: "ended while portgate was down"})
+		ev := audit.Event{Event: audit.Close, User: l.User, Source: l.Source, IP: l.IP, Port: l.Port, Lease: l.ID, Expires: l.Expires}
+		switch {
+		case !l.Live(now):
+			ev.Event, ev.Reason = audit.Expire, "ended while portgate was down"
+			d.audit.Write(ev)
+			continue
+		case !slices.Contains(d.cfg.Ports, l.Port):
+			ev.Reason = "port no longer in the allow-list"
+			d.audit.Write(ev)
+			continue
+		case !d.configuredUser(l.User):
+			ev.Reason = "user no longer configured"
+			d.audit.Write(ev)
 			continue
 		}
-		if !slices.Contains(d.cfg.Ports, l.Port) {
-			d.audit.Write(audit.Event{Event: audit.Close, User: l.User, Source: l.Source, IP: l.IP, Port: l.Port, Lease: l.ID, Expires: l.Expires, Reason: "port no longer in the allow-list"})
-			continue
+		// A lease never outlives what its user may be granted now: a
+		// clock that was ahead, or a lease.max since lowered.
+		if limit := now.Add(d.leaseLimit(l.User)); l.Expires.After(limit) {
+			d.audit.Write(audit.Event{Event: audit.Restore, User: l.User, IP: l.IP, Port: l.Port, Lease: l.ID, Expires: limit,
+				Reason: "capped at lease.max", Detail: "stored end " + l.Expires.UTC().Format(time.RFC3339)})
+			l.Expires = limit
 		}
 		d.table.Add(l)
 	}
@@ -193,10 +232,107 @@ func absDur(d time.Duration) time.Duration {
 	return d
 }
 
-// Run ends leases at their expiry until ctx is cancelled.
+// configuredUser reports whether leases of user may still exist.
+func (d *Daemon) configuredUser(user string) bool {
+	if user == fixedUser {
+		return d.cfg.FixedPassword != nil
+	}
+	_, ok := d.cfg.userPolicy[user]
+	return ok
+}
+
+// leaseLimit is the longest lease user may hold.
+func (d *Daemon) leaseLimit(user string) time.Duration {
+	limit := d.cfg.Lease.Max
+	if p, ok := d.cfg.userPolicy[user]; ok && p.MaxLease > 0 {
+		limit = min(limit, p.MaxLease)
+	}
+	return limit
+}
+
+// ThrottlePath is where the throttle's state is saved, beside the state
+// file.
+func (d *Daemon) ThrottlePath() string { return d.cfg.StateFile + ".throttle" }
+
+func (d *Daemon) loadThrottle() error {
+	b, err := os.ReadFile(d.ThrottlePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("throttle state: %w", err)
+	}
+	var st auth.ThrottleState
+	if err := json.Unmarshal(b, &st); err != nil {
+		// Not fatal: the throttle starts afresh, which the log says.
+		d.log.Error("throttle state unreadable; starting without it", "file", d.ThrottlePath(), "err", err)
+		return nil
+	}
+	d.auth.RestoreThrottle(st)
+	return nil
+}
+
+// SaveThrottle writes the throttle's state when it changed since the last
+// save. Run calls it every ThrottleSaveInterval and Shutdown at the end.
+func (d *Daemon) SaveThrottle() error {
+	if d.auth.Changes() == d.throttleSavedCount() {
+		return nil
+	}
+	st, n := d.auth.Throttle()
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("throttle state: %w", err)
+	}
+	if err := lease.WriteFileAtomic(d.ThrottlePath(), b); err != nil {
+		return fmt.Errorf("throttle state: %w", err)
+	}
+	d.mu.Lock()
+	d.throttleSaved = n
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Daemon) throttleSavedCount() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.throttleSaved
+}
+
+// ThrottleSaveInterval is how often Run saves a changed throttle state: a
+// crash loses at most this much of it.
+const ThrottleSaveInterval = 5 * time.Second
+
+// Retry redoes what failed earlier: firewall changes (rules that must go)
+// and a snapshot owed because a journal write failed. Run calls it.
+func (d *Daemon) Retry() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	var errs []error
+	for k := range d.resync {
+		if err := d.syncRuleLocked(k, now); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(d.resync, k)
+	}
+	if d.dirty {
+		if err := d.saveLocked(); err != nil {
+			errs = append(errs, err)
+		} else {
+			d.dirty = false
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run ends leases at their expiry until ctx is cancelled, saves the
+// throttle's state and retries what failed.
 func (d *Daemon) Run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	tick := time.NewTicker(ThrottleSaveInterval)
+	defer tick.Stop()
 	for {
 		d.mu.Lock()
 		next, ok := d.table.Next()
@@ -210,6 +346,14 @@ func (d *Daemon) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
+		case <-tick.C:
+			if err := d.SaveThrottle(); err != nil {
+				d.log.Error("saving the throttle state", "err", err)
+			}
+			if err := d.Retry(); err != nil {
+				d.log.Error("retrying", "err", err)
+			}
+			d.audit.Flush()
 		case <-timer.C:
 			if err := d.ExpireDue(); err != nil {
 				d.log.Error("ending leases", "err", err)
@@ -239,13 +383,14 @@ func (d *Daemon) ExpireDue() error {
 	for _, l := range due {
 		d.table.Remove(l.ID)
 		ids = append(ids, l.ID)
-		if err := d.syncRuleLocked(l.Key(), now); err != nil {
-			errs = append(errs, err)
-		}
-		d.audit.Write(audit.Event{Event: audit.Expire, User: l.User, Source: l.Source, IP: l.IP, Port: l.Port, Lease: l.ID, Expires: l.Expires})
 	}
+	// The state first: an ended lease must not come back at a restart.
 	if err := d.persistLocked(lease.Change{Remove: ids}); err != nil {
 		errs = append(errs, err)
+	}
+	for _, l := range due {
+		d.syncOrRetryLocked(l.Key(), now, &errs)
+		d.audit.Write(audit.Event{Event: audit.Expire, User: l.User, Source: l.Source, IP: l.IP, Port: l.Port, Lease: l.ID, Expires: l.Expires})
 	}
 	return errors.Join(errs...)
 }
@@ -258,6 +403,15 @@ func (d *Daemon) syncRuleLocked(k lease.Key, now time.Time) error {
 	return d.fw.Delete(k.IP, k.Port)
 }
 
+// syncOrRetryLocked syncs the rule for k, and leaves it to Retry when the
+// firewall refuses.
+func (d *Daemon) syncOrRetryLocked(k lease.Key, now time.Time, errs *[]error) {
+	if err := d.syncRuleLocked(k, now); err != nil {
+		d.resync[k] = true
+		*errs = append(*errs, err)
+	}
+}
+
 // saveLocked writes a full snapshot of the state.
 func (d *Daemon) saveLocked() error {
 	return d.file.Save(lease.State{Leases: d.table.All(), Floors: d.auth.Floors()})
@@ -265,10 +419,18 @@ func (d *Daemon) saveLocked() error {
 
 // persistLocked journals one change, and writes a snapshot instead when
 // the journal has grown well past the live state.
+//
+// When the journal cannot be written, a snapshot is tried at once and, if
+// that fails too, owed (Retry): the change holds in memory and in the
+// firewall meanwhile.
 func (d *Daemon) persistLocked(c lease.Change) error {
 	n, err := d.file.Append(c)
 	if err != nil {
-		return err
+		if serr := d.saveLocked(); serr != nil {
+			d.dirty = true
+			return errors.Join(err, serr)
+		}
+		return nil
 	}
 	if n > 2*d.table.Len()+100 {
 		return d.saveLocked()
@@ -291,6 +453,7 @@ func (d *Daemon) poke() {
 // Shutdown applies on_shutdown: "keep" leaves live leases (their rules end
 // by themselves and the next start reconciles), "close" closes them all.
 func (d *Daemon) Shutdown() error {
+	terr := d.SaveThrottle()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.cfg.OnShutdown == "close" {
@@ -307,11 +470,11 @@ func (d *Daemon) Shutdown() error {
 			errs = append(errs, err)
 		}
 		d.audit.Write(audit.Event{Event: audit.Stop, Detail: "on_shutdown close: every lease closed"})
-		return errors.Join(append(errs, d.file.Close())...)
+		return errors.Join(append(errs, terr, d.file.Close(), d.audit.Flush())...)
 	}
 	err := d.saveLocked()
 	d.audit.Write(audit.Event{Event: audit.Stop, Count: d.table.Len(), Detail: "on_shutdown keep: live leases end on time by themselves"})
-	return errors.Join(err, d.file.Close())
+	return errors.Join(err, terr, d.file.Close(), d.audit.Flush())
 }
 
 // Leases returns the live leases.
@@ -332,7 +495,10 @@ func (d *Daemon) denied(err error, user string, src netip.Addr, port uint16) err
 		d.audit.Write(audit.Event{Event: audit.Lockout, Scope: lo.Scope, Subject: lo.Subject, User: user, Source: src, Until: lo.Until, Count: lo.Failures, Reason: string(den.Reason)})
 		d.log.Warn("lockout", "scope", lo.Scope, "subject", lo.Subject, "until", lo.Until, "lockouts", lo.Count)
 	}
-	if den.Locked() {
+	switch {
+	case den.Reason == auth.ReasonRateLimited:
+		return &api.Error{Status: http.StatusTooManyRequests, Code: api.CodeRateLimited, Message: "too many requests; slow down", RetryAfter: den.RetryAfter}
+	case den.Locked():
 		return &api.Error{Status: http.StatusTooManyRequests, Code: api.CodeLockedOut, Message: "too many failures; try again later", RetryAfter: den.RetryAfter}
 	}
 	// Wrong code, replayed code, unknown user: one answer for all.
@@ -349,6 +515,9 @@ func (d *Daemon) refuse(code string, status int, msg string, ev audit.Event) err
 // before the code, so a refused port or length costs no code; the user's
 // own limits are checked after it, so they reveal nothing to strangers.
 func (d *Daemon) Open(ctx context.Context, req api.OpenRequest, src netip.Addr) (api.Granted, error) {
+	if den := d.auth.Request(src); den != nil {
+		return api.Granted{}, d.denied(den, req.User, src, req.Port)
+	}
 	ev := audit.Event{User: req.User, Source: src, Port: req.Port}
 	if !slices.Contains(d.cfg.Ports, req.Port) {
 		ev.Reason = "port_not_allowed"
@@ -358,9 +527,10 @@ func (d *Daemon) Open(ctx context.Context, req api.OpenRequest, src netip.Addr) 
 		ev.Reason = "duration_out_of_range"
 		return api.Granted{}, d.refuse(api.CodeBadRequest, http.StatusBadRequest, fmt.Sprintf("duration: must be from %s to %s", d.cfg.Lease.Min, d.cfg.Lease.Max), ev)
 	}
+	// Outside the daemon's lock: a password check is memory-hard work.
+	g, err := d.auth.Verify(req.User, req.Code, req.Password, src)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	g, err := d.auth.Verify(req.User, req.Code, src)
 	if err != nil {
 		return api.Granted{}, d.denied(err, req.User, src, req.Port)
 	}
@@ -386,10 +556,7 @@ func (d *Daemon) Open(ctx context.Context, req api.OpenRequest, src netip.Addr) 
 	if dur == 0 {
 		dur = d.cfg.Lease.Default
 	}
-	limit := d.cfg.Lease.Max
-	if pol.MaxLease > 0 {
-		limit = min(limit, pol.MaxLease)
-	}
+	limit := d.leaseLimit(g.User)
 	if dur > limit {
 		if req.Duration != 0 {
 			ev.Reason = "duration_over_user_limit"
@@ -415,10 +582,39 @@ func (d *Daemon) grantLocked(g auth.Grant, ip, src netip.Addr, port uint16, dur 
 	now := d.now()
 	user := g.User
 	token, hash := lease.NewToken()
-	l := lease.Lease{ID: lease.NewID(), User: user, IP: ip, Source: src, Port: port, Created: now, Expires: now.Add(dur), TokenHash: hash}
+	k := lease.Key{IP: ip, Port: port}
+	l, extend := d.table.Find(user, k, now)
+	switch {
+	case extend:
+		// The same user for the same address and port: one lease, longer.
+		if end := now.Add(dur); end.After(l.Expires) {
+			l.Expires = end
+		}
+		l.TokenHash = hash
+	case d.table.UserLen(user) >= d.cfg.Lease.MaxPerUser:
+		return api.Granted{}, d.floorAfter(g, d.refuse(api.CodeTooManyLeases, http.StatusTooManyRequests,
+			fmt.Sprintf("this user holds %d leases, the most allowed (lease.max_per_user); close one", d.cfg.Lease.MaxPerUser),
+			audit.Event{User: user, Source: src, IP: ip, Port: port, Reason: "too_many_leases_for_user"}))
+	case d.table.Len() >= d.cfg.Lease.MaxTotal:
+		return api.Granted{}, d.floorAfter(g, d.refuse(api.CodeTooManyLeases, http.StatusServiceUnavailable,
+			"portgate holds the most leases allowed (lease.max_total); try again later",
+			audit.Event{User: user, Source: src, IP: ip, Port: port, Reason: "too_many_leases"}))
+	default:
+		l = lease.Lease{ID: lease.NewID(), User: user, IP: ip, Source: src, Port: port, Created: now, Expires: now.Add(dur), TokenHash: hash}
+	}
+	old, had := d.table.Get(l.ID)
 	d.table.Add(l)
-	if err := d.syncRuleLocked(l.Key(), now); err != nil {
+	undo := func() {
 		d.table.Remove(l.ID)
+		if had {
+			d.table.Add(old)
+		}
+	}
+	if err := d.syncRuleLocked(k, now); err != nil {
+		undo()
+		if ferr := d.syncRuleLocked(k, now); ferr != nil {
+			d.resync[k] = true
+		}
 		d.log.Error("installing rule", "lease", l.ID, "err", err)
 		d.audit.Write(audit.Event{Event: audit.Deny, User: user, Source: src, IP: ip, Port: port, Reason: "firewall_error"})
 		return api.Granted{}, d.floorAfter(g, err)
@@ -428,15 +624,20 @@ func (d *Daemon) grantLocked(g auth.Grant, ip, src netip.Addr, port uint16, dur 
 		change.Floors = floor(g).Floors
 	}
 	if err := d.persistLocked(change); err != nil {
-		d.table.Remove(l.ID)
-		if ferr := d.syncRuleLocked(l.Key(), now); ferr != nil {
+		undo()
+		if ferr := d.syncRuleLocked(k, now); ferr != nil {
+			d.resync[k] = true
 			err = errors.Join(err, ferr)
 		}
 		d.log.Error("persisting lease", "lease", l.ID, "err", err)
 		d.audit.Write(audit.Event{Event: audit.Deny, User: user, Source: src, IP: ip, Port: port, Reason: "state_error"})
 		return api.Granted{}, err
 	}
-	d.audit.Write(audit.Event{Event: audit.Open, User: user, Source: src, IP: ip, Port: port, Lease: l.ID, Expires: l.Expires})
+	ev := audit.Event{Event: audit.Open, User: user, Source: src, IP: ip, Port: port, Lease: l.ID, Expires: l.Expires}
+	if extend {
+		ev.Reason = "extended"
+	}
+	d.audit.Write(ev)
 	d.poke()
 	return api.Granted{Lease: l, Token: token}, nil
 }
@@ -446,6 +647,9 @@ func (d *Daemon) OpenFixed(ctx context.Context, password string, ip netip.Addr, 
 	fp := d.cfg.FixedPassword
 	if fp == nil {
 		return api.Granted{}, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: "fixed-password mode is off"}
+	}
+	if den := d.auth.Request(src); den != nil {
+		return api.Granted{}, d.denied(den, fixedUser, src, fp.Port)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -463,39 +667,67 @@ func (d *Daemon) OpenFixed(ctx context.Context, password string, ip netip.Addr, 
 	return d.grantLocked(auth.Grant{User: fixedUser}, target, src, fp.Port, d.cfg.Lease.Default)
 }
 
-// authorize decides whether cred may act on l (nil l: on all leases, which
-// only an admin token or a user for their own may).
-func (d *Daemon) authorize(cred api.Credentials, src netip.Addr) (admin bool, user string, err error) {
+// authorize decides who cred is: an admin, a user (TOTP credentials), or
+// the holder of l's token (l nil: no lease in question). Tokens that are
+// neither are failures of the admin scope, throttled like a user's codes.
+func (d *Daemon) authorize(cred api.Credentials, src netip.Addr, l *lease.Lease) (admin bool, user string, err error) {
 	if cred.Token != "" {
-		sum := sha256.Sum256([]byte(cred.Token))
-		for _, h := range d.cfg.adminHashes {
-			if subtle.ConstantTimeCompare(sum[:], h) == 1 {
-				return true, "", nil
-			}
+		if den := d.auth.Admit(auth.AdminScope, src); den != nil {
+			return false, "", d.denied(den, auth.AdminScope, src, 0)
 		}
-		return false, "", nil
+		sum := sha256.Sum256([]byte(cred.Token))
+		match := 0
+		for _, h := range d.cfg.adminHashes {
+			match |= subtle.ConstantTimeCompare(sum[:], h)
+		}
+		switch {
+		case match == 1:
+			d.auth.Succeed(auth.AdminScope, src)
+			return true, "", nil
+		case l != nil && l.TokenMatches(cred.Token):
+			return false, "", nil
+		}
+		// Audited (with any back-off it starts); answered as no lease.
+		_ = d.denied(d.auth.Fail(auth.ReasonBadToken, auth.AdminScope, src), "", src, 0)
+		return false, "", errNoToken
 	}
-	g, err := d.auth.Verify(cred.User, cred.Code, src)
+	g, err := d.auth.Verify(cred.User, cred.Code, cred.Password, src)
 	if err != nil {
 		return false, "", d.denied(err, cred.User, src, 0)
 	}
 	return false, g.User, d.floorAfter(g, nil)
 }
 
+// errNoToken is a token that is neither an admin's nor the lease's: the
+// caller answers as for an unknown lease.
+var errNoToken = errors.New("token matches nothing")
+
 func (d *Daemon) mayAct(cred api.Credentials, admin bool, user string, l lease.Lease) bool {
 	return admin || (user != "" && user == l.User) || (cred.Token != "" && l.TokenMatches(cred.Token))
 }
 
+// lookup returns the live lease id for authorize, or nil.
+func (d *Daemon) lookup(id string) *lease.Lease {
+	l, ok := d.table.Get(id)
+	if !ok || !l.Live(d.now()) {
+		return nil
+	}
+	return &l
+}
+
 // List implements api.Service: an admin sees every lease, a user their own.
 func (d *Daemon) List(ctx context.Context, cred api.Credentials, src netip.Addr) ([]lease.Lease, error) {
+	if den := d.auth.Request(src); den != nil {
+		return nil, d.denied(den, cred.User, src, 0)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	admin, user, err := d.authorize(cred, src)
-	if err != nil {
+	admin, user, err := d.authorize(cred, src, nil)
+	if err != nil && !errors.Is(err, errNoToken) {
 		return nil, err
 	}
 	if !admin && user == "" {
-		return nil, d.refuse(api.CodeAuthFailed, http.StatusUnauthorized, "listing needs an admin token or user credentials", audit.Event{Source: src, Reason: "bad_token"})
+		return nil, &api.Error{Status: http.StatusUnauthorized, Code: api.CodeAuthFailed, Message: "listing needs an admin token or user credentials"}
 	}
 	var out []lease.Lease
 	now := d.now()
@@ -509,29 +741,41 @@ func (d *Daemon) List(ctx context.Context, cred api.Credentials, src netip.Addr)
 
 // Get implements api.Service.
 func (d *Daemon) Get(ctx context.Context, id string, cred api.Credentials, src netip.Addr) (lease.Lease, error) {
+	if den := d.auth.Request(src); den != nil {
+		return lease.Lease{}, d.denied(den, cred.User, src, 0)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	admin, user, err := d.authorize(cred, src)
-	if err != nil {
+	found := d.lookup(id)
+	admin, user, err := d.authorize(cred, src, found)
+	if err != nil && !errors.Is(err, errNoToken) {
 		return lease.Lease{}, err
 	}
-	l, ok := d.table.Get(id)
-	if !ok || !l.Live(d.now()) || !d.mayAct(cred, admin, user, l) {
+	if found == nil || !d.mayAct(cred, admin, user, *found) {
 		return lease.Lease{}, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: "no such lease"}
 	}
-	return l, nil
+	return *found, nil
 }
 
 // Close implements api.Service. An unknown lease and one the credentials
-// do not cover get the same answer.
+// do not cover get the same answer. The closing is recorded before the
+// rule goes, and a journal that cannot be written does not reopen it: the
+// snapshot is owed and retried (Retry).
 func (d *Daemon) Close(ctx context.Context, id string, cred api.Credentials, src netip.Addr) error {
+	if den := d.auth.Request(src); den != nil {
+		return d.denied(den, cred.User, src, 0)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	admin, user, err := d.authorize(cred, src)
-	if err != nil {
+	l, ok := d.table.Get(id)
+	var lp *lease.Lease
+	if ok {
+		lp = &l
+	}
+	admin, user, err := d.authorize(cred, src, lp)
+	if err != nil && !errors.Is(err, errNoToken) {
 		return err
 	}
-	l, ok := d.table.Get(id)
 	if !ok || !d.mayAct(cred, admin, user, l) {
 		reason := "no_such_lease"
 		if ok {
@@ -541,13 +785,11 @@ func (d *Daemon) Close(ctx context.Context, id string, cred api.Credentials, src
 	}
 	now := d.now()
 	d.table.Remove(id)
-	if err := d.syncRuleLocked(l.Key(), now); err != nil {
-		d.table.Add(l)
-		return err
-	}
+	var errs []error
 	if err := d.persistLocked(lease.Change{Remove: []string{id}}); err != nil {
-		return err
+		d.log.Error("recording a close; the lease is closed, its record is retried", "lease", id, "err", err)
 	}
+	d.syncOrRetryLocked(l.Key(), now, &errs)
 	who := "token"
 	switch {
 	case admin:
@@ -557,7 +799,7 @@ func (d *Daemon) Close(ctx context.Context, id string, cred api.Credentials, src
 	}
 	d.audit.Write(audit.Event{Event: audit.Close, User: l.User, Source: src, IP: l.IP, Port: l.Port, Lease: l.ID, Expires: l.Expires, Reason: "closed by " + who})
 	d.poke()
-	return nil
+	return errors.Join(errs...)
 }
 
 var _ api.Service = (*Daemon)(nil)

@@ -97,16 +97,20 @@ func newFixture(t *testing.T, extra string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	sum := sha256.Sum256([]byte(adminTk))
+	// The default lockout, unless extra has its own.
+	lockout := "lockout: {max_failures: 3, base: 30s}\n"
+	if strings.Contains(extra, "lockout:") {
+		lockout = ""
+	}
 	yaml := fmt.Sprintf(`
 ports: [22, 3389]
 state_file: %s
 lease: {default: 5m, min: 5s, max: 1h}
-lockout: {max_failures: 3, base: 30s}
-admin_token_sha256: [%s]
+%sadmin_token_sha256: [%s]
 users:
   - {name: alice, secret: %s}
   - {name: bob, secret: %s, ports: [3389], stated_ip: true, stated_ip_ranges: [198.51.100.0/24], max_lease: 10m}
-%s`, filepath.Join(dir, "state.json"), hex.EncodeToString(sum[:]), testSecret, testSecret, extra)
+%s`, filepath.Join(dir, "state.json"), lockout, hex.EncodeToString(sum[:]), testSecret, testSecret, extra)
 	cfg, err := ParseConfig(strings.NewReader(yaml), dir)
 	require.NoError(t, err)
 	return newFixtureFrom(t, cfg, newMemFirewall(), &clock{t: t0}, Options{})
@@ -280,7 +284,7 @@ func TestReplayedCodeOpensNothing(t *testing.T) {
 func TestLockoutReturns429AndIsAudited(t *testing.T) {
 	f := newFixture(t, "")
 	for range 3 {
-		_, err := f.open("alice", f.code(9), 22, client)
+		_, err := f.open("alice", f.code(9), 22, other)
 		require.Error(t, err)
 	}
 	var lockouts []audit.Event
@@ -289,8 +293,9 @@ func TestLockoutReturns429AndIsAudited(t *testing.T) {
 			lockouts = append(lockouts, e)
 		}
 	}
-	require.Len(t, lockouts, 2, "user and source")
-	assert.ElementsMatch(t, []string{"user", "source"}, []string{lockouts[0].Scope, lockouts[1].Scope})
+	require.Len(t, lockouts, 1, "alice from the guessing source only")
+	assert.Equal(t, "user", lockouts[0].Scope)
+	assert.Equal(t, "alice from "+other.String(), lockouts[0].Subject)
 	assert.True(t, lockouts[0].Until.Equal(t0.Add(30*time.Second)))
 
 	_, err := f.open("alice", f.code(0), 22, other)
@@ -300,11 +305,27 @@ func TestLockoutReturns429AndIsAudited(t *testing.T) {
 	assert.Equal(t, "locked_user", f.last(t).Reason)
 	assert.Empty(t, f.fw.rules)
 
+	_, err = f.open("alice", f.code(0), 22, client)
+	assert.NoError(t, err, "alice from her own address is not locked out")
 	f.clk.Advance(30 * time.Second)
 	_, err = f.open("alice", f.code(0), 22, other)
-	assert.NoError(t, err, "the lockout ends")
+	assert.NoError(t, err, "the back-off ends")
 }
 
+func TestRequestRateLimit(t *testing.T) {
+	f := newFixture(t, "lockout: {max_failures: 3, source_rate: 1, source_burst: 2}\n")
+	for range 2 {
+		_, err := f.open("alice", f.code(0), 25, other)
+		assert.Equal(t, http.StatusForbidden, apiErr(t, err).Status)
+	}
+	_, err := f.open("alice", f.code(0), 22, other)
+	e := apiErr(t, err)
+	assert.Equal(t, http.StatusTooManyRequests, e.Status)
+	assert.Equal(t, api.CodeRateLimited, e.Code)
+	assert.Equal(t, "rate_limited", f.last(t).Reason)
+	_, err = f.open("alice", f.code(0), 22, client)
+	assert.NoError(t, err, "another source has its own rate")
+}
 func TestExpiry(t *testing.T) {
 	f := newFixture(t, "")
 	g, err := f.d.Open(context.Background(), api.OpenRequest{User: "alice", Code: f.code(0), Port: 22, Duration: 10 * time.Second}, client)
@@ -328,12 +349,12 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestOverlappingLeasesShareOneRule(t *testing.T) {
-	f := newFixture(t, "")
+	f := newFixture(t, "  - {name: carol, secret: "+testSecret+"}\n")
 	k := lease.Key{IP: client, Port: 22}
 	long, err := f.d.Open(context.Background(), api.OpenRequest{User: "alice", Code: f.code(0), Port: 22, Duration: time.Hour}, client)
 	require.NoError(t, err)
 	f.clk.Advance(30 * time.Second)
-	_, err = f.d.Open(context.Background(), api.OpenRequest{User: "alice", Code: f.code(0), Port: 22, Duration: time.Minute}, client)
+	_, err = f.d.Open(context.Background(), api.OpenRequest{User: "carol", Code: f.code(0), Port: 22, Duration: time.Minute}, client)
 	require.NoError(t, err)
 	assert.Equal(t, t0.Add(time.Hour), f.fw.rules[k], "the shorter lease does not cut the longer one")
 
@@ -345,12 +366,49 @@ func TestOverlappingLeasesShareOneRule(t *testing.T) {
 	assert.Empty(t, f.fw.rules)
 }
 
+func TestReopenExtendsAndLeasesAreBounded(t *testing.T) {
+	f := newFixture(t, "  - {name: carol, secret: "+testSecret+"}\n")
+	f.cfg.Lease.MaxPerUser, f.cfg.Lease.MaxTotal = 2, 3
+	ctx := context.Background()
+	open := func(user string, port uint16, ip netip.Addr, d time.Duration) (api.Granted, error) {
+		f.clk.Advance(30 * time.Second)
+		return f.d.Open(ctx, api.OpenRequest{User: user, Code: f.code(0), Port: port, Duration: d}, ip)
+	}
+	first, err := open("alice", 22, client, 10*time.Minute)
+	require.NoError(t, err)
+	again, err := open("alice", 22, client, 20*time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, first.Lease.ID, again.Lease.ID, "the same address and port: the lease is extended")
+	assert.Equal(t, f.clk.Now().Add(20*time.Minute), again.Lease.Expires)
+	shorter, err := open("alice", 22, client, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, again.Lease.Expires, shorter.Lease.Expires, "a shorter re-open never cuts it")
+	assert.Len(t, f.d.Leases(), 1)
+	assert.Equal(t, "extended", f.last(t).Reason)
+	assert.Equal(t, http.StatusNotFound, statusOf(f.d.Close(ctx, first.Lease.ID, api.Credentials{Token: first.Token}, other)), "the old token was replaced")
+
+	_, err = open("alice", 3389, client, time.Minute)
+	require.NoError(t, err)
+	_, err = open("alice", 3389, other, time.Minute)
+	e := apiErr(t, err)
+	assert.Equal(t, api.CodeTooManyLeases, e.Code)
+	assert.Equal(t, http.StatusTooManyRequests, e.Status)
+	assert.Equal(t, "too_many_leases_for_user", f.last(t).Reason)
+	_, err = open("carol", 22, other, time.Minute)
+	require.NoError(t, err)
+	_, err = open("carol", 3389, other, time.Minute)
+	e = apiErr(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, e.Status, "lease.max_total")
+	assert.Len(t, f.d.Leases(), 3)
+	assert.Len(t, f.fw.rules, 3)
+}
+
 func TestCloseAndListCredentials(t *testing.T) {
 	f := newFixture(t, "")
 	ctx := context.Background()
 	g, err := f.open("alice", f.code(0), 22, client)
 	require.NoError(t, err)
-	other, err := f.d.Open(ctx, api.OpenRequest{User: "bob", Code: f.code(0), Port: 3389}, client)
+	bobs, err := f.d.Open(ctx, api.OpenRequest{User: "bob", Code: f.code(0), Port: 3389}, client)
 	require.NoError(t, err)
 
 	// A wrong token, another lease's token and an unknown id all get 404.
@@ -359,13 +417,23 @@ func TestCloseAndListCredentials(t *testing.T) {
 		cred api.Credentials
 	}{
 		{g.Lease.ID, api.Credentials{Token: strings.Repeat("x", 43)}},
-		{g.Lease.ID, api.Credentials{Token: other.Token}},
+		{g.Lease.ID, api.Credentials{Token: bobs.Token}},
 		{"pg-0000000000000000", api.Credentials{Token: g.Token}},
 	} {
-		err := f.d.Close(ctx, c.id, c.cred, client)
+		err := f.d.Close(ctx, c.id, c.cred, other)
 		assert.Equal(t, http.StatusNotFound, apiErr(t, err).Status)
 		assert.Len(t, f.fw.rules, 2)
 	}
+	// Those were failures of the admin scope from there: it is backed off,
+	// even with the right token, and not from elsewhere.
+	_, err = f.d.List(ctx, api.Credentials{Token: adminTk}, other)
+	assert.Equal(t, http.StatusTooManyRequests, apiErr(t, err).Status)
+	// Past 5 refusals a minute from one source, the audit log counts them.
+	f.clk.Advance(time.Minute)
+	require.NoError(t, f.d.audit.Flush())
+	sum := f.last(t)
+	assert.Equal(t, audit.DenySummary, sum.Event)
+	assert.Equal(t, map[string]int{"no_such_lease": 1, "locked_user": 1}, sum.Reasons)
 
 	// The admin sees both; a user only their own; a lease token cannot list.
 	all, err := f.d.List(ctx, api.Credentials{Token: adminTk}, client)
@@ -385,7 +453,7 @@ func TestCloseAndListCredentials(t *testing.T) {
 	// The lease's token closes it; the admin closes the other.
 	require.NoError(t, f.d.Close(ctx, g.Lease.ID, api.Credentials{Token: g.Token}, client))
 	assert.Equal(t, "closed by token", f.last(t).Reason)
-	require.NoError(t, f.d.Close(ctx, other.Lease.ID, api.Credentials{Token: adminTk}, client))
+	require.NoError(t, f.d.Close(ctx, bobs.Lease.ID, api.Credentials{Token: adminTk}, client))
 	assert.Empty(t, f.fw.rules)
 	assert.Empty(t, f.saved(t).Leases)
 	err = f.d.Close(ctx, g.Lease.ID, api.Credentials{Token: g.Token}, client)
@@ -530,7 +598,7 @@ func TestHTTPAPI(t *testing.T) {
 
 	resp, m = post(`{"user":"alice","code":"123456","port":22,"extra":1}`)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
-	assert.Equal(t, `"extra": unknown field (known: user, code, port, ip, duration)`, m["message"])
+	assert.Equal(t, `"extra": unknown field (known: user, code, password, port, ip, duration)`, m["message"])
 	resp, m = post(fmt.Sprintf(`{"user":"alice","code":%q,"port":25}`, f.code(0)))
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.Equal(t, api.CodePortNotAllowed, m["error"])

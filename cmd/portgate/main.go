@@ -4,6 +4,7 @@
 // iptables".
 //
 //	portgate --config /etc/portgate/config.yaml
+//	portgate hash-password < password.txt   # a password_hash for the configuration
 //
 // It serves HTTPS (certificate and key from the configuration or
 // --tls-cert/--tls-key); plain HTTP only with --insecure-plain-http. On
@@ -27,12 +28,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/opsdrill/opsdrill/portgate"
 	"github.com/opsdrill/opsdrill/portgate/api"
 	"github.com/opsdrill/opsdrill/portgate/audit"
+	"github.com/opsdrill/opsdrill/portgate/auth"
 )
 
 func main() {
@@ -42,6 +45,9 @@ func main() {
 type usageError struct{ error }
 
 func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "hash-password" {
+		return hashPassword(args[1:], os.Stdin, os.Stdout, stderr)
+	}
 	fs := flag.NewFlagSet("portgate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -52,9 +58,10 @@ func run(args []string, stderr io.Writer) int {
 		fixed      = fs.Bool("allow-fixed-password", false, "allow the seed's fixed-password mode (fixed_password in the configuration)")
 		logFile    = fs.String("log-file", "", "operational log file (default: standard error)")
 		check      = fs.Bool("check", false, "check the configuration and exit")
+		perms      = fs.Bool("insecure-perms", false, "start even when files holding keys are readable by the group or others")
 	)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: portgate [flags]\n\nOpens a TCP port for the caller's address for a lease, after a TOTP check.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: portgate [flags]\n       portgate hash-password < FILE\n\nOpens a port for the caller's address for a lease, after a TOTP check.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -78,7 +85,7 @@ func run(args []string, stderr io.Writer) int {
 		logOut = f
 	}
 	log := slog.New(slog.NewTextHandler(logOut, nil))
-	err := serve(*configPath, *tlsCert, *tlsKey, *plain, *fixed, *check, log)
+	err := serve(*configPath, *tlsCert, *tlsKey, *plain, *fixed, *check, *perms, log)
 	var ue usageError
 	switch {
 	case err == nil:
@@ -93,7 +100,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 }
 
-func serve(configPath, tlsCert, tlsKey string, plain, fixed, check bool, log *slog.Logger) error {
+func serve(configPath, tlsCert, tlsKey string, plain, fixed, check, insecurePerms bool, log *slog.Logger) error {
 	cfg, err := portgate.LoadConfig(configPath)
 	if err != nil {
 		return usageError{err}
@@ -114,8 +121,8 @@ func serve(configPath, tlsCert, tlsKey string, plain, fixed, check bool, log *sl
 	if cfg.FixedPassword != nil && !fixed {
 		return usageError{portgate.ErrFixedPasswordRefused}
 	}
-	if st, err := os.Stat(configPath); err == nil && st.Mode().Perm()&0o077 != 0 {
-		log.Warn("the configuration file is readable by others; it may hold TOTP keys: chmod 600", "file", configPath)
+	if err := checkPerms(cfg, insecurePerms, log); err != nil {
+		return usageError{err}
 	}
 	if plain {
 		log.Warn("serving PLAIN HTTP (--insecure-plain-http): codes and lease tokens cross the network in clear text; use only on a trusted link")
@@ -139,19 +146,20 @@ func serve(configPath, tlsCert, tlsKey string, plain, fixed, check bool, log *sl
 		return nil
 	}
 
-	var auditOut io.Writer = os.Stdout
+	auditLog := audit.New(os.Stdout, nil)
 	if cfg.AuditLog != "-" {
-		f, err := openAppend(cfg.AuditLog, 0o600)
+		if err := os.MkdirAll(filepath.Dir(cfg.AuditLog), 0o750); err != nil {
+			return usageError{fmt.Errorf("audit_log: %w", err)}
+		}
+		auditLog, err = audit.OpenFile(cfg.AuditLog, audit.FileOptions{MaxBytes: cfg.AuditRotate.MaxBytes, Keep: cfg.AuditRotate.Keep}, nil)
 		if err != nil {
 			return usageError{fmt.Errorf("audit_log: %w", err)}
 		}
-		defer f.Close()
-		auditOut = f
 	}
+	defer auditLog.Close()
 	if err := os.MkdirAll(filepath.Dir(cfg.StateFile), 0o700); err != nil {
 		return fmt.Errorf("state_file: %w", err)
 	}
-	auditLog := audit.New(auditOut, nil)
 	d, err := portgate.New(cfg, portgate.Options{Audit: auditLog, Log: log, FixedPassword: fixed})
 	if err != nil {
 		return usageError{err}
@@ -213,6 +221,57 @@ func serve(configPath, tlsCert, tlsKey string, plain, fixed, check bool, log *sl
 	}
 	log.Info("portgate stopped", "on_shutdown", cfg.OnShutdown)
 	return nil
+}
+
+// checkPerms refuses key files (and a configuration with inline keys, and
+// the TLS key) that the group or others can read, unless --insecure-perms.
+func checkPerms(cfg *portgate.Config, insecure bool, log *slog.Logger) error {
+	err := cfg.CheckPerms()
+	if cfg.TLS.Key != "" {
+		if st, serr := os.Stat(cfg.TLS.Key); serr == nil && st.Mode().Perm()&0o077 != 0 {
+			err = errors.Join(err, fmt.Errorf("%s (TLS key) has mode %04o: group and others must have no access (chmod 600 %s)", cfg.TLS.Key, st.Mode().Perm(), cfg.TLS.Key))
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if insecure {
+		log.Warn("INSECURE PERMISSIONS (--insecure-perms): starting although key material is readable by others", "problems", err.Error())
+		return nil
+	}
+	return fmt.Errorf("refusing to start: %w (or run with --insecure-perms)", err)
+}
+
+// hashPassword reads a password (its first line) from stdin and prints an
+// argon2id hash for password_hash. The password never goes on a command
+// line.
+func hashPassword(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintln(stderr, "usage: portgate hash-password < FILE  (the password is read from standard input, never from arguments)")
+		return 2
+	}
+	b, err := io.ReadAll(io.LimitReader(stdin, 1025))
+	if err != nil {
+		fmt.Fprintf(stderr, "portgate hash-password: %v\n", err)
+		return 1
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	pw = strings.TrimSuffix(pw, "\r")
+	if len(pw) > 1024 {
+		fmt.Fprintln(stderr, "portgate hash-password: the password is longer than 1024 bytes")
+		return 2
+	}
+	if len(pw) < 8 {
+		fmt.Fprintln(stderr, "portgate hash-password: use a password of at least 8 characters")
+		return 2
+	}
+	h, err := auth.HashPassword(pw)
+	if err != nil {
+		fmt.Fprintf(stderr, "portgate hash-password: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, h)
+	return 0
 }
 
 func openAppend(path string, mode os.FileMode) (*os.File, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opsdrill/opsdrill/portgate"
+	"github.com/opsdrill/opsdrill/portgate/auth"
 )
 
 // TestExampleConfig: the example configuration is valid once its key
@@ -22,6 +23,7 @@ func TestExampleConfig(t *testing.T) {
 	cfg := strings.ReplaceAll(string(b), "/etc/portgate/keys/", dir+"/")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "alice.b32"), []byte("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "bob.hex"), []byte("3132333435363738393031323334353637383930\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "carol.b32"), []byte("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n"), 0o600))
 	c, err := portgate.ParseConfig(strings.NewReader(cfg), dir)
 	require.NoError(t, err)
 	assert.Equal(t, []uint16{22, 3389}, c.Ports)
@@ -52,4 +54,32 @@ func TestFlags(t *testing.T) {
 			assert.Contains(t, stderr.String(), c.want)
 		})
 	}
+}
+
+func TestInsecurePermsRefused(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "open.yaml")
+	require.NoError(t, os.WriteFile(p, []byte("ports: [22]\nusers:\n  - {name: alice, secret: GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ}\n"), 0o600))
+	require.NoError(t, os.Chmod(p, 0o644))
+	var stderr bytes.Buffer
+	assert.Equal(t, 2, run([]string{"--config", p, "--insecure-plain-http", "--check"}, &stderr))
+	assert.Contains(t, stderr.String(), "refusing to start")
+	assert.Contains(t, stderr.String(), "mode 0644")
+	stderr.Reset()
+	assert.Equal(t, 0, run([]string{"--config", p, "--insecure-plain-http", "--check", "--insecure-perms"}, &stderr), stderr.String())
+	assert.Contains(t, stderr.String(), "INSECURE PERMISSIONS")
+}
+
+func TestHashPassword(t *testing.T) {
+	var out, errb bytes.Buffer
+	assert.Equal(t, 0, hashPassword(nil, strings.NewReader("correct horse battery\n"), &out, &errb), errb.String())
+	h := strings.TrimSpace(out.String())
+	ph, err := auth.ParsePasswordHash(h)
+	require.NoError(t, err)
+	assert.True(t, ph.Verify("correct horse battery"))
+	assert.NotContains(t, h, "correct horse")
+	out.Reset()
+	assert.Equal(t, 2, hashPassword([]string{"pw"}, strings.NewReader(""), &out, &errb), "never from arguments")
+	assert.Equal(t, 2, hashPassword(nil, strings.NewReader("short\n"), &out, &errb))
+	assert.Empty(t, out.String())
 }

@@ -49,6 +49,8 @@ const (
 	CodeBadRequest     = "bad_request"
 	CodeAuthFailed     = "auth_failed"
 	CodeLockedOut      = "locked_out"
+	CodeRateLimited    = "rate_limited"
+	CodeTooManyLeases  = "too_many_leases"
 	CodePortNotAllowed = "port_not_allowed"
 	CodeIPNotAllowed   = "ip_not_allowed"
 	CodeNotFound       = "not_found"

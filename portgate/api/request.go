@@ -21,7 +21,9 @@ const MaxBody = 4096
 type OpenRequest struct {
 	User string
 	Code string
-	Port uint16
+	// Password is the second factor, for users who have one.
+	Password string
+	Port     uint16
 	// IP is the address to let in; invalid means the request's source.
 	IP netip.Addr
 	// Duration is the lease length; 0 means the configured default.
@@ -87,6 +89,8 @@ func ParseOpenRequest(body []byte) (OpenRequest, error) {
 			err = decodeString(dec, &r.User)
 		case "code":
 			err = decodeString(dec, &r.Code)
+		case "password":
+			err = decodeString(dec, &r.Password)
 		case "ip":
 			err = decodeString(dec, &ipText)
 		case "duration":
@@ -98,7 +102,7 @@ func ParseOpenRequest(body []byte) (OpenRequest, error) {
 				r.Port, err = parsePort(string(raw))
 			}
 		default:
-			return r, bad(safeKey(key), "unknown field (known: user, code, port, ip, duration)")
+			return r, bad(safeKey(key), "unknown field (known: user, code, password, port, ip, duration)")
 		}
 		if err != nil {
 			return r, bad(key, "%v", err)
@@ -115,6 +119,9 @@ func ParseOpenRequest(body []byte) (OpenRequest, error) {
 	}
 	if !codeRE.MatchString(r.Code) {
 		return r, bad("code", "required: 6 to 8 digits")
+	}
+	if len(r.Password) > 1024 {
+		return r, bad("password", "at most 1024 bytes")
 	}
 	if !havePort {
 		return r, bad("port", "required")
@@ -205,8 +212,9 @@ type Credentials struct {
 	// Token is a bearer token: a lease's own token or an admin token.
 	Token string
 	// User and Code are TOTP credentials (HTTP Basic, the code as the
-	// password).
-	User, Code string
+	// password, followed by ":" and the user's password when they have
+	// one).
+	User, Code, Password string
 }
 
 // ParseAuthorization reads an Authorization header: "Bearer TOKEN" or
@@ -227,11 +235,12 @@ func ParseAuthorization(h string) (Credentials, error) {
 		if err != nil {
 			return Credentials{}, bad("Authorization", "malformed Basic credentials")
 		}
-		u, c, ok := strings.Cut(string(b), ":")
-		if !ok || !userRE.MatchString(u) || !codeRE.MatchString(c) {
-			return Credentials{}, bad("Authorization", "Basic credentials must be user:code")
+		u, rest, ok := strings.Cut(string(b), ":")
+		c, pw, _ := strings.Cut(rest, ":")
+		if !ok || !userRE.MatchString(u) || !codeRE.MatchString(c) || len(pw) > 1024 {
+			return Credentials{}, bad("Authorization", "Basic credentials must be user:code or user:code:password")
 		}
-		return Credentials{User: u, Code: c}, nil
+		return Credentials{User: u, Code: c, Password: pw}, nil
 	}
 	return Credentials{}, bad("Authorization", `expected "Bearer TOKEN" or "Basic" credentials`)
 }

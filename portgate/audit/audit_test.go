@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -77,4 +80,66 @@ func TestWriteErrorKept(t *testing.T) {
 	l := New(failing{}, nil)
 	l.Write(Event{Event: Start})
 	assert.EqualError(t, l.Err(), "disk full")
+}
+
+func TestRefusalsAggregatedPerSourcePerMinute(t *testing.T) {
+	var b bytes.Buffer
+	at := time.Date(2026, 5, 1, 12, 0, 10, 0, time.UTC)
+	l := New(&b, func() time.Time { return at })
+	attacker, user := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("192.0.2.1")
+	for i := range 500 {
+		reason := "bad_code"
+		if i%2 == 1 {
+			reason = "locked_user"
+		}
+		l.Write(Event{Event: Deny, User: "alice", Source: attacker, Port: 22, Reason: reason})
+	}
+	l.Write(Event{Event: Deny, User: "alice", Source: user, Port: 22, Reason: "bad_code"})
+	l.Write(Event{Event: Open, User: "alice", Source: user, Port: 22})
+	at = at.Add(time.Minute)
+	require.NoError(t, l.Flush())
+	var got []Event
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var e Event
+		require.NoError(t, json.Unmarshal([]byte(line), &e))
+		got = append(got, e)
+	}
+	require.Len(t, got, DenyBurst+3, "the first refusals in full, one summary, and the rest")
+	sum := got[len(got)-1]
+	assert.Equal(t, DenySummary, sum.Event)
+	assert.Equal(t, attacker, sum.Source)
+	assert.Equal(t, 500-DenyBurst, sum.Count)
+	assert.Equal(t, map[string]int{"bad_code": 247, "locked_user": 248}, sum.Reasons)
+	assert.True(t, sum.Time.Equal(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)))
+	assert.True(t, sum.Until.Equal(time.Date(2026, 5, 1, 12, 1, 0, 0, time.UTC)))
+	assert.Equal(t, Open, got[len(got)-2].Event, "other events are never held back")
+}
+
+func TestFileRotatesBySize(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "audit.jsonl")
+	// A file portgate did not write stays untouched.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "audit.jsonl.notes"), []byte("mine"), 0o600))
+	l, err := OpenFile(p, FileOptions{MaxBytes: 1000, Keep: 2}, nil)
+	require.NoError(t, err)
+	for i := range 100 {
+		l.Write(Event{Event: Open, User: "alice", Lease: fmt.Sprintf("pg-%016d", i)})
+	}
+	require.NoError(t, l.Close())
+	for _, name := range []string{"audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		require.NoError(t, err, name)
+		assert.LessOrEqual(t, st.Size(), int64(1000), name)
+		assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), name)
+	}
+	_, err = os.Stat(filepath.Join(dir, "audit.jsonl.3"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "only keep rotated files")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "pg-0000000000000099", "the newest events are in the live file")
+	notes, err := os.ReadFile(filepath.Join(dir, "audit.jsonl.notes"))
+	require.NoError(t, err)
+	assert.Equal(t, "mine", string(notes))
+	l.Write(Event{Event: Open})
+	assert.Error(t, l.Err(), "writing after Close is an error, kept")
 }

@@ -152,36 +152,8 @@ func (f *File) Save(s State) error {
 	if err != nil {
 		return fmt.Errorf("state file: %w", err)
 	}
-	dir := filepath.Dir(f.Path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+".*")
-	if err != nil {
+	if err := WriteFileAtomic(f.Path, append(b, '\n')); err != nil {
 		return fmt.Errorf("state file: %w", err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), f.Path); err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	done = true
-	if err := syncDir(dir); err != nil {
-		return err
 	}
 	// The snapshot holds everything: start the journal afresh.
 	if f.journal != nil {
@@ -234,6 +206,42 @@ func (f *File) Close() error {
 	err := f.journal.Close()
 	f.journal = nil
 	return err
+}
+
+// WriteFileAtomic replaces path with b, readable by the owner only: a
+// temporary file in the same folder is written, synced and renamed over
+// it, and the folder is synced, so path is always either the old or the new
+// content.
+func WriteFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	done = true
+	return syncDir(dir)
 }
 
 func syncDir(dir string) error {

@@ -78,13 +78,31 @@ func NewToken() (token, hash string) {
 // Table holds leases by id and by key. It is not safe for concurrent use;
 // the daemon serialises access.
 type Table struct {
-	byID  map[string]*Lease
-	byKey map[Key]map[string]*Lease
+	byID   map[string]*Lease
+	byKey  map[Key]map[string]*Lease
+	byUser map[string]int
 }
 
 // NewTable returns an empty Table.
 func NewTable() *Table {
-	return &Table{byID: map[string]*Lease{}, byKey: map[Key]map[string]*Lease{}}
+	return &Table{byID: map[string]*Lease{}, byKey: map[Key]map[string]*Lease{}, byUser: map[string]int{}}
+}
+
+// UserLen is the number of leases of user.
+func (t *Table) UserLen(user string) int { return t.byUser[user] }
+
+// Find returns the live lease of user on k that ends last.
+func (t *Table) Find(user string, k Key, now time.Time) (Lease, bool) {
+	var best *Lease
+	for _, l := range t.byKey[k] {
+		if l.User == user && l.Live(now) && (best == nil || l.Expires.After(best.Expires)) {
+			best = l
+		}
+	}
+	if best == nil {
+		return Lease{}, false
+	}
+	return *best, true
 }
 
 // Len is the number of leases.
@@ -100,6 +118,7 @@ func (t *Table) Add(l Lease) {
 		t.byKey[k] = map[string]*Lease{}
 	}
 	t.byKey[k][l.ID] = &c
+	t.byUser[l.User]++
 }
 
 // Get returns the lease with id.
@@ -118,6 +137,9 @@ func (t *Table) Remove(id string) (Lease, bool) {
 		return Lease{}, false
 	}
 	delete(t.byID, id)
+	if t.byUser[l.User]--; t.byUser[l.User] <= 0 {
+		delete(t.byUser, l.User)
+	}
 	k := l.Key()
 	delete(t.byKey[k], id)
 	if len(t.byKey[k]) == 0 {

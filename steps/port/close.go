@@ -19,9 +19,11 @@ type Close struct {
 	LeaseID string `yaml:"lease_id" required:"true" doc:"the lease to close (port.open's lease_id output)"`
 	Token   string `yaml:"token" doc:"the lease's bearer token (port.open's token output) or an admin token"`
 	User    string `yaml:"user" doc:"instead of a token: the lease's owner, with secret, secret_hex or code"`
-	TOTP    `yaml:",inline"`
-	Conn    `yaml:",inline"`
-	Expect  string `yaml:"expect" doc:"closed: fail unless the lease is closed or already gone; any: only report"`
+	// Password is the owner's second factor, when portgate asks for one.
+	Password string `yaml:"password" doc:"with user: the owner's password, when portgate requires a second factor"`
+	TOTP     `yaml:",inline"`
+	Conn     `yaml:",inline"`
+	Expect   string `yaml:"expect" doc:"closed: fail unless the lease is closed or already gone; any: only report"`
 
 	now func() time.Time
 }
@@ -46,8 +48,8 @@ func (c *Close) Validate() error {
 		if err := c.TOTP.validate(true); err != nil {
 			return err
 		}
-	case c.TOTP.hasKey() || c.Code != "":
-		return errors.New("secret, code: only with user")
+	case c.TOTP.hasKey() || c.Code != "" || c.Password != "":
+		return errors.New("secret, code, password: only with user")
 	}
 	switch c.Expect {
 	case "closed", "any":
@@ -59,7 +61,7 @@ func (c *Close) Validate() error {
 
 // Run closes the lease.
 func (c *Close) Run(ctx context.Context, env *steps.Env) error {
-	for _, s := range []string{c.Token, c.Secret, c.SecretHex, c.Code} {
+	for _, s := range []string{c.Token, c.Secret, c.SecretHex, c.Code, c.Password} {
 		env.Secret(s)
 	}
 	base := strings.TrimRight(c.URL, "/")
@@ -79,7 +81,11 @@ func (c *Close) Run(ctx context.Context, env *steps.Env) error {
 			}
 		}
 		env.Secret(code)
-		auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(c.User+":"+code))
+		cred := c.User + ":" + code
+		if c.Password != "" {
+			cred += ":" + c.Password
+		}
+		auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cred))
 		env.Secret(auth)
 		defer func() {
 			if counter > 0 {

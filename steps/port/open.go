@@ -65,7 +65,7 @@ type Open struct {
 	Port          int               `yaml:"port" doc:"the TCP port to open (required with mode: portgate)"`
 	IP            string            `yaml:"ip" doc:"the address to open for, when the opener lets callers name one (default: the caller's own)"`
 	Duration      time.Duration     `yaml:"duration" doc:"portgate: lease length in whole seconds (default: the server's, 5m)"`
-	Password      string            `yaml:"password" doc:"form: the password"`
+	Password      string            `yaml:"password" doc:"form: the password; portgate: the user's second factor, sent with the code"`
 	PasswordField string            `yaml:"password_field" doc:"form: name of the password field (openport.php's is pw)"`
 	IPField       string            `yaml:"ip_field" doc:"form: name of the address field, sent when ip is set (openport.php's is ipaddr)"`
 	Fields        map[string]string `yaml:"fields" doc:"form: further fields to send"`
@@ -127,7 +127,7 @@ func (o *Open) Validate() error {
 		if o.Duration < 0 || o.Duration%time.Second != 0 || (o.Duration > 0 && o.Duration < time.Second) {
 			return fmt.Errorf("duration: must be a whole number of seconds, got %s", o.Duration)
 		}
-		for name, set := range map[string]bool{"password": o.Password != "", "fields": len(o.Fields) > 0, "success_match": o.SuccessMatch != ""} {
+		for name, set := range map[string]bool{"fields": len(o.Fields) > 0, "success_match": o.SuccessMatch != ""} {
 			if set {
 				return fmt.Errorf("%s: only with mode: form", name)
 			}
@@ -201,6 +201,9 @@ func (o *Open) runPortgate(ctx context.Context, env *steps.Env) error {
 	env.SetOutput("code", code)
 
 	req := map[string]any{"user": o.User, "code": code, "port": o.Port}
+	if o.Password != "" {
+		req["password"] = o.Password
+	}
 	if o.IP != "" {
 		req["ip"] = o.IP
 	}

@@ -61,7 +61,6 @@ func TestOpenValidate(t *testing.T) {
 		{"timeout", func(o *Open) { o.Timeout = 0 }, "timeout: must be positive"},
 		{"host", func(o *Open) { o.Host = "pgclient1" }, `host: "pgclient1" is not a host reference`},
 		{"tls both", func(o *Open) { o.CACert, o.InsecureTLS = "ca.pem", true }, "ca_cert, insecure_tls: give one, not both"},
-		{"password in portgate mode", func(o *Open) { o.Password = "x" }, "password: only with mode: form"},
 		{"form without password", func(o *Open) { o.Mode, o.User, o.Secret = "form", "", "" }, "password: required with mode: form"},
 		{"form with key", func(o *Open) { o.Mode, o.User, o.Password = "form", "", "p" }, "secret: only with mode: portgate"},
 		{"form field name", func(o *Open) { o.Mode, o.User, o.Secret, o.Password, o.PasswordField = "form", "", "", "p", "p w" }, `password_field: "p w" is not a form field name`},
@@ -101,7 +100,7 @@ func TestCloseValidate(t *testing.T) {
 		{"no credentials", func(c *Close) { c.Token = "" }, "token: required"},
 		{"both", func(c *Close) { c.User = "drill" }, "token, user: give a token or user credentials, not both"},
 		{"user without key", func(c *Close) { c.Token, c.User = "", "drill" }, "secret: required"},
-		{"key without user", func(c *Close) { c.Secret = rfcSecret }, "secret, code: only with user"},
+		{"key without user", func(c *Close) { c.Secret = rfcSecret }, "secret, code, password: only with user"},
 		{"lease id", func(c *Close) { c.LeaseID = "../admin" }, `lease_id: "../admin" is not a lease id`},
 		{"expect", func(c *Close) { c.Expect = "opened" }, "expect: must be closed or any"},
 	} {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/opsdrill/opsdrill/portgate/auth"
 	pgt "github.com/opsdrill/opsdrill/portgate/portgatetest"
 	"github.com/opsdrill/opsdrill/steps"
 )
@@ -276,4 +277,31 @@ func TestFormMode(t *testing.T) {
 	assert.Empty(t, r.leaked("randompassword123"))
 	assert.True(t, pgt.ProbeFrom(g.UplinkIP, svc, 5*time.Second))
 	assert.False(t, pgt.ProbeFrom(g.UplinkIP2, svc, closedWait))
+}
+
+// TestSecondFactorAnd8Digits: a user with 8-digit codes and a password
+// (argon2id) gets in with both factors only, end to end through the real
+// portgate, and neither the code nor the password shows in any output.
+func TestSecondFactorAnd8Digits(t *testing.T) {
+	hash, err := auth.HashPassword("correct horse battery")
+	require.NoError(t, err)
+	g, mk, svc := gateSteps(t, pgt.Options{Extra: "  - {name: erin, secret: " + pgt.SecretB32 + ", digits: 8, period: 5s, password_hash: '" + hash + "'}\n"})
+	erin := func(o *Open) { o.User, o.Digits, o.Period = "erin", 8, 5 }
+
+	r := runStep(t, mk(func(o *Open) { erin(o); o.Expect = "refused" }))
+	require.NoError(t, r.err)
+	assert.Equal(t, 401, r.out["status"], "the code alone is not enough")
+	r = runStep(t, mk(func(o *Open) { erin(o); o.Password, o.Expect = "correct horse batterY", "refused" }))
+	require.NoError(t, r.err)
+	assert.Equal(t, 401, r.out["status"], "a wrong password")
+	assert.False(t, pgt.ProbeFrom(g.UplinkIP, svc, closedWait))
+
+	open := runStep(t, mk(func(o *Open) { erin(o); o.Password = "correct horse battery" }))
+	require.NoError(t, open.err)
+	assert.Len(t, open.out["code"], 8)
+	assert.Empty(t, open.leaked("correct horse battery"))
+	assert.True(t, pgt.ProbeFrom(g.UplinkIP, svc, 5*time.Second))
+	assert.Equal(t, []string{"bad_password", "bad_password"}, g.Reasons("deny"))
+	assert.NotContains(t, g.AuditRaw(), "correct horse")
+	require.NoError(t, open.undo[0](context.Background()))
 }
