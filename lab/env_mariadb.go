@@ -247,6 +247,9 @@ type MariaDBPair struct {
 	// Logf, when set, receives a line per stage of a failover, switchover
 	// or rebuild, with its time.
 	Logf func(format string, args ...any)
+	// OnFault, when set, is called at the instant a fault struck the
+	// writer (killed, cut off), for a drill's timeline.
+	OnFault func(what string, at time.Time)
 
 	nodes   [2]*Host
 	dns     *Host
@@ -255,6 +258,15 @@ type MariaDBPair struct {
 
 // begin starts timing an operation for logf.
 func (p *MariaDBPair) begin() { p.opStart = time.Now() }
+
+// fault reports a fault that struck now.
+func (p *MariaDBPair) fault(what string) {
+	at := time.Now()
+	if p.OnFault != nil {
+		p.OnFault(what, at)
+	}
+	p.logf("%s", what)
+}
 
 func (p *MariaDBPair) logf(format string, args ...any) {
 	if p.Logf != nil {
@@ -686,7 +698,7 @@ func (p *MariaDBPair) FailOver(ctx context.Context) (old, promoted *Host, err er
 	if err != nil {
 		return nil, nil, err
 	}
-	p.logf("%s killed", old.Name)
+	p.fault(old.Name + " killed")
 	promoted = p.Other(old)
 	if err := p.Promote(ctx, promoted); err != nil {
 		return old, nil, err
@@ -697,6 +709,91 @@ func (p *MariaDBPair) FailOver(ctx context.Context) (old, promoted *Host, err er
 	}
 	p.logf("endpoint points at %s", promoted.Name)
 	return old, promoted, nil
+}
+
+// Partition cuts the writer off the lab network (it keeps running, as a
+// primary on the wrong side of a network failure does), promotes the
+// standby after it applied what it received, and points the endpoint at
+// it. With fence, the lab's control plane (docker exec needs no network)
+// first demotes the cut-off writer to read-only, as RDS's own agent fences
+// a failed primary; without, the old writer stays writable: the split
+// brain a drill must catch once the partition heals. The old writer stays
+// cut off until Heal.
+func (p *MariaDBPair) Partition(ctx context.Context, fence bool) (old, promoted *Host, err error) {
+	p.begin()
+	old, err = p.Writer(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	promoted = p.Other(old)
+	if st, err := promoted.State(ctx); err != nil || st != "running" {
+		return old, nil, fmt.Errorf("no standby to fail over to: %s is %s", promoted.Name, st)
+	}
+	if err := old.Disconnect(ctx); err != nil {
+		return old, nil, err
+	}
+	p.fault(old.Name + " cut off the network")
+	if fence {
+		// Commits waiting for the standby's semi-sync acknowledgement would
+		// hold read_only back for rpl_semi_sync_master_timeout; turning
+		// semi-sync off releases them (their clients are cut off too: to
+		// them the outcome is unknown).
+		if _, err := p.SQL(ctx, old, "SET GLOBAL rpl_semi_sync_master_enabled = OFF; SET GLOBAL read_only = ON;"); err != nil {
+			return old, nil, fmt.Errorf("fence %s: %w", old.Name, err)
+		}
+		p.logf("%s fenced: read-only", old.Name)
+	}
+	if err := p.Promote(ctx, promoted); err != nil {
+		return old, nil, err
+	}
+	p.logf("%s promoted", promoted.Name)
+	if err := p.PointEndpoint(ctx, promoted); err != nil {
+		return old, promoted, err
+	}
+	p.logf("endpoint points at %s", promoted.Name)
+	return old, promoted, nil
+}
+
+// Heal attaches a host cut off by Partition to the lab network again.
+func (p *MariaDBPair) Heal(ctx context.Context, h *Host) error {
+	on, err := h.Connected(ctx)
+	if err != nil || on {
+		return err
+	}
+	if err := h.Reconnect(ctx); err != nil {
+		return err
+	}
+	p.logf("%s reconnected", h.Name)
+	return nil
+}
+
+// EnsureStandby makes the pair whole after any fault: the host that is
+// not the writer is reconnected when cut off and, unless it already
+// replicates from the writer and has caught up, rebuilt as its standby
+// (booted first when down). It does nothing to a healthy pair.
+func (p *MariaDBPair) EnsureStandby(ctx context.Context) error {
+	w, err := p.Writer(ctx)
+	if err != nil {
+		return err
+	}
+	s := p.Other(w)
+	if err := p.Heal(ctx, s); err != nil {
+		return err
+	}
+	mode, err := p.Replication(ctx)
+	if err != nil {
+		return err
+	}
+	if st, err := s.State(ctx); err == nil && st == "running" {
+		if lag, err := p.replicationLag(ctx, w, s, mode); err == nil && lag == "" {
+			return nil
+		}
+	}
+	if err := p.Rebuild(ctx, s); err != nil {
+		return err
+	}
+	// A fenced writer had semi-sync switched off: the mode holds for both.
+	return p.SetReplication(ctx, mode)
 }
 
 // Switchover is what RDS does on a reboot with failover: the writer stops

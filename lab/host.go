@@ -197,6 +197,21 @@ func (h *Host) Reconnect(ctx context.Context) error {
 	return nil
 }
 
+// Connected reports whether the host is attached to the lab network (false
+// after Disconnect).
+func (h *Host) Connected(ctx context.Context) (bool, error) {
+	ins, err := h.lab.eng.cli.ContainerInspect(ctx, h.ContainerID, client.ContainerInspectOptions{})
+	if err != nil {
+		return false, fmt.Errorf("inspect host %s: %w", h.Name, err)
+	}
+	ns := ins.Container.NetworkSettings
+	if ns == nil {
+		return false, nil
+	}
+	_, ok := ns.Networks[h.lab.Network]
+	return ok, nil
+}
+
 // State returns the container state: running, exited, ..., or "missing"
 // when the container no longer exists.
 func (h *Host) State(ctx context.Context) (string, error) {

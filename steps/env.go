@@ -60,6 +60,11 @@ func (e *Env) Note(kind, label string, at time.Time) {
 	e.hooks.Timeline.Note(Moment{Kind: kind, Label: label, Step: e.StepID, At: at})
 }
 
+// NoteData is Note with what the step knows of the moment (see Moment.Data).
+func (e *Env) NoteData(kind, label string, at time.Time, data map[string]any) {
+	e.hooks.Timeline.Note(Moment{Kind: kind, Label: label, Step: e.StepID, At: at, Data: data})
+}
+
 // Timeline returns the scenario's timeline.
 func (e *Env) Timeline() *Timeline { return e.hooks.Timeline }
 

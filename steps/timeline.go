@@ -15,6 +15,9 @@ type Moment struct {
 	Label string    // what a chart shows
 	Step  string    // id of the step that noted it
 	At    time.Time // wall clock, monotonic reading stripped
+	// Data is what the noting step knows of the moment for later steps
+	// (db.failover: the writers before and after); JSON-friendly values.
+	Data map[string]any
 }
 
 // Timeline holds one scenario's moments. The runner gives every step of a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,15 +96,15 @@ func BenchmarkOpLogMillion(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, c := range cycles {
+		for ci, c := range cycles {
 			for v := int64(1); v <= perWriter; v++ {
 				if v%1000 != 0 {
-					h.observe(c, v)
+					h.observe(v*int64(writers)+int64(ci), c, v)
 				}
 			}
 		}
 		h.judge()
-		h.downtime()
+		h.downtime(math.MinInt64)
 		t := h.totals()
 		close(stop)
 		<-sampled
@@ -283,7 +284,7 @@ func BenchmarkDowntimeResolution(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		measured := h.downtime().ms()
+		measured := h.downtime(math.MinInt64).ms()
 		// How finely the acknowledgements sample time outside the freeze:
 		// the gaps between consecutive ones, the largest (the freeze) left out.
 		gaps := make([]float64, 0, len(h.acks))

@@ -231,19 +231,69 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// Identity is which server answers as the writer.
+// Identity is which server answers, and whether it takes writes.
 type Identity struct {
 	Hostname string
 	ServerID int64
-	ReadOnly bool
-	Version  string
+	// ReadOnly: the server refuses the drill's writes. ReadOnlyBy names the
+	// variables that say so: read_only (MariaDB, MySQL, RDS standbys),
+	// super_read_only (MySQL replicas), innodb_read_only (Aurora MySQL
+	// readers).
+	ReadOnly   bool
+	ReadOnlyBy []string
+	Version    string
 }
 
-// identity asks the server who it is.
+// readOnlyVars are the variables that make a MySQL-family server refuse
+// writes; a server lacking one (MariaDB has no super_read_only) simply
+// does not report it.
+var readOnlyVars = []string{"read_only", "super_read_only", "innodb_read_only"}
+
+// identity asks the server who it is and whether it is writable.
 func identity(ctx context.Context, db *sql.DB) (Identity, error) {
 	var id Identity
-	var ro int
-	err := db.QueryRowContext(ctx, "SELECT @@hostname, @@server_id, @@read_only, VERSION()").Scan(&id.Hostname, &id.ServerID, &ro, &id.Version)
-	id.ReadOnly = ro != 0
-	return id, err
+	if err := db.QueryRowContext(ctx, "SELECT @@hostname, @@server_id, VERSION()").Scan(&id.Hostname, &id.ServerID, &id.Version); err != nil {
+		return id, err
+	}
+	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('"+strings.Join(readOnlyVars, "', '")+"')")
+	if err != nil {
+		return id, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, value string
+		if err := rows.Scan(&name, &value); err != nil {
+			return id, err
+		}
+		if on := strings.ToUpper(value); on == "ON" || on == "1" {
+			id.ReadOnly = true
+			id.ReadOnlyBy = append(id.ReadOnlyBy, strings.ToLower(name))
+		}
+	}
+	return id, rows.Err()
+}
+
+// String names the server for messages.
+func (id Identity) String() string {
+	return fmt.Sprintf("%s (server_id %d)", id.Hostname, id.ServerID)
+}
+
+// resolvedAddr is the address the DSN's host resolves to now, ip:port.
+func (c *Conn) resolvedAddr(ctx context.Context) (string, error) {
+	host, port, err := net.SplitHostPort(c.addr())
+	if err != nil {
+		return "", err
+	}
+	ip, err := c.resolve(ctx, host)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(ip, port), nil
+}
+
+// at returns the connection pinned to addr (ip:port) instead of the DSN's
+// host.
+func (c Conn) at(addr string) Conn {
+	c.DSN = pinDSN(c.DSN, addr)
+	return c
 }

@@ -31,8 +31,11 @@ func init() {
 			"that `table` has the runbook's schema (id, cycle, counter, failover_date; created when absent) and that the user may insert and select; " +
 			"any problem is an error naming the parameter, and nothing is written. " +
 			"Then `writers` writers insert `cycle = RUN-cycleN, counter = 1, 2, 3, ...` until `duration` passes or each made `count` writes. " +
-			"Every write is recorded in the op log (artifact oplog.jsonl) as invoke and then ok (acknowledged), fail (certainly not done) or " +
-			"unknown (sent, then the connection died or timed out), with microsecond monotonic timestamps, streamed to disk. " +
+			"A run tag that already has rows in the table is refused. " +
+			"Every write is recorded in the op log (artifact oplog.jsonl) as invoke and then ok (acknowledged, with the row id), fail (certainly not done) or " +
+			"unknown (sent, then the connection died or timed out, or the server answered with an error that can follow a commit: " +
+			"ER_SERVER_SHUTDOWN 1053, ER_QUERY_INTERRUPTED 1317, ER_CONNECTION_KILLED 1927), with microsecond monotonic timestamps, streamed to disk; " +
+			"every server address the writers connect to is logged too. " +
 			"After an error a writer reconnects with exponential backoff (backoff_min to backoff_max); every connection resolves the host again " +
 			"through `resolver`, so writers follow the endpoint's CNAME; `pin` writes to the first address only. " +
 			"Run it with `background: true` and join it with `wait` before db.verify.",
@@ -93,14 +96,23 @@ func init() {
 	steps.Register(steps.Spec{
 		Name:    "db.verify",
 		Summary: "Judge a flood's op log against the new primary: lost, recovered, unexpected, duplicate writes and write downtime",
-		Doc: "Reads the op log and every row of the flood's run from the DSN's server (the new primary: it refuses a read-only server unless " +
-			"`allow_replica`). Per write: lost = acknowledged but missing (the verdict), recovered = outcome unknown but present, " +
+		Doc: "Reads the op log and every row of the flood's run from the DSN's server (the new primary: it refuses a read-only server " +
+			"(read_only, super_read_only, or an Aurora reader's innodb_read_only) unless `allow_replica`). Rows are matched to writes by cycle, " +
+			"counter and the row id the server acknowledged, so a leftover row cannot stand in for a lost write. " +
+			"The history must contain the fault: a failover moment of the scenario's timeline (db.failover's trigger or completion, a lab kill " +
+			"or partition) must fall inside the flood, with acknowledged writes on both sides (a pinned flood: writes still attempted after it); " +
+			"otherwise the step fails (\"the failover happened outside the load (flood ended 6.1 s before the trigger)\"), also without any " +
+			"failover unless `require_failover: false`. The server read must be the new writer db.failover saw; and every server known from the " +
+			"op log and the failover (old and new writer) is asked whether it takes writes: two writable servers are a split_brain failure naming both. " +
+			"Per write: lost = acknowledged but missing (the verdict), recovered = outcome unknown but present, " +
 			"unexpected = present but never attempted, duplicates = more than one row, failed_present = present although the server refused it. " +
 			"Per cycle it also gives the runbook's comparison: the last acknowledged counter (max_acked) against max(counter) in the database (max_in_db). " +
-			"write_downtime_ms is the longest gap between two acknowledged writes across all writers (µs precision), with its start and end. " +
-			"Evidence: the runbook table, a per-second timeline of acknowledged and failed writes with the failover and DNS switch marked " +
-			"(moments noted on the scenario's timeline), and the lost counters. The step fails when a write was lost, unexpected, duplicated or " +
-			"present although refused, unless `report_only`.",
+			"write_downtime_ms is the longest gap between two acknowledged writes across all writers that ends after the failover's trigger (µs precision), " +
+			"with its start and end; writes_resumed only when acknowledged writes follow it. " +
+			"Evidence: the verdict in words (headline), the writers table (the runbook's check), the servers and whether each takes writes, " +
+			"a per-second timeline of acknowledged and failed writes with the failover and DNS switch marked " +
+			"(moments noted on the scenario's timeline), and the lost counters. The step also fails when a write was lost, unexpected, duplicated or " +
+			"present although refused, unless `report_only` (which never excuses a fault outside the load, the wrong server or split brain).",
 		New: newVerify,
 		Outputs: []steps.Output{
 			{Name: "lost", Type: "int", Doc: "acknowledged writes missing from the database"},
@@ -123,7 +135,14 @@ func init() {
 			{Name: "downtime_end_s", Type: "float", Doc: "the gap's end in seconds since the flood started"},
 			{Name: "writes_resumed", Type: "bool", Doc: "writes were acknowledged again after the gap"},
 			{Name: "oplog_complete", Type: "bool", Doc: "the op log ends with its end line (false: the flood was killed)"},
-			{Name: "verified_on", Type: "map", Doc: "hostname, server_id and read_only of the server read"},
+			{Name: "verified_on", Type: "map", Doc: "hostname, server_id, read_only and address of the server read"},
+			{Name: "verified_new_writer", Type: "bool", Doc: "the server read is the new writer db.failover saw"},
+			{Name: "fault_in_load", Type: "bool", Doc: "a failover moment falls inside the flood's history, acknowledged writes on both sides"},
+			{Name: "fault", Type: "string", Doc: "the moment that did (or the nearest one), as the timeline labels it"},
+			{Name: "split_brain", Type: "bool", Doc: "more than one server took writes after the failover"},
+			{Name: "writable_servers", Type: "list", Doc: "the servers that take writes (hostname and server_id)"},
+			{Name: "dns_switch_ms", Type: "float", Doc: "from the failover's trigger to the DNS switch dns.watch noted; -1 without one"},
+			{Name: "headline", Type: "string", Doc: "the verdict in words: \"0 of 6,652 acknowledged writes lost; writes stopped 2.76 s; DNS moved 3.6 s after the trigger; no split brain\""},
 		},
 		Figures: verifyFigures,
 		Examples: []steps.Example{

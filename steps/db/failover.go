@@ -29,10 +29,14 @@ type Failover struct {
 	Region         string `yaml:"region" doc:"aws-rds: region (default: from the AWS configuration)"`
 	EndpointURL    string `yaml:"endpoint_url" doc:"aws-rds: API endpoint (BaseEndpoint) instead of AWS's, e.g. http://localhost:4566; lab:LABID serves the lab's RDS-compatible API in-process"`
 	ForceFailover  bool   `yaml:"force_failover" doc:"aws-rds with instance: reboot with failover (false reboots in place, which the check must then catch)"`
+	// AWS updates an instance's zones after the writer moved.
+	AZWait time.Duration `yaml:"az_wait" doc:"aws-rds with instance: after the writer changed, wait this long for DescribeDBInstances to show the zones swapped (AWS: \"within a few seconds to <10 minutes\"); 0: report the zones as first seen"`
 
 	// lab.
-	Lab    string `yaml:"lab" doc:"lab: the lab id (default: the only lab running mariadb-pair)"`
-	Action string `yaml:"action" doc:"lab: kill (default: SIGKILL the writer's host, promote, repoint) or switchover (graceful, like RDS's reboot with failover)"`
+	Lab          string        `yaml:"lab" doc:"lab: the lab id (default: the only lab running mariadb-pair)"`
+	Action       string        `yaml:"action" doc:"lab: kill (default: SIGKILL the writer's host, promote, repoint), partition (cut the writer off the network, promote, repoint) or switchover (graceful, like RDS's reboot with failover)"`
+	PartitionFor time.Duration `yaml:"partition_for" doc:"lab partition: heal the partition this long after it began (the old writer is reachable again, so db.verify can check it for split brain); 0: only when the scenario ends"`
+	Fence        bool          `yaml:"fence" doc:"lab partition: the lab's control plane makes the cut-off writer read-only, as RDS fences a failed primary; false leaves it writable (the split brain db.verify must catch)"`
 
 	// command.
 	Command []string `yaml:"command" doc:"command: argv of the script that fails over (no shell)"`
@@ -42,10 +46,14 @@ type Failover struct {
 }
 
 func newFailover() steps.Step {
-	return &Failover{ForceFailover: true, Action: "kill", Poll: time.Second, CompleteWithin: 10 * time.Minute, ConnectTimeout: 2 * time.Second}
+	return &Failover{ForceFailover: true, Action: "kill", Fence: true, PartitionFor: 10 * time.Second, Poll: time.Second, CompleteWithin: 10 * time.Minute,
+		ConnectTimeout: 2 * time.Second, AZWait: 10 * time.Minute}
 }
 
-var drivers = []string{"aws-rds", "lab", "command"}
+var (
+	drivers    = []string{"aws-rds", "lab", "command"}
+	labActions = []string{"kill", "partition", "switchover"}
+)
 
 // Validate checks the parameters for the chosen driver.
 func (f *Failover) Validate() error {
@@ -63,6 +71,8 @@ func (f *Failover) Validate() error {
 		return fmt.Errorf("poll: must be positive, got %s", f.Poll)
 	case f.CompleteWithin <= 0:
 		return fmt.Errorf("complete_within: must be positive, got %s", f.CompleteWithin)
+	case f.AZWait < 0:
+		return fmt.Errorf("az_wait: must not be negative, got %s", f.AZWait)
 	}
 	switch f.Driver {
 	case "aws-rds":
@@ -79,8 +89,11 @@ func (f *Failover) Validate() error {
 			}
 		}
 	case "lab":
-		if f.Action != "kill" && f.Action != "switchover" {
-			return fmt.Errorf("action: must be kill or switchover, got %q", f.Action)
+		if !slices.Contains(labActions, f.Action) {
+			return fmt.Errorf("action: must be one of %s, got %q", strings.Join(labActions, ", "), f.Action)
+		}
+		if f.PartitionFor < 0 {
+			return fmt.Errorf("partition_for: must not be negative, got %s", f.PartitionFor)
 		}
 	case "command":
 		if len(f.Command) == 0 || f.Command[0] == "" {
@@ -112,11 +125,12 @@ type writer struct {
 	Hostname    string // @@hostname
 	ServerID    int64  // @@server_id
 	ReadOnly    bool
+	Address     string // ip:port the server answered on
 }
 
 func (w writer) output() map[string]any {
 	m := map[string]any{}
-	for k, v := range map[string]string{"host": w.Host, "az": w.AZ, "secondary_az": w.SecondaryAZ, "hostname": w.Hostname, "status": w.Status} {
+	for k, v := range map[string]string{"host": w.Host, "az": w.AZ, "secondary_az": w.SecondaryAZ, "hostname": w.Hostname, "status": w.Status, "address": w.Address} {
 		if v != "" {
 			m[k] = v
 		}
@@ -197,11 +211,11 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 		return err
 	}
 	if f.DSN != "" {
-		id, err := f.sqlIdentity(ctx, c)
+		id, addr, err := f.sqlIdentity(ctx, c)
 		if err != nil {
 			return c.explain(err)
 		}
-		before.Hostname, before.ServerID, before.ReadOnly = id.Hostname, id.ServerID, id.ReadOnly
+		before.Hostname, before.ServerID, before.ReadOnly, before.Address = id.Hostname, id.ServerID, id.ReadOnly, addr
 	}
 	env.SetOutput("writer_before", before.output())
 	env.SetOutput("az_before", before.AZ)
@@ -229,7 +243,7 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 	}
 	env.SetOutput("completed_at", completed.UTC().Format(time.RFC3339Nano))
 	env.SetOutput("duration_ms", completed.Sub(triggered).Milliseconds())
-	env.Note(MomentComplete, "new writer serves", completed)
+	env.NoteData(MomentComplete, "new writer serves", completed, map[string]any{"writer_before": before.output(), "writer_after": after.output()})
 	env.Logf("new writer %s after %s", after, completed.Sub(triggered).Round(time.Millisecond))
 	return nil
 }
@@ -239,6 +253,11 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 const (
 	MomentTrigger  = "failover.trigger"
 	MomentComplete = "failover.complete"
+	// MomentFault is the instant the lab driver's fault struck (the kill,
+	// the partition).
+	MomentFault = "failover.fault"
+	// MomentDNSSwitch is what dns.watch notes when the endpoint moved.
+	MomentDNSSwitch = "dns.switch"
 )
 
 // await polls until the platform is settled and a different writer serves
@@ -259,10 +278,10 @@ func (f *Failover) await(ctx context.Context, env *steps.Env, drv failoverDriver
 			}
 			serving := true
 			if f.DSN != "" {
-				id, qerr := f.sqlIdentity(ctx, c)
+				id, addr, qerr := f.sqlIdentity(ctx, c)
 				serving = qerr == nil && !id.ReadOnly
 				if qerr == nil {
-					w.Hostname, w.ServerID, w.ReadOnly = id.Hostname, id.ServerID, id.ReadOnly
+					w.Hostname, w.ServerID, w.ReadOnly, w.Address = id.Hostname, id.ServerID, id.ReadOnly, addr
 				}
 			}
 			after = w
@@ -283,14 +302,13 @@ func (f *Failover) await(ctx context.Context, env *steps.Env, drv failoverDriver
 }
 
 // sqlIdentity asks the server behind the DSN who it is, on a fresh
-// connection (which resolves the endpoint again).
-func (f *Failover) sqlIdentity(ctx context.Context, c Conn) (Identity, error) {
-	db, err := c.open()
+// connection to the address the endpoint resolves to now, which it
+// returns too.
+func (f *Failover) sqlIdentity(ctx context.Context, c Conn) (Identity, string, error) {
+	addr, err := c.resolvedAddr(ctx)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, "", err
 	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout+c.ReadTimeout)
-	defer cancel()
-	return identity(ctx, db)
+	id, err := probeIdentity(ctx, c.at(addr))
+	return id, addr, err
 }

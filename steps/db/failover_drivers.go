@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -159,10 +161,15 @@ func (d *rdsDriver) close() error {
 
 // labDriver fails the lab's mariadb-pair over directly.
 type labDriver struct {
-	pair   *lab.MariaDBPair
-	action string
-	done   bool
-	old    *lab.Host // a switched-over writer, to rejoin when the step ends
+	pair         *lab.MariaDBPair
+	action       string
+	fence        bool
+	partitionFor time.Duration
+	done         bool
+	old          *lab.Host // a switched-over writer, to rejoin when the step ends
+	cutOff       *lab.Host // a partitioned writer, to reconnect
+	cutAt        time.Time
+	logf         func(format string, args ...any)
 }
 
 func (f *Failover) newLab(ctx context.Context, env *steps.Env) (failoverDriver, error) {
@@ -171,7 +178,13 @@ func (f *Failover) newLab(ctx context.Context, env *steps.Env) (failoverDriver, 
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 	pair.Logf = env.Logf
-	return &labDriver{pair: pair, action: f.Action}, nil
+	pair.OnFault = func(what string, at time.Time) { env.Note(MomentFault, what, at) }
+	// A fault needs a standby to fail over to: one left behind by an
+	// earlier fault of the scenario is made whole first.
+	if err := pair.EnsureStandby(ctx); err != nil {
+		return nil, fmt.Errorf("lab: no standby to fail over to: %w", err)
+	}
+	return &labDriver{pair: pair, action: f.Action, fence: f.Fence, partitionFor: f.PartitionFor, logf: env.Logf}, nil
 }
 
 func (d *labDriver) state(ctx context.Context) (writer, bool, error) {
@@ -187,23 +200,30 @@ func (d *labDriver) state(ctx context.Context) (writer, bool, error) {
 	if !id.Running {
 		status = "down"
 	}
-	return writer{Host: h.Name, AZ: id.AZ, SecondaryAZ: d.pair.AZ(d.pair.Other(h)), ServerID: int64(id.ServerID), Hostname: h.Name, Status: status, ReadOnly: id.ReadOnly},
-		d.done && id.Running, nil
+	return writer{Host: h.Name, AZ: id.AZ, SecondaryAZ: d.pair.AZ(d.pair.Other(h)), ServerID: int64(id.ServerID), Hostname: h.Name, Status: status,
+		ReadOnly: id.ReadOnly, Address: net.JoinHostPort(h.IP.String(), strconv.Itoa(lab.PairPort))}, d.done && id.Running, nil
 }
 
 func (d *labDriver) trigger(ctx context.Context, env *steps.Env) error {
 	var old, promoted *lab.Host
 	var err error
-	if d.action == "switchover" {
+	switch d.action {
+	case "switchover":
 		old, promoted, err = d.pair.Switchover(ctx)
 		d.old = old
-	} else {
+	case "partition":
+		old, promoted, err = d.pair.Partition(ctx, d.fence)
+		if old != nil {
+			d.cutOff, d.cutAt = old, time.Now()
+			env.Undo("heal the partition and rebuild "+old.Name+" as the standby", d.pair.EnsureStandby)
+		}
+	default:
 		old, promoted, err = d.pair.FailOver(ctx)
 		if old != nil {
 			// The killed host stays down for the rest of the drill (its
 			// data may hold writes the new writer never got); afterwards
 			// it is rebuilt as the standby, so the pair is whole again.
-			env.Undo("rebuild "+old.Name+" as the standby", func(ctx context.Context) error { return d.pair.Rebuild(ctx, old) })
+			env.Undo("rebuild "+old.Name+" as the standby", d.pair.EnsureStandby)
 		}
 	}
 	if err != nil {
@@ -215,13 +235,21 @@ func (d *labDriver) trigger(ctx context.Context, env *steps.Env) error {
 }
 
 // close lets a switched-over writer rejoin as the standby, as RDS's
-// reboot with failover ends; a killed writer stays down (Rebuild).
+// reboot with failover ends, and heals a partition after partition_for; a
+// killed writer stays down (EnsureStandby at the scenario's end).
 func (d *labDriver) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if d.cutOff != nil && d.partitionFor > 0 {
+		if wait := time.Until(d.cutAt.Add(d.partitionFor)); wait > 0 {
+			d.logf("the partition heals in %s", wait.Round(100*time.Millisecond))
+			sleep(ctx, wait)
+		}
+		return d.pair.Heal(ctx, d.cutOff)
+	}
 	if d.old == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	return d.pair.Rejoin(ctx, d.old)
 }
 

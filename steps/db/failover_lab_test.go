@@ -81,9 +81,12 @@ func TestFailoverLab(t *testing.T) {
 
 		flood := wait()
 		assert.Positive(t, intOut(t, flood, "acknowledged"))
-		v, err := pl.verify(t, dir, flood["oplog"].(string))
+		v, err := pl.verifyFailover(t, dir, flood["oplog"].(string))
 		require.NoError(t, err, "a graceful failover loses no acknowledged write")
 		assert.Equal(t, int64(0), intOut(t, v, "lost"))
+		assert.Equal(t, true, v["fault_in_load"])
+		assert.Equal(t, true, v["verified_new_writer"])
+		assert.Equal(t, false, v["split_brain"])
 		assert.Equal(t, true, v["writes_resumed"], "the writers followed the endpoint to the new primary")
 		assert.Equal(t, "db-b", v["verified_on"].(map[string]any)["hostname"])
 		t.Logf("reboot with failover: write downtime %.0f ms, %d acknowledged, %d failed, %d unknown (%d recovered)",
@@ -132,6 +135,18 @@ func TestFailoverLab(t *testing.T) {
 		assert.NotEqual(t, "running", st, "db-a was killed")
 		require.NoError(t, pl.pair.Rebuild(ctx, killed))
 	})
+}
+
+// verifyFailover judges a flood that met a failover.
+func (pl *pairLab) verifyFailover(t *testing.T, dir, oplog string) (map[string]any, error) {
+	t.Helper()
+	v := newVerify().(*Verify)
+	v.Conn = pl.conn()
+	v.OpLog = oplog
+	env, rec := newEnv(t, dir, "drill", "verify")
+	err := run(t, v, env)
+	rec.assertNoSecret(t, env, err, pl.password)
+	return env.Outputs(), err
 }
 
 // timelineOf re-runs db.verify to get its evidence.

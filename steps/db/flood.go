@@ -105,15 +105,6 @@ func (f *Flood) Run(ctx context.Context, env *steps.Env) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := f.config(addr)
-	if err != nil {
-		return err
-	}
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return fmt.Errorf("dsn: %s", hidePassword(err.Error(), f.DSN))
-	}
-
 	abs, rel, err := env.ArtifactPath("oplog.jsonl")
 	if err != nil {
 		return err
@@ -126,6 +117,17 @@ func (f *Flood) Run(ctx context.Context, env *steps.Env) error {
 	log, err := createOpLog(abs, opLogHeader{Run: run, Table: f.Table, Database: dbName, Cycles: cycles, Address: target, Pinned: f.Pin}, start)
 	if err != nil {
 		return err
+	}
+	cfg, err := f.config(addr)
+	if err != nil {
+		log.close()
+		return err
+	}
+	cfg.DialFunc = f.recordServers(log, cfg.DialFunc)
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		log.close()
+		return fmt.Errorf("dsn: %s", hidePassword(err.Error(), f.DSN))
 	}
 	env.SetOutput("oplog", abs)
 	env.Logf("flooding %s on %s with %d writers for %s (run %s, op log %s)", f.Table, target, f.Writers, f.Duration, run, rel)
@@ -156,6 +158,29 @@ func (f *Flood) Run(ctx context.Context, env *steps.Env) error {
 		return ctx.Err()
 	}
 	return nil
+}
+
+// recordServers wraps the dialer so that the op log names every server
+// address the writers connect to, once: db.verify checks each for split
+// brain.
+func (f *Flood) recordServers(log *opLogWriter, dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		remote := c.RemoteAddr().String()
+		mu.Lock()
+		first := !seen[remote] && len(seen) < maxServers
+		seen[remote] = true
+		mu.Unlock()
+		if first {
+			log.write(appendServer(nil, log.now(), remote))
+		}
+		return c, nil
+	}
 }
 
 // preflight checks, before the first write, everything that would make
@@ -201,6 +226,8 @@ func (f *Flood) preflight(ctx context.Context, env *steps.Env, run string, cycle
 	}
 	if created {
 		env.Logf("created table %s with the runbook's schema", f.Table)
+	} else if err := freshRun(pctx, db, f.Table, run); err != nil {
+		return "", "", f.explainTable(err)
 	}
 	if err := probeWrite(pctx, db, f.Table, run+"-probe"); err != nil {
 		return "", "", f.explainTable(err)
@@ -377,13 +404,26 @@ func (w *floodWriter) insert(ctx context.Context, counter int64) (id int64, typ 
 	return id, opOK, nil
 }
 
+// afterCommit are the server errors that can arrive after the commit
+// happened: the connection or statement was ended from the server side
+// (shutdown, KILL), possibly between the commit and its acknowledgement.
+var afterCommit = map[uint16]string{
+	1053: "ER_SERVER_SHUTDOWN",
+	1080: "ER_FORCING_CLOSE",
+	1317: "ER_QUERY_INTERRUPTED",
+	1927: "ER_CONNECTION_KILLED",
+}
+
 // classify tells a write that certainly did not happen (fail) from one
 // whose fate the client cannot know (unknown).
 func classify(err error) string {
 	var me *mysql.MySQLError
 	switch {
 	case errors.As(err, &me):
-		// The server answered with an error: the statement was rolled back.
+		if _, ok := afterCommit[me.Number]; ok {
+			return opUnknown
+		}
+		// Any other error answer: the statement was rolled back.
 		return opFail
 	case errors.Is(err, driver.ErrBadConn):
 		// The driver returns it only when nothing was sent.

@@ -3,6 +3,7 @@ package db
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 )
@@ -28,10 +29,14 @@ type history struct {
 	// Rows whose cycle belongs to the run but to no writer of the log.
 	strangers       int
 	strangerSamples []string
+
+	// servers are the addresses the writers connected to, in order.
+	servers []string
 }
 
-// Write outcomes in the low three bits of a state byte; the number of
-// rows found in the database (saturating at 31) in the high five.
+// Write outcomes in the low three bits of a state byte; bit 3 says a row
+// with the write's counter but another row id was found; the number of
+// rows found that are the write (saturating at 15) is in the high four.
 const (
 	stNone    = 0
 	stInvoked = 1
@@ -39,19 +44,27 @@ const (
 	stFail    = 3
 	stUnknown = 4
 	stMask    = 7
-	seenUnit  = 8
-	seenMax   = 31
+	stForeign = 8
+	seenUnit  = 16
+	seenMax   = 15
 )
 
 type writerHistory struct {
-	cycle                                string
-	state                                []byte // index: counter
+	cycle string
+	state []byte // index: counter
+	// ids are the row ids the server acknowledged (index: counter; 0: none
+	// known). The runbook's id column is int(10) unsigned, so 4 bytes do.
+	ids                                  []uint32
 	attempted, acked, failed, unknown    int64
 	maxAcked, maxInDB                    int64
 	unexpected                           int64
 	unexpectedSamples, lostSamples       []int64
 	lost, recovered, dups, failedPresent int64
 	unknownAbsent                        int64
+	// foreignRows have an acknowledged write's counter but not its row id;
+	// standIns are those whose write is missing (a leftover row standing
+	// in for a lost one).
+	foreignRows, standIns int64
 }
 
 // loadHistory reads an op log.
@@ -76,7 +89,7 @@ func loadHistory(r io.Reader) (*history, error) {
 			break
 		}
 		if err := h.add(rec); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("op log line %d: %w", rd.line, err)
 		}
 	}
 	h.ended = rd.Ended
@@ -84,12 +97,29 @@ func loadHistory(r io.Reader) (*history, error) {
 }
 
 func (h *history) add(rec opRecord) error {
+	if rec.Type == opServer {
+		if !slices.Contains(h.servers, rec.Addr) && len(h.servers) < maxServers {
+			h.servers = append(h.servers, rec.Addr)
+		}
+		return nil
+	}
 	if rec.V < 1 {
-		return fmt.Errorf("op log: counter %d of writer %d: counters start at 1", rec.V, rec.P)
+		return fmt.Errorf("counter %d of writer %d: counters start at 1", rec.V, rec.P)
 	}
 	w := h.writers[rec.P]
-	for int64(len(w.state)) <= rec.V {
+	// A writer's counter grows by one per write, so a record is at most
+	// one past the highest counter so far; anything else is damage, and
+	// must not make the checker allocate for it.
+	if next := max(int64(len(w.state)), 1); rec.V > next {
+		return fmt.Errorf("counter %d of writer %d jumps past %d: a writer's counters grow by one; the op log is damaged", rec.V, rec.P, next-1)
+	}
+	if int64(len(w.state)) <= rec.V {
 		w.state = append(w.state, stNone)
+		w.ids = append(w.ids, 0)
+		if len(w.state) == 1 {
+			w.state = append(w.state, stNone)
+			w.ids = append(w.ids, 0)
+		}
 	}
 	if h.firstT < 0 {
 		h.firstT = rec.T
@@ -102,8 +132,12 @@ func (h *history) add(rec opRecord) error {
 		w.state[rec.V] = stInvoked
 		return nil
 	case opOK:
+		if rec.ID < 0 || rec.ID > math.MaxUint32 {
+			return fmt.Errorf("row id %d of writer %d counter %d is out of the id column's range", rec.ID, rec.P, rec.V)
+		}
 		w.acked++
 		w.state[rec.V] = stOK
+		w.ids[rec.V] = uint32(rec.ID)
 		w.maxAcked = max(w.maxAcked, rec.V)
 		h.acks = append(h.acks, rec.T)
 		h.ackSec = bump(h.ackSec, sec)
@@ -133,10 +167,16 @@ func bump(s []int, i int) []int {
 	return s
 }
 
-const maxSamples = 20
+const (
+	maxSamples = 20
+	maxServers = 64
+)
 
-// observe accounts for one row the database holds for this run.
-func (h *history) observe(cycle string, counter int64) {
+// observe accounts for one row the database holds for this run. A row
+// whose counter was acknowledged with another row id is not that write
+// (a leftover of an earlier run, or a row written by someone else): it
+// counts as unexpected, and the acknowledged write stays missing.
+func (h *history) observe(id int64, cycle string, counter int64) {
 	w, ok := h.byCycle[cycle]
 	if !ok {
 		h.strangers++
@@ -146,6 +186,11 @@ func (h *history) observe(cycle string, counter int64) {
 		return
 	}
 	w.maxInDB = max(w.maxInDB, counter)
+	if counter >= 1 && counter < int64(len(w.state)) && w.state[counter]&stMask == stOK && w.ids[counter] != 0 && int64(w.ids[counter]) != id {
+		w.state[counter] |= stForeign
+		w.foreignRows++
+		return
+	}
 	if counter < 1 || counter >= int64(len(w.state)) || w.state[counter]&stMask == stNone {
 		w.unexpected++
 		if len(w.unexpectedSamples) < maxSamples {
@@ -172,6 +217,12 @@ func (h *history) judge() {
 				if len(w.lostSamples) < maxSamples {
 					w.lostSamples = append(w.lostSamples, int64(c))
 				}
+				if w.state[c]&stForeign != 0 {
+					w.standIns++
+					if len(w.unexpectedSamples) < maxSamples {
+						w.unexpectedSamples = append(w.unexpectedSamples, int64(c))
+					}
+				}
 			case (st == stUnknown || st == stInvoked) && seen > 0:
 				w.recovered++
 			case (st == stUnknown || st == stInvoked) && seen == 0:
@@ -180,6 +231,11 @@ func (h *history) judge() {
 				w.failedPresent++
 			}
 		}
+		// A row with an acknowledged write's counter but another id is
+		// not that write: unexpected when the write is missing, a
+		// duplicate when it is there too.
+		w.unexpected += w.standIns
+		w.dups += w.foreignRows - w.standIns
 	}
 }
 
@@ -216,29 +272,52 @@ type downtime struct {
 
 func (d downtime) ms() float64 { return float64(d.endUS-d.startUS) / 1000 }
 
-// downtime finds the longest gap between consecutive acknowledged writes,
-// across writers. A stretch of errors before the first or after the last
-// acknowledgement counts too (from the first record, or to the last): if
-// writes never came back, the gap is open and resumed is false.
-func (h *history) downtime() downtime {
+// downtime finds the longest stretch without an acknowledged write that
+// ends after the failover instant since (µs since the flood started;
+// math.MinInt64: anywhere): a gap between consecutive acknowledged writes
+// across writers, a stretch of errors before the first acknowledgement
+// (from the first record), or after the last one (to the last record). It
+// is resumed only when acknowledged writes follow it, which after a
+// failover means they follow the failover.
+func (h *history) downtime(since int64) downtime {
 	if len(h.acks) == 0 {
 		return downtime{startUS: max(h.firstT, 0), endUS: max(h.lastT, 0)}
 	}
 	slices.Sort(h.acks)
 	var best downtime
-	if h.firstEr >= 0 && h.firstEr < h.acks[0] {
-		best = downtime{startUS: h.firstT, endUS: h.acks[0], resumed: true}
-	}
-	for i := 1; i < len(h.acks); i++ {
-		if g := h.acks[i] - h.acks[i-1]; g > best.endUS-best.startUS {
-			best = downtime{startUS: h.acks[i-1], endUS: h.acks[i], resumed: true}
+	found := false
+	consider := func(d downtime) {
+		if d.endUS > since && (!found || d.endUS-d.startUS > best.endUS-best.startUS) {
+			best, found = d, true
 		}
 	}
+	if h.firstEr >= 0 && h.firstEr < h.acks[0] {
+		consider(downtime{startUS: h.firstT, endUS: h.acks[0], resumed: true})
+	}
+	for i := 1; i < len(h.acks); i++ {
+		consider(downtime{startUS: h.acks[i-1], endUS: h.acks[i], resumed: true})
+	}
 	last := h.acks[len(h.acks)-1]
-	if h.lastEr > last && h.lastEr-last > best.endUS-best.startUS {
-		best = downtime{startUS: last, endUS: h.lastEr, resumed: false}
+	if h.lastEr > last {
+		consider(downtime{startUS: last, endUS: h.lastEr, resumed: false})
+	}
+	if !found {
+		// Nothing acknowledged or failed after the failover: the gap runs
+		// from the last acknowledgement to the end of the history.
+		return downtime{startUS: last, endUS: max(h.lastT, last), resumed: false}
 	}
 	return best
+}
+
+// acksAround reports whether writes were acknowledged before and after x
+// (µs since the flood started), and whether any write was still recorded
+// after it.
+func (h *history) acksAround(x int64) (before, after, activeAfter bool) {
+	if len(h.acks) == 0 {
+		return false, false, h.lastT > x
+	}
+	slices.Sort(h.acks)
+	return h.acks[0] < x, h.acks[len(h.acks)-1] > x, h.lastT > x
 }
 
 // lostText lists lost counters per writer for the evidence log.

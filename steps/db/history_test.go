@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -44,14 +46,15 @@ func TestJudge(t *testing.T) {
 {"type":"end","t":20}
 `)
 	assert.True(t, h.ended)
-	// In the database: write 1 (twice), not 2 (lost), 3 (recovered), not 4,
+	// In the database: write 1 (and a second row with its counter), not 2 (lost), 3 (recovered), not 4,
 	// not 5, 6 (refused yet present), writer 2's 1 and its 2 (invoked,
 	// never completed: recovered), a counter never attempted, a stranger.
 	for _, r := range []struct {
+		id    int64
 		cycle string
 		v     int64
-	}{{"r1-cycle1", 1}, {"r1-cycle1", 1}, {"r1-cycle1", 3}, {"r1-cycle1", 6}, {"r1-cycle2", 1}, {"r1-cycle2", 2}, {"r1-cycle2", 99}, {"r1-cycle7", 1}} {
-		h.observe(r.cycle, r.v)
+	}{{10, "r1-cycle1", 1}, {20, "r1-cycle1", 1}, {21, "r1-cycle1", 3}, {22, "r1-cycle1", 6}, {12, "r1-cycle2", 1}, {23, "r1-cycle2", 2}, {24, "r1-cycle2", 99}, {25, "r1-cycle7", 1}} {
+		h.observe(r.id, r.cycle, r.v)
 	}
 	h.judge()
 	w1, w2 := h.writers[0], h.writers[1]
@@ -109,7 +112,7 @@ func TestDowntime(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, historyOf(t, tc.body).downtime())
+			assert.Equal(t, tc.want, historyOf(t, tc.body).downtime(math.MinInt64))
 		})
 	}
 	assert.InDelta(t, 10.5, downtime{startUS: 2000, endUS: 12500}.ms(), 1e-9)
@@ -202,6 +205,11 @@ func TestClassify(t *testing.T) {
 		want string
 	}{
 		{&mysql.MySQLError{Number: 1290, Message: "The MariaDB server is running with the --read-only option"}, opFail},
+		{&mysql.MySQLError{Number: 1062, Message: "Duplicate entry"}, opFail},
+		// Errors that can arrive after the commit happened.
+		{&mysql.MySQLError{Number: 1053, Message: "Server shutdown in progress"}, opUnknown},
+		{&mysql.MySQLError{Number: 1927, Message: "Connection was killed"}, opUnknown},
+		{fmt.Errorf("exec: %w", &mysql.MySQLError{Number: 1317, Message: "Query execution was interrupted"}), opUnknown},
 		{fmt.Errorf("exec: %w", driver.ErrBadConn), opFail},
 		{mysql.ErrInvalidConn, opUnknown},
 		{os.ErrDeadlineExceeded, opUnknown},
@@ -210,4 +218,87 @@ func TestClassify(t *testing.T) {
 	for _, tc := range cases {
 		assert.Equal(t, tc.want, classify(tc.err), "%v", tc.err)
 	}
+}
+
+// TestLeftoverRowsCannotStandIn: rows are matched by the id the server
+// acknowledged, so a leftover row with a lost write's cycle and counter
+// (an earlier run with the same tag) leaves the write lost and is
+// unexpected; next to the write's own row it is a duplicate.
+func TestLeftoverRowsCannotStandIn(t *testing.T) {
+	body := `{"t":1,"p":0,"type":"invoke","v":1}
+{"t":2,"p":0,"type":"ok","v":1,"id":100}
+{"t":3,"p":0,"type":"invoke","v":2}
+{"t":4,"p":0,"type":"ok","v":2,"id":101}
+`
+	cases := []struct {
+		name                   string
+		rows                   [][2]int64 // id, counter of cycle1
+		lost, unexpected, dups int64
+	}{
+		{"both writes with their ids", [][2]int64{{100, 1}, {101, 2}}, 0, 0, 0},
+		{"write 2 lost, a leftover row with its counter stands in", [][2]int64{{100, 1}, {7, 2}}, 1, 1, 0},
+		{"write 2 there and a second row with its counter", [][2]int64{{100, 1}, {101, 2}, {7, 2}}, 0, 0, 1},
+		{"write 2 lost outright", [][2]int64{{100, 1}}, 1, 0, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := historyOf(t, body)
+			for _, r := range tc.rows {
+				h.observe(r[0], "r1-cycle1", r[1])
+			}
+			h.judge()
+			tot := h.totals()
+			assert.Equal(t, tc.lost, tot.lost, "lost")
+			assert.Equal(t, tc.unexpected, tot.unexpected, "unexpected")
+			assert.Equal(t, tc.dups, tot.dups, "duplicates")
+		})
+	}
+}
+
+// TestOpLogAbsurdCounter: a damaged line with a huge counter is a clear
+// error naming the line, not a gigabyte allocation.
+func TestOpLogAbsurdCounter(t *testing.T) {
+	cases := []struct {
+		name, body, want string
+	}{
+		{"a jump to 10^15", `{"t":1,"p":0,"type":"invoke","v":1}
+{"t":2,"p":0,"type":"invoke","v":1000000000000000}
+`, "op log line 3: counter 1000000000000000 of writer 0 jumps past 1"},
+		{"the first counter far out", `{"t":1,"p":1,"type":"invoke","v":999999999}
+`, "op log line 2: counter 999999999 of writer 1 jumps past 0"},
+		{"an id beyond the column", `{"t":1,"p":0,"type":"invoke","v":1}
+{"t":2,"p":0,"type":"ok","v":1,"id":99999999999}
+`, "row id 99999999999"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := loadHistory(strings.NewReader(header + tc.body))
+			runtime.ReadMemStats(&after)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "reading a damaged log stays small")
+		})
+	}
+}
+
+// TestDowntimeAfterFailover: the downtime is the gap that ends after the
+// failover, and writes resumed only if acknowledged writes follow it.
+func TestDowntimeAfterFailover(t *testing.T) {
+	// A 5 s hiccup early on, acknowledgements until 10 s, the failover at
+	// 12 s: the writes never came back after it.
+	body := `{"t":0,"p":0,"type":"invoke","v":1}
+{"t":1000000,"p":0,"type":"ok","v":1,"id":1}
+{"t":1000000,"p":0,"type":"invoke","v":2}
+{"t":6000000,"p":0,"type":"ok","v":2,"id":2}
+{"t":6000000,"p":0,"type":"invoke","v":3}
+{"t":10000000,"p":0,"type":"ok","v":3,"id":3}
+{"t":10000000,"p":0,"type":"invoke","v":4}
+{"t":13000000,"p":0,"type":"fail","v":4,"err":"x"}
+`
+	h := historyOf(t, body)
+	assert.Equal(t, downtime{startUS: 1000000, endUS: 6000000, resumed: true}, h.downtime(math.MinInt64), "without a failover: the longest gap")
+	assert.Equal(t, downtime{startUS: 10000000, endUS: 13000000, resumed: false}, h.downtime(12000000), "after the failover at 12 s nothing was acknowledged")
+	assert.Equal(t, downtime{startUS: 1000000, endUS: 6000000, resumed: true}, h.downtime(2000000), "a failover at 2 s: the gap it caused, writes back at 6 s")
 }

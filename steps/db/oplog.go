@@ -21,6 +21,7 @@ import (
 //	{"t":2710,"p":0,"type":"ok","v":1,"id":88}
 //	{"t":9120,"p":3,"type":"fail","v":17,"err":"connect to ...: connection refused"}
 //	{"t":9300,"p":1,"type":"unknown","v":15,"err":"read tcp ...: i/o timeout"}
+//	{"t":9800,"type":"server","addr":"10.213.5.11:3306"}
 //	{"type":"end","t":60000123}
 //
 // t is microseconds since the flood started on the monotonic clock (wall
@@ -31,7 +32,9 @@ import (
 // packet); unknown means the outcome cannot be known from the client (the
 // connection died or timed out after the statement was sent). A log
 // without its end line was cut short: writes invoked but never completed
-// in it count as unknown.
+// in it count as unknown. A server line names an address the writers
+// connected to for the first time: db.verify checks every server the
+// flood wrote to for split brain.
 const opLogVersion = 1
 
 // Op types.
@@ -40,6 +43,7 @@ const (
 	opOK      = "ok"
 	opFail    = "fail"
 	opUnknown = "unknown"
+	opServer  = "server"
 )
 
 // opLogHeader is the first line of an op log.
@@ -137,6 +141,16 @@ func appendOp(buf []byte, t int64, p int, typ string, v, id int64, msg string) [
 	return append(buf, "}\n"...)
 }
 
+// appendServer formats a server line.
+func appendServer(buf []byte, t int64, addr string) []byte {
+	buf = append(buf, `{"t":`...)
+	buf = strconv.AppendInt(buf, t, 10)
+	buf = append(buf, `,"type":"server","addr":`...)
+	q, _ := json.Marshal(addr)
+	buf = append(buf, q...)
+	return append(buf, "}\n"...)
+}
+
 // write appends formatted lines.
 func (l *opLogWriter) write(line []byte) {
 	l.mu.Lock()
@@ -183,6 +197,7 @@ type opRecord struct {
 	V    int64  `json:"v"`
 	ID   int64  `json:"id"`
 	Err  string `json:"err"`
+	Addr string `json:"addr"`
 }
 
 // opLogReader streams an op log record by record; nothing is kept.
@@ -241,6 +256,9 @@ func (rd *opLogReader) next(rec *opRecord) (bool, error) {
 		if rec.Type == "end" {
 			rd.Ended = true
 			continue
+		}
+		if rec.Type == opServer {
+			return true, nil
 		}
 		if rec.P < 0 || rec.P >= len(rd.Header.Cycles) {
 			return false, fmt.Errorf("op log line %d: writer %d out of range", rd.line, rec.P)

@@ -153,3 +153,17 @@ func probeWrite(ctx context.Context, db *sql.DB, table, cycle string) error {
 	}
 	return tx.Rollback()
 }
+
+// freshRun refuses a run tag that already has rows in table: a leftover
+// row could otherwise stand in for a lost one, or count as unexpected.
+func freshRun(ctx context.Context, db *sql.DB, table, run string) error {
+	var n int64
+	err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT COUNT(*) FROM `%s` WHERE cycle LIKE ?", table), run+"-%").Scan(&n)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("run: tag %q already has %d rows in %s; choose another run tag (or leave run empty for a random one), or delete those rows", run, n, table)
+	}
+	return nil
+}

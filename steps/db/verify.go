@@ -20,10 +20,13 @@ type Verify struct {
 	OpLog        string `yaml:"oplog" doc:"the flood's op log (its oplog output)" required:"true"`
 	Table        string `yaml:"table" doc:"table to read (default: the one the op log names)"`
 	AllowReplica bool   `yaml:"allow_replica" doc:"verify on a read-only server too (a lagging replica would report false losses)"`
-	ReportOnly   bool   `yaml:"report_only" doc:"report the counts without failing the step (for drills that measure loss, e.g. async replication)"`
+	ReportOnly   bool   `yaml:"report_only" doc:"report the loss counts without failing on them (for drills that measure loss, e.g. async replication); a fault outside the load, the wrong server or split brain still fail"`
+	// RequireFailover: a history without a fault proves nothing about a
+	// failover.
+	RequireFailover bool `yaml:"require_failover" doc:"fail when no failover moment (db.failover's trigger or completion, a lab kill or partition) falls inside the flood's history; false judges a flood alone"`
 }
 
-func newVerify() steps.Step { return &Verify{Conn: defaultConn()} }
+func newVerify() steps.Step { return &Verify{Conn: defaultConn(), RequireFailover: true} }
 
 // Validate checks the parameters.
 func (v *Verify) Validate() error {
@@ -74,25 +77,27 @@ func (v *Verify) Run(ctx context.Context, env *steps.Env) error {
 		return v.explain(err)
 	}
 	if id.ReadOnly && !v.AllowReplica {
-		return fmt.Errorf("dsn: %s (%s, server_id %d) is read-only: verify on the new primary (the endpoint), or set allow_replica", v.addr(), id.Hostname, id.ServerID)
+		return fmt.Errorf("dsn: %s (%s, server_id %d) is read-only (%s): verify on the new primary (the endpoint), or set allow_replica",
+			v.addr(), id.Hostname, id.ServerID, strings.Join(id.ReadOnlyBy, ", "))
 	}
-	env.SetOutput("verified_on", map[string]any{"hostname": id.Hostname, "server_id": id.ServerID, "read_only": id.ReadOnly})
+	verifiedAddr, _ := v.resolvedAddr(qctx)
+	env.SetOutput("verified_on", map[string]any{"hostname": id.Hostname, "server_id": id.ServerID, "read_only": id.ReadOnly, "address": verifiedAddr})
 	env.Logf("verifying run %s of %s on %s (server_id %d)", h.header.Run, table, id.Hostname, id.ServerID)
 
 	// Every row of the run, streamed: the database does the filtering, we
 	// keep one byte per write.
-	rows, err := db.QueryContext(ctx, "SELECT cycle, counter FROM `"+table+"` WHERE cycle LIKE ?", h.header.Run+"-%")
+	rows, err := db.QueryContext(ctx, "SELECT id, cycle, counter FROM `"+table+"` WHERE cycle LIKE ?", h.header.Run+"-%")
 	if err != nil {
 		return v.explain(err)
 	}
 	var cycle string
-	var counter int64
+	var rowID, counter int64
 	for rows.Next() {
-		if err := rows.Scan(&cycle, &counter); err != nil {
+		if err := rows.Scan(&rowID, &cycle, &counter); err != nil {
 			rows.Close()
 			return err
 		}
-		h.observe(cycle, counter)
+		h.observe(rowID, cycle, counter)
 	}
 	if err := rows.Close(); err != nil {
 		return v.explain(err)
@@ -101,10 +106,15 @@ func (v *Verify) Run(ctx context.Context, env *steps.Env) error {
 		return v.explain(err)
 	}
 	h.judge()
-	return v.report(env, h)
+	flt := v.locateFault(env, h)
+	var servers []serverCheck
+	if flt.found {
+		servers = v.checkServers(ctx, env, h, flt, verifiedAddr, id)
+	}
+	return v.report(env, h, flt, id, servers)
 }
 
-func (v *Verify) report(env *steps.Env, h *history) error {
+func (v *Verify) report(env *steps.Env, h *history, f fault, id Identity, servers []serverCheck) error {
 	t := h.totals()
 	env.SetOutput("attempted", t.attempted)
 	env.SetOutput("acknowledged", t.acked)
@@ -146,7 +156,7 @@ func (v *Verify) report(env *steps.Env, h *history) error {
 	env.SetOutput("max_acked", maxAcked)
 	env.SetOutput("max_in_db", maxInDB)
 
-	d := h.downtime()
+	d := h.downtime(f.sinceUS())
 	start := time.UnixMicro(h.header.StartUnixUS).UTC()
 	at := func(us int64) string { return start.Add(time.Duration(us) * time.Microsecond).Format(time.RFC3339Nano) }
 	env.SetOutput("write_downtime_ms", d.ms())
@@ -156,18 +166,61 @@ func (v *Verify) report(env *steps.Env, h *history) error {
 	env.SetOutput("downtime_end_s", float64(d.endUS)/1e6)
 	env.SetOutput("writes_resumed", d.resumed)
 
-	env.AddEvidence(steps.TableEvidence("Runbook check: last acknowledged counter vs max(counter) on the new primary",
-		[]string{"cycle", "attempted", "acknowledged", "max acknowledged", "max(counter) in database", "match", "lost", "recovered", "unexpected", "duplicates"}, rows))
-	env.AddEvidence(v.timeline(env, h, d))
-	if text := h.lostText(); text != "" {
-		env.AddEvidence(steps.Evidence{Kind: "log", Title: "Writes that break the guarantee", Text: text})
-	}
 	resumed := "writes resumed"
 	if !d.resumed {
 		resumed = "writes never resumed"
 	}
 	env.Logf("%d acknowledged: %d lost, %d recovered (unknown but present), %d unexpected, %d duplicates; longest write gap %.1f ms (%s)",
 		t.acked, t.lost, t.recovered, t.unexpected, t.dups, d.ms(), resumed)
+
+	// The verdicts beyond loss: the fault met the load, the server read is
+	// the new writer, and only one server takes writes.
+	var must []string
+	env.SetOutput("fault_in_load", f.inLoad)
+	env.SetOutput("fault", f.label())
+	if !f.inLoad && (v.RequireFailover || f.found) {
+		must = append(must, f.why)
+	}
+	newWriter := true
+	if f.complete != nil {
+		after, _ := f.complete.Data["writer_after"].(map[string]any)
+		if sid, ok := toInt64(after["server_id"]); ok && sid != 0 {
+			host, _ := after["hostname"].(string)
+			if sid != id.ServerID || (host != "" && host != id.Hostname) {
+				newWriter = false
+				must = append(must, fmt.Sprintf("verified on %s, not on the new writer %s (server_id %d) that db.failover saw: the DSN reaches the wrong server", id, host, sid))
+			}
+		} else {
+			env.Logf("db.failover recorded no SQL identity of the new writer (give it a dsn): verified_on is not compared with it")
+		}
+	}
+	env.SetOutput("verified_new_writer", newWriter && f.complete != nil)
+	split := splitBrain(servers)
+	env.SetOutput("split_brain", len(split) > 1)
+	writable := make([]any, len(split))
+	for i, s := range split {
+		writable[i] = s.name()
+	}
+	env.SetOutput("writable_servers", writable)
+	if len(split) > 1 {
+		must = append(must, fmt.Sprintf("split brain: %s all take writes", joinServers(split)))
+	}
+	dnsMS := dnsSwitch(env, f)
+	env.SetOutput("dns_switch_ms", dnsMS)
+	headline := headlineText(t, d, dnsMS, f, servers, split)
+	env.SetOutput("headline", headline)
+	env.Logf("%s", headline)
+
+	env.AddEvidence(steps.Evidence{Kind: "log", Title: "The drill in words", Text: headline})
+	env.AddEvidence(steps.TableEvidence("Writers: last acknowledged counter vs max(counter) on the new primary (the runbook's check)",
+		[]string{"cycle", "attempted", "acknowledged", "max acknowledged", "max(counter) in database", "match", "lost", "recovered", "unexpected", "duplicates"}, rows))
+	if len(servers) > 0 {
+		env.AddEvidence(serversEvidence(servers))
+	}
+	env.AddEvidence(v.timeline(env, h, d))
+	if text := h.lostText(); text != "" {
+		env.AddEvidence(steps.Evidence{Kind: "log", Title: "Writes that break the guarantee", Text: text})
+	}
 
 	var bad []string
 	if t.lost > 0 {
@@ -182,14 +235,20 @@ func (v *Verify) report(env *steps.Env, h *history) error {
 	if t.failedPresent > 0 {
 		bad = append(bad, fmt.Sprintf("%d rows present although the server refused the write", t.failedPresent))
 	}
-	if len(bad) == 0 || v.ReportOnly {
+	if v.ReportOnly {
+		bad = nil
+	}
+	if len(bad) > 0 {
+		detail := strings.TrimSpace(h.lostText())
+		if i := strings.IndexByte(detail, '\n'); i > 0 {
+			detail = detail[:i] + " …"
+		}
+		must = append(must, strings.Join(bad, ", ")+": "+detail)
+	}
+	if len(must) == 0 {
 		return nil
 	}
-	detail := strings.TrimSpace(h.lostText())
-	if i := strings.IndexByte(detail, '\n'); i > 0 {
-		detail = detail[:i] + " …"
-	}
-	return steps.Failf("%s: %s", strings.Join(bad, ", "), detail)
+	return steps.Failf("%s", strings.Join(must, "; "))
 }
 
 // timeline is the per-second evidence chart: acknowledged and failed

@@ -34,17 +34,19 @@ func init() {
 		Name:    "dns.watch",
 		Summary: "Poll a name's CNAME/A records and record every change (the runbook's `host ENDPOINT | grep alias` loop)",
 		Doc: "Asks `resolver` (default: the first nameserver of /etc/resolv.conf) for `name` every `interval` and records the answer's CNAME " +
-			"chain and addresses. Every change is an output entry with its instant; the first one is marked on the scenario's timeline " +
-			"(moment dns.switch) and timed from the latest failover trigger (switch_ms). The watch ends `settle` after the " +
-			"`stop_after`th change, or after `duration`. Run it with `background: true` before db.failover and join it with `wait`. " +
+			"chain and addresses. Every change after the failover's trigger (moment failover.trigger on the scenario's timeline) is an output " +
+			"entry with its instant; the first one is marked on the timeline (moment dns.switch) and timed from the trigger (switch_ms). " +
+			"Changes before any trigger are not the failover's: they are listed as early_changes and count for nothing. The watch ends `settle` after the " +
+			"`stop_after`th change after the trigger, or after `duration`. Run it with `background: true` before db.failover and join it with `wait`. " +
 			"With `expect_change` (default) the step fails when the name never changed.",
 		New: func() steps.Step {
 			return &Watch{Interval: 250 * time.Millisecond, Duration: 5 * time.Minute, StopAfter: 1, Settle: 2 * time.Second,
 				ExpectChange: true, QueryTimeout: time.Second, Type: "A"}
 		},
 		Outputs: []steps.Output{
-			{Name: "changed", Type: "bool", Doc: "the answer changed at least once"},
-			{Name: "changes", Type: "list", Doc: "every change: at (RFC 3339), from, to, from_cname, to_cname, addresses, since_trigger_ms"},
+			{Name: "changed", Type: "bool", Doc: "the answer changed at least once after the failover trigger"},
+			{Name: "changes", Type: "list", Doc: "every change after the failover trigger: at (RFC 3339), from, to, from_cname, to_cname, addresses, since_trigger_ms"},
+			{Name: "early_changes", Type: "list", Doc: "changes seen before any failover trigger (not the failover's; they count for nothing)"},
 			{Name: "initial", Type: "string", Doc: "the first answer, e.g. db-a.lab-1a.compute.lab. [10.213.5.10]"},
 			{Name: "final", Type: "string", Doc: "the last answer"},
 			{Name: "initial_cname", Type: "string", Doc: "the alias the name pointed to first (what `host` prints as \"is an alias for\")"},
@@ -74,6 +76,8 @@ type Watch struct {
 	Settle       time.Duration `yaml:"settle" doc:"keep watching this long after the last awaited change, to catch flapping"`
 	ExpectChange bool          `yaml:"expect_change" doc:"fail when the answer never changed"`
 	QueryTimeout time.Duration `yaml:"query_timeout" doc:"wait this long for each answer"`
+	// A change before the failover was triggered is not the failover's.
+	CountBeforeTrigger bool `yaml:"count_before_trigger" doc:"count changes seen before any failover trigger too (a watch without a failover); by default they are reported as early_changes and count for nothing"`
 }
 
 // Validate checks the parameters.
@@ -189,6 +193,7 @@ func (w *Watch) Run(ctx context.Context, env *steps.Env) error {
 		lastAt       time.Time // last answer with the current target
 		polls, fails int
 		changes      []any
+		early        []any
 		switchMS     = -1.0
 		gapMS        = -1.0
 		switchedAt   string
@@ -225,10 +230,18 @@ func (w *Watch) Run(ctx context.Context, env *steps.Env) error {
 				fmt.Fprintf(out, "%s  %s\n", stamp, a.hostLine(w.Name))
 				break
 			}
-			fmt.Fprintf(out, "%s  %s  <- changed\n", stamp, a.hostLine(w.Name))
 			change := map[string]any{"at": stamp, "from": last.target(), "to": a.target(),
 				"from_cname": last.cname(), "to_cname": a.cname(), "addresses": toAny(a.addrs), "since_trigger_ms": -1.0}
-			if trig, ok := env.Timeline().Latest(failoverTrigger, at); ok {
+			trig, triggered := env.Timeline().Latest(failoverTrigger, at)
+			if !triggered && !w.CountBeforeTrigger {
+				fmt.Fprintf(out, "%s  %s  <- changed before the failover trigger (not counted)\n", stamp, a.hostLine(w.Name))
+				early = append(early, change)
+				env.Logf("%s  (before the failover trigger: not counted)", a.hostLine(w.Name))
+				last, lastAt = &a, at
+				break
+			}
+			fmt.Fprintf(out, "%s  %s  <- changed\n", stamp, a.hostLine(w.Name))
+			if triggered {
 				ms := float64(at.Sub(trig.At).Microseconds()) / 1000
 				change["since_trigger_ms"] = ms
 				if len(changes) == 0 {
@@ -262,6 +275,7 @@ func (w *Watch) Run(ctx context.Context, env *steps.Env) error {
 	env.SetOutput("errors", fails)
 	env.SetOutput("changed", len(changes) > 0)
 	env.SetOutput("changes", changes)
+	env.SetOutput("early_changes", early)
 	env.SetOutput("switch_ms", switchMS)
 	env.SetOutput("switch_gap_ms", gapMS)
 	env.SetOutput("switched_at", switchedAt)
@@ -272,13 +286,19 @@ func (w *Watch) Run(ctx context.Context, env *steps.Env) error {
 		env.SetOutput("final_cname", last.cname())
 	}
 	env.AddEvidence(steps.Evidence{Kind: "file", Title: "DNS answers over time (`host " + w.Name + "`)", Path: rel, MediaType: "text/plain"})
-	if len(changes) > 0 {
-		rows := make([][]string, 0, len(changes))
-		for _, c := range changes {
+	for _, t := range []struct {
+		title string
+		list  []any
+	}{{"Changes of " + w.Name, changes}, {"Changes of " + w.Name + " before the failover trigger (not counted)", early}} {
+		if len(t.list) == 0 {
+			continue
+		}
+		rows := make([][]string, 0, len(t.list))
+		for _, c := range t.list {
 			m := c.(map[string]any)
 			rows = append(rows, []string{m["at"].(string), m["from"].(string), m["to"].(string), fmt.Sprintf("%.0f", m["since_trigger_ms"])})
 		}
-		env.AddEvidence(steps.TableEvidence("Changes of "+w.Name, []string{"at", "from", "to", "ms since failover trigger"}, rows))
+		env.AddEvidence(steps.TableEvidence(t.title, []string{"at", "from", "to", "ms since failover trigger"}, rows))
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -286,6 +306,8 @@ func (w *Watch) Run(ctx context.Context, env *steps.Env) error {
 	switch {
 	case first == nil:
 		return fmt.Errorf("resolver: %s never answered for %s (%d queries)", server, w.Name, polls)
+	case w.ExpectChange && len(changes) == 0 && len(early) > 0:
+		return steps.Failf("%s changed only before the failover was triggered (%d early changes), never after it in %s: still %s", w.Name, len(early), w.Duration, last.target())
 	case w.ExpectChange && len(changes) == 0:
 		return steps.Failf("%s did not change in %s: still %s", w.Name, w.Duration, last.target())
 	}

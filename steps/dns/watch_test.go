@@ -101,7 +101,8 @@ func TestWatchSeesTheSwitch(t *testing.T) {
 	env := steps.NewEnv("drill", "dns", dir, steps.Hooks{Timeline: tl})
 	// The failover step's trigger, noted before the watch sees anything.
 	trig := steps.NewEnv("drill", "failover", dir, steps.Hooks{Timeline: tl})
-	trig.Note(failoverTrigger, "failover triggered", time.Now())
+	trigAt := time.Now()
+	trig.Note(failoverTrigger, "failover triggered", trigAt)
 
 	require.NoError(t, runWatch(t, newWatch(server), env))
 	out := env.Outputs()
@@ -115,10 +116,19 @@ func TestWatchSeesTheSwitch(t *testing.T) {
 	c := changes[0].(map[string]any)
 	assert.Equal(t, "ec2-13-126-202-244.ap-south-1.compute.amazonaws.com. [203.0.113.44]", c["from"])
 	assert.Equal(t, []any{"203.0.113.48"}, c["addresses"])
+	// switch_ms is exactly the change's instant minus the trigger's: the
+	// zone moved at the 8th query, 10 ms apart, so after 70 ms at least.
 	sw := out["switch_ms"].(float64)
-	assert.GreaterOrEqual(t, sw, 0.0)
+	changedAt, err := time.Parse(time.RFC3339Nano, c["at"].(string))
+	require.NoError(t, err)
+	assert.InDelta(t, float64(changedAt.Sub(trigAt).Microseconds())/1000, sw, 0.002)
+	assert.Greater(t, sw, 70.0)
 	assert.Equal(t, sw, c["since_trigger_ms"])
-	assert.GreaterOrEqual(t, out["switch_gap_ms"].(float64), 0.0)
+	// The gap between the last old answer and the first new one is one
+	// polling interval (10 ms), not more than a few.
+	gap := out["switch_gap_ms"].(float64)
+	assert.Greater(t, gap, 5.0)
+	assert.Less(t, gap, 500.0)
 	assert.Equal(t, 0, out["errors"])
 
 	// The DNS switch is a moment on the scenario's timeline, for
@@ -156,7 +166,19 @@ func TestWatchFaults(t *testing.T) {
 			},
 		},
 		{
-			name: "a change without a trigger mark has no switch_ms", zone: &zone{target: "a.example.", addr: "192.0.2.1", moveAfter: 3, moveTo: "b.example.", moveAddr: "192.0.2.2"},
+			name: "a change before any failover trigger is not the failover's", zone: &zone{target: "a.example.", addr: "192.0.2.1", moveAfter: 3, moveTo: "b.example.", moveAddr: "192.0.2.2"},
+			mutate: func(w *Watch) { w.Duration = 300 * time.Millisecond }, failure: true, errWant: "changed only before the failover was triggered (1 early changes)",
+			check: func(t *testing.T, out map[string]any) {
+				assert.Equal(t, false, out["changed"])
+				assert.Equal(t, -1.0, out["switch_ms"])
+				assert.Empty(t, out["changes"])
+				require.Len(t, out["early_changes"], 1)
+				assert.Equal(t, "b.example. [192.0.2.2]", out["early_changes"].([]any)[0].(map[string]any)["to"])
+			},
+		},
+		{
+			name: "count_before_trigger counts a change without a trigger, with no switch_ms", zone: &zone{target: "a.example.", addr: "192.0.2.1", moveAfter: 3, moveTo: "b.example.", moveAddr: "192.0.2.2"},
+			mutate: func(w *Watch) { w.CountBeforeTrigger = true },
 			check: func(t *testing.T, out map[string]any) {
 				assert.Equal(t, true, out["changed"])
 				assert.Equal(t, -1.0, out["switch_ms"])
@@ -198,7 +220,7 @@ func TestWatchFaults(t *testing.T) {
 func TestWatchCountsErrors(t *testing.T) {
 	z := &zone{target: "a.example.", addr: "192.0.2.1", failFrom: 5, failTo: 10, moveAfter: 15, moveTo: "b.example.", moveAddr: "192.0.2.2"}
 	w := newWatch(startZone(t, z))
-	w.Settle = 0
+	w.Settle, w.CountBeforeTrigger = 0, true
 	env := steps.NewEnv("drill", "dns", t.TempDir(), steps.Hooks{})
 	require.NoError(t, runWatch(t, w, env))
 	out := env.Outputs()
@@ -231,4 +253,35 @@ func TestWatchValidate(t *testing.T) {
 		})
 	}
 	require.NoError(t, newWatch("127.0.0.1:53").Validate())
+}
+
+// TestWatchCountsOnlyChangesAfterTheTrigger: a change before the failover
+// (the alias flapping while the drill warms up) is reported apart and
+// does not end the watch; the change after the trigger is the switch.
+func TestWatchCountsOnlyChangesAfterTheTrigger(t *testing.T) {
+	z := &zone{target: "a.example.", addr: "192.0.2.1", moveAfter: 3, moveTo: "b.example.", moveAddr: "192.0.2.2"}
+	server := startZone(t, z)
+	tl := &steps.Timeline{}
+	env := steps.NewEnv("drill", "dns", t.TempDir(), steps.Hooks{Timeline: tl})
+	trig := steps.NewEnv("drill", "failover", t.TempDir(), steps.Hooks{Timeline: tl})
+	w := newWatch(server)
+	done := make(chan error, 1)
+	go func() { done <- runWatch(t, w, env) }()
+	// After the early change, trigger, then move the alias again.
+	require.Eventually(t, func() bool { return z.queries.Load() > 6 }, 10*time.Second, 5*time.Millisecond)
+	trigAt := time.Now()
+	trig.Note(failoverTrigger, "failover triggered", trigAt)
+	z.mu.Lock()
+	z.moveAfter, z.moveTo, z.moveAddr = z.queries.Load()+3, "c.example.", "192.0.2.3"
+	z.mu.Unlock()
+	require.NoError(t, <-done)
+	out := env.Outputs()
+	require.Len(t, out["early_changes"], 1)
+	assert.Equal(t, "b.example. [192.0.2.2]", out["early_changes"].([]any)[0].(map[string]any)["to"])
+	require.Len(t, out["changes"], 1, "stop_after 1 counted only the change after the trigger")
+	assert.Equal(t, "c.example. [192.0.2.3]", out["changes"].([]any)[0].(map[string]any)["to"])
+	assert.Greater(t, out["switch_ms"].(float64), 0.0)
+	m, ok := tl.Latest("dns.switch", time.Now())
+	require.True(t, ok)
+	assert.False(t, m.At.Before(trigAt), "the switch noted is the one after the trigger")
 }
