@@ -95,7 +95,7 @@ func (b *Builder) Emit(ev *Event) {
 		r := ev.Result
 		st.Status = r.Status
 		st.DurationMS = r.DurationMS
-		st.Attempts = r.Attempts
+		st.Attempts = r.AttemptLog
 		st.Outputs = r.Outputs
 		if st.Outputs == nil {
 			st.Outputs = map[string]any{}
@@ -244,6 +244,7 @@ func (b *Builder) Run(last time.Time) *Run {
 		run.Finished = last
 	}
 	ApplyWaivers(&run, b.waivers)
+	Complete(&run)
 	run.Findings = findings(&run)
 	return &run
 }

@@ -58,7 +58,7 @@ type Run struct {
 	Version     int         `json:"version"`
 	Tool        string      `json:"tool"`
 	ToolVersion string      `json:"tool_version"`
-	RunID       string      `json:"run_id,omitempty"`
+	RunID       string      `json:"run_id"`
 	Started     time.Time   `json:"started"`
 	Finished    time.Time   `json:"finished"`
 	Status      string      `json:"status"`
@@ -76,12 +76,12 @@ type Run struct {
 type Scenario struct {
 	Name        string   `json:"name"`
 	File        string   `json:"file"`
-	SHA256      string   `json:"sha256,omitempty"`
+	SHA256      string   `json:"sha256"`
 	Description string   `json:"description,omitempty"`
 	Tags        []string `json:"tags,omitempty"`
 	// Controls are what the drill evidences (ISO27001:A.5.30, SOC2:CC7.5).
 	Controls   []string       `json:"controls,omitempty"`
-	Vars       map[string]any `json:"vars,omitempty"`
+	Vars       map[string]any `json:"vars"`
 	Status     string         `json:"status"`
 	Started    time.Time      `json:"started"`
 	Finished   time.Time      `json:"finished"`
@@ -96,17 +96,17 @@ type Scenario struct {
 type Step struct {
 	ID           string           `json:"id"`
 	Uses         string           `json:"uses"`
-	Phase        string           `json:"phase,omitempty"`
+	Phase        string           `json:"phase"`
 	Background   bool             `json:"background,omitempty"`
 	Status       string           `json:"status"`
 	Started      time.Time        `json:"started"`
 	DurationMS   int64            `json:"duration_ms"`
-	Attempts     int              `json:"attempts,omitempty"`
+	Attempts     []Attempt        `json:"attempts"`
 	Outputs      map[string]any   `json:"outputs"`
-	Error        string           `json:"error,omitempty"`
+	Error        string           `json:"error"`
 	SkipReason   string           `json:"skip_reason,omitempty"`
-	Expectations []Expectation    `json:"expectations,omitempty"`
-	Evidence     []steps.Evidence `json:"evidence,omitempty"`
+	Expectations []Expectation    `json:"expectations"`
+	Evidence     []steps.Evidence `json:"evidence"`
 	// Figures are the step's key figures in words.
 	Figures []Figure `json:"figures,omitempty"`
 	Logs    []string `json:"logs,omitempty"`
@@ -123,9 +123,21 @@ type Step struct {
 type Expectation struct {
 	Expr   string            `json:"expr"`
 	OK     bool              `json:"ok"`
-	Values map[string]string `json:"values,omitempty"`
+	Values map[string]string `json:"values"`
 	Error  string            `json:"error,omitempty"`
 }
+
+// Attempt is one try of a step: with retry, every attempt's error is kept,
+// not only the last one's.
+type Attempt struct {
+	Attempt    int    `json:"attempt"`
+	Status     string `json:"status"`
+	Error      string `json:"error"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+// AttemptCount is how many times the step ran (0 when it never did).
+func (s *Step) AttemptCount() int { return len(s.Attempts) }
 
 // Counts summarises step statuses.
 type Counts struct {

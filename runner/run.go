@@ -326,6 +326,9 @@ func redactEvent(r *redact.Redactor, ev *reports.Event) {
 	if res := ev.Result; res != nil {
 		res.Error = r.String(res.Error)
 		res.SkipReason = r.String(res.SkipReason)
+		for i := range res.AttemptLog {
+			res.AttemptLog[i].Error = r.String(res.AttemptLog[i].Error)
+		}
 		if res.Outputs != nil {
 			res.Outputs, _ = r.Value(res.Outputs).(map[string]any)
 		}

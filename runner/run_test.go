@@ -221,7 +221,7 @@ steps:
 `)
 	r := h.step(t, 0, "r")
 	assert.Equal(t, reports.StatusPassed, r.Status)
-	assert.Equal(t, 3, r.Attempts)
+	assert.Equal(t, 3, r.AttemptCount())
 	var times []int64
 	for _, line := range trailCopy() {
 		if parts := strings.Split(line, ":"); parts[1] == "r" {
@@ -235,8 +235,10 @@ steps:
 	assert.GreaterOrEqual(t, second, int64(95), "the second delay doubled")
 	n := h.step(t, 0, "never")
 	assert.Equal(t, reports.StatusErrored, n.Status)
-	assert.Equal(t, 2, n.Attempts)
+	assert.Equal(t, 2, n.AttemptCount())
 	assert.Contains(t, n.Error, "attempt 2 failed")
+	assert.Equal(t, "attempt 1 failed", n.Attempts[0].Error, "each attempt's error is kept")
+	assert.Equal(t, "attempt 2 failed", n.Attempts[1].Error)
 }
 
 func TestStepTimeout(t *testing.T) {

@@ -78,6 +78,22 @@ type outcome struct {
 	err     string
 	ms      int64
 	figures []reports.Figure
+	// attempts is every attempt's own result, kept when a retry follows.
+	attempts []reports.Attempt
+}
+
+// attemptError is what an attempt's record says went wrong: the step's
+// error, else its first failed expectation.
+func attemptError(out *outcome, exps []reports.Expectation) string {
+	if out.err != "" || !bad(out.status) {
+		return out.err
+	}
+	for _, e := range exps {
+		if !e.OK {
+			return "expected " + reports.ExpectationText(e)
+		}
+	}
+	return ""
 }
 
 // failure is a step that failed its list of steps.
@@ -215,6 +231,9 @@ func (sr *scenarioRun) run() string {
 	if sr.ctx.Err() != nil {
 		status = reports.StatusInterrupted
 		errMsg = sr.interruption() + "; cleanup ran"
+		if sr.opts.HardStop.Err() != nil {
+			errMsg = sr.interruption() + "; " + cleanupAborted + ": cleanup steps not yet run were skipped"
+		}
 	}
 	sr.em.emit(&reports.Event{Type: reports.EventScenarioEnd, Scenario: sr.idx, Status: status, Error: errMsg})
 	return status
@@ -281,6 +300,10 @@ func (sr *scenarioRun) runList(ctx, bgCtx context.Context, fr *frame, list []*St
 		if bad(out.status) && !st.ContinueOnError {
 			failed = append(failed, failure{id: fr.prefix + st.ID, status: out.status, err: out.err})
 			stopped = fmt.Sprintf("skipped: step %s %s", fr.prefix+st.ID, out.status)
+			if ctx.Err() != nil {
+				// The step ended because the scenario did: say why.
+				stopped = sr.stopReason(ctx)
+			}
 		}
 	}
 	return failed, stopped
@@ -432,6 +455,10 @@ func (sr *scenarioRun) cleanup(steps bool) {
 	defer cancel()
 	if steps {
 		for _, st := range sr.sc.Cleanup {
+			if sr.opts.HardStop.Err() != nil {
+				sr.skip(sr.top, st, reports.PhaseCleanup, "skipped: "+cleanupAborted)
+				continue
+			}
 			out := sr.execStep(ctx, sr.top, st, reports.PhaseCleanup, sr.top.scope)
 			if bad(out.status) {
 				sr.fail(fmt.Sprintf("cleanup step %s %s", st.ID, out.status))
@@ -451,17 +478,55 @@ func (sr *scenarioRun) cleanup(steps bool) {
 			id = fmt.Sprintf("%s#%d", u.name, used[u.name])
 		}
 		info := &reports.StepInfo{ID: id, Uses: "undo", Phase: reports.PhaseCleanup}
+		if sr.opts.HardStop.Err() != nil {
+			sr.em.emit(&reports.Event{Type: reports.EventStepEnd, Scenario: sr.idx, Step: info,
+				Result: &reports.StepResult{Status: reports.StatusSkipped, SkipReason: "skipped: " + cleanupAborted}})
+			continue
+		}
 		sr.em.emit(&reports.Event{Type: reports.EventStepStart, Scenario: sr.idx, Step: info, Time: time.Now()})
 		start := time.Now()
 		err := sr.callGuarded(ctx, func(ctx context.Context) error { return u.fn(ctx) })
 		res := &reports.StepResult{Status: reports.StatusPassed, DurationMS: time.Since(start).Milliseconds()}
 		if err != nil {
 			res.Status = reports.StatusErrored
-			res.Error = err.Error()
+			res.Error = sr.stepError(ctx, err)
 			sr.fail(fmt.Sprintf("undo %s errored", id))
 		}
 		sr.em.emit(&reports.Event{Type: reports.EventStepEnd, Scenario: sr.idx, Step: info, Result: res})
 	}
+}
+
+// cleanupAborted is why cleanup stopped short: a second interrupt.
+const cleanupAborted = "cleanup aborted (second interrupt)"
+
+// cancelReason says in words why ctx, a context of this scenario, ended:
+// cleanup aborted, the scenario's timeout, an interrupt, or evidence that
+// could not be written. Reports say this, not "context deadline exceeded".
+func (sr *scenarioRun) cancelReason(ctx context.Context) string {
+	switch {
+	case sr.opts.HardStop.Err() != nil:
+		return cleanupAborted
+	case sr.ctx.Err() != nil:
+		return sr.interruption()
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) && sr.sc.Timeout > 0:
+		return fmt.Sprintf("scenario timed out after %s", sr.sc.Timeout)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Sprintf("cleanup timed out after %s", sr.opts.CleanupTimeout)
+	}
+	return "scenario stopped"
+}
+
+// stepError words the error of a step whose context ended: the reason
+// alone when the error is only the context's, else both.
+func (sr *scenarioRun) stepError(ctx context.Context, err error) string {
+	if ctx.Err() == nil {
+		return err.Error()
+	}
+	reason := sr.cancelReason(ctx)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return reason
+	}
+	return reason + ": " + err.Error()
 }
 
 // execStep runs a step of frame fr in scope: once, or once per for_each
@@ -494,16 +559,21 @@ func (sr *scenarioRun) execOne(ctx context.Context, id string, st *Step, phase s
 	var exps []reports.Expectation
 	var evidence []steps.Evidence
 	attempt := 1
+	var prevAttempts []reports.Attempt
 	for ; ; attempt++ {
 		ai := *info
 		ai.Attempt = attempt
 		sr.em.emit(&reports.Event{Type: reports.EventStepStart, Scenario: sr.idx, Step: &ai})
 		var retryable bool
+		began := time.Now()
 		if st.File != nil {
 			out, exps, retryable = sr.attemptFile(ctx, id, st, phase, scope)
 		} else {
 			out, exps, evidence, retryable = sr.attempt(ctx, id, st, phase, scope)
 		}
+		out.attempts = append(prevAttempts, reports.Attempt{Attempt: attempt, Status: out.status, Error: attemptError(out, exps),
+			DurationMS: time.Since(began).Milliseconds()})
+		prevAttempts = out.attempts
 		if !bad(out.status) || !retryable || attempt >= st.Retry.Attempts || ctx.Err() != nil {
 			break
 		}
@@ -524,7 +594,7 @@ func (sr *scenarioRun) execOne(ctx context.Context, id string, st *Step, phase s
 func (sr *scenarioRun) finish(st *Step, info *reports.StepInfo, start time.Time, attempts int, out *outcome, exps []reports.Expectation, evidence []steps.Evidence) *outcome {
 	out.ms = time.Since(start).Milliseconds()
 	res := &reports.StepResult{
-		Status: out.status, DurationMS: out.ms, Attempts: attempts, Error: out.err,
+		Status: out.status, DurationMS: out.ms, Attempts: attempts, AttemptLog: out.attempts, Error: out.err,
 		Expectations: exps, Evidence: evidence, Outputs: sr.reportOutputs(st, out.outputs),
 		Figures: out.figures,
 	}
@@ -597,10 +667,7 @@ func (sr *scenarioRun) attempt(ctx context.Context, id string, st *Step, phase s
 	case steps.IsFailure(err):
 		out.status, out.err = reports.StatusFailed, err.Error()
 	default:
-		out.status, out.err = reports.StatusErrored, err.Error()
-		if ctx.Err() != nil {
-			out.err = "interrupted: " + out.err
-		}
+		out.status, out.err = reports.StatusErrored, sr.stepError(ctx, err)
 		out.figures = figures(st, step, with, outputs, nil)
 		return out, nil, evidence, true
 	}
