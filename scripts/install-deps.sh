@@ -21,6 +21,8 @@ packages=(
 	iputils-ping   # ping: net.ping measured against the ping binary (benchmark)
 	curl           # port.open's tests call portgate through curl, as lab hosts do
 	sysbench       # db.flood's throughput compared with oltp_insert (make bench-flood)
+	openssh-server # sshd on loopback: the ssh:// transport's tests (steps/host/sshtest)
+	openssh-client # ssh, ssh-keygen, ssh-agent: tests compare with the system client
 )
 
 missing=()

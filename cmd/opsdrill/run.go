@@ -21,6 +21,7 @@ import (
 	"github.com/opsdrill/opsdrill/reports"
 	"github.com/opsdrill/opsdrill/runner"
 	_ "github.com/opsdrill/opsdrill/steps/all"
+	"github.com/opsdrill/opsdrill/steps/host"
 )
 
 func init() { subcommands = append(subcommands, newRunCmd) }
@@ -36,6 +37,7 @@ type runFlags struct {
 	signKey   string
 	summary   string
 	labEnvs   []string
+	sshConfig string
 }
 
 func newRunCmd() *cobra.Command {
@@ -68,6 +70,7 @@ Exit codes: 0 every scenario passed, 1 a check failed, 2 bad input or usage
 	fl.StringVar(&f.signKey, "sign-key", "", "ed25519 private key (PEM) to sign manifest.json with")
 	fl.StringVar(&f.summary, "summary", "", "append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
 	fl.StringSliceVar(&f.labEnvs, "lab", nil, "bring these lab environments up for the run (\"all\" for every one) and down after it; their vars apply after --vars files")
+	addSSHConfigFlag(cmd, &f.sshConfig)
 	_ = cmd.MarkFlagFilename("vars", "yaml", "yml")
 	_ = cmd.MarkFlagDirname("report-dir")
 	_ = cmd.MarkFlagFilename("waivers", "yaml", "yml")
@@ -179,6 +182,12 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 			hardStop()
 		}
 	}()
+
+	if err := useSSHConfig(f.sshConfig); err != nil {
+		return err
+	}
+	// One connection per host for the whole run, closed at its end.
+	defer host.Default.Close()
 
 	var labVars map[string]any
 	if len(f.labEnvs) > 0 {

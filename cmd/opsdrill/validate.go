@@ -10,6 +10,7 @@ func init() { subcommands = append(subcommands, newValidateCmd) }
 
 func newValidateCmd() *cobra.Command {
 	var varsFiles []string
+	var sshConfig string
 	cmd := &cobra.Command{
 		Use:   "validate [--vars FILE]... PATH...",
 		Short: "Check scenarios without running anything",
@@ -21,6 +22,9 @@ secrets, steps and their outputs), and the order of background steps.`,
   opsdrill validate --vars scenarios/targets/lab.yaml scenarios/rds-multi-az-failover.yaml`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := useSSHConfig(sshConfig); err != nil {
+				return err
+			}
 			scenarios, _, err := loadInput(args, varsFiles, nil)
 			if err != nil {
 				return err
@@ -30,5 +34,6 @@ secrets, steps and their outputs), and the order of background steps.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&varsFiles, "vars", nil, "vars file whose names scenarios may read")
+	addSSHConfigFlag(cmd, &sshConfig)
 	return cmd
 }

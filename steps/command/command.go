@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/opsdrill/opsdrill/steps"
+	"github.com/opsdrill/opsdrill/steps/host"
 )
 
 // maxCapture bounds how much of stdout and stderr is kept as output.
@@ -28,8 +30,10 @@ func init() {
 		Summary: "Run a command and capture stdout, stderr and exit code",
 		Doc: "Runs `command` (an argv list; no shell) or, with an explicit `shell:`, a `script:`. " +
 			"The step fails when the exit code is not in `exit_codes` (default [0]). " +
-			"On timeout or cancellation the whole process group is killed. " +
-			"Relative `dir` is taken from the scenario's folder.",
+			"On timeout or cancellation the whole process group is killed, on a remote host too. " +
+			"Relative `dir` is taken from the scenario's folder; with a remote `host:` it must be absolute. " +
+			"`host:` runs it elsewhere: ssh://[user@]name (through --ssh-config), lab:NAME; env and stdin travel " +
+			"out of sight of ps there.",
 		New: func() steps.Step { return &Exec{ExitCodes: []int{0}} },
 		Outputs: []steps.Output{
 			{Name: "stdout", Type: "string", Doc: "standard output (first 1 MiB)"},
@@ -41,6 +45,7 @@ func init() {
 		Examples: []steps.Example{
 			{Title: "Check a binary's version", YAML: "- uses: exec\n  with: { command: [oathtool, --version] }\n  expect: outputs.stdout contains \"oathtool\""},
 			{Title: "A shell pipeline, explicitly", YAML: "- uses: exec\n  with:\n    shell: bash\n    script: set -o pipefail; lsusb | grep -i epson"},
+			{Title: "On the customer gateway, as root", YAML: "- uses: exec\n  with:\n    host: ssh://ops@cgw?sudo=true\n    command: [ipsec, statusall]"},
 		},
 	})
 }
@@ -55,6 +60,7 @@ type Exec struct {
 	Stdin     string            `yaml:"stdin" doc:"text written to standard input"`
 	Timeout   time.Duration     `yaml:"timeout" doc:"kill the process group after this long"`
 	ExitCodes []int             `yaml:"exit_codes" doc:"exit codes that count as success"`
+	Host      string            `yaml:"host" doc:"where to run it: local, ssh://[user@]name[:port][?sudo=true] or lab:NAME"`
 }
 
 // Validate checks that exactly one way of running is given.
@@ -71,6 +77,12 @@ func (e *Exec) Validate() error {
 	case e.Timeout < 0:
 		return errors.New("timeout: must be positive")
 	}
+	if err := host.Validate(e.Host); err != nil {
+		return err
+	}
+	if !host.IsLocal(e.Host) && e.Dir != "" && !path.IsAbs(e.Dir) {
+		return fmt.Errorf("dir: %q must be absolute on host %s", e.Dir, e.Host)
+	}
 	return nil
 }
 
@@ -84,6 +96,9 @@ func (e *Exec) Run(ctx context.Context, env *steps.Env) error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.Timeout)
 		defer cancel()
+	}
+	if !host.IsLocal(e.Host) {
+		return e.runRemote(ctx, env, argv)
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -127,17 +142,69 @@ func (e *Exec) Run(ctx context.Context, env *steps.Env) error {
 	if err != nil {
 		var exitErr *exec.ExitError
 		switch {
-		case ctx.Err() != nil && e.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded):
-			return steps.Failf("%s: killed after timeout of %s", argv[0], e.Timeout)
 		case ctx.Err() != nil:
-			return ctx.Err()
+			return e.stopped(ctx, argv)
 		case !errors.As(err, &exitErr):
 			return fmt.Errorf("%s: %w", argv[0], err)
 		}
 	}
+	return e.judge(argv, code, stderr.String())
+}
+
+// runRemote runs argv on e.Host; the host's transport kills it there on
+// timeout or cancellation.
+func (e *Exec) runRemote(ctx context.Context, env *steps.Env, argv []string) error {
+	h, err := host.Open(ctx, e.Host)
+	if err != nil {
+		return err
+	}
+	c := host.Command{Args: argv}
+	if e.Dir != "" {
+		c.Args = append([]string{"sh", "-c", `cd "$1" && shift && exec "$@"`, "sh", e.Dir}, argv...)
+	}
+	keys := make([]string, 0, len(e.Env))
+	for k := range e.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		c.Env = append(c.Env, k+"="+e.Env[k])
+	}
+	if e.Stdin != "" {
+		c.Stdin = []byte(e.Stdin)
+	}
+	start := time.Now()
+	res, err := h.Run(ctx, c)
+	env.SetOutput("duration_ms", time.Since(start).Milliseconds())
+	stdout, stderr := &capped{max: maxCapture}, &capped{max: maxCapture}
+	_, _ = stdout.Write([]byte(res.Stdout))
+	_, _ = stderr.Write([]byte(res.Stderr))
+	env.SetOutput("stdout", stdout.String())
+	env.SetOutput("stderr", stderr.String())
+	if err != nil {
+		env.SetOutput("exit_code", -1)
+		if ctx.Err() != nil {
+			return e.stopped(ctx, argv)
+		}
+		return fmt.Errorf("%s on %s: %w", argv[0], e.Host, err)
+	}
+	env.SetOutput("exit_code", res.ExitCode)
+	return e.judge(argv, res.ExitCode, res.Stderr)
+}
+
+// stopped is the verdict on a command its context ended: a timeout of its
+// own fails the step, the run's cancellation is passed on.
+func (e *Exec) stopped(ctx context.Context, argv []string) error {
+	if e.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return steps.Failf("%s: killed after timeout of %s", argv[0], e.Timeout)
+	}
+	return ctx.Err()
+}
+
+func (e *Exec) judge(argv []string, code int, stderr string) error {
 	if !slices.Contains(e.ExitCodes, code) {
 		msg := fmt.Sprintf("%s exited with %d (expected %s)", argv[0], code, codesText(e.ExitCodes))
-		if tail := lastLine(stderr.String()); tail != "" {
+		if tail := lastLine(stderr); tail != "" {
 			msg += ": " + tail
 		}
 		return steps.Failf("%s", msg)

@@ -58,6 +58,7 @@ func TestValidate(t *testing.T) {
 		in, err string
 	}{
 		{in: "local"},
+		{in: "ssh://ops@cgw?sudo=true"},
 		{in: "local?sudo=true", err: "not a host reference"},
 		{in: "nosuch:thing", err: "no nosuch: transport"},
 	} {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"sync"
+
+	"github.com/kevinburke/ssh_config"
 )
 
 // Pool opens hosts and keeps them open: every step of a run that names the
@@ -16,6 +18,25 @@ type Pool struct {
 
 	mu    sync.Mutex
 	hosts map[string]*poolEntry
+
+	sshMu   sync.Mutex
+	sshPath string // the SSHConfig sshCfg was read from
+	sshCfg  *ssh_config.Config
+}
+
+// sshConfig parses SSHConfig on first use, and again when it changed.
+func (p *Pool) sshConfig() (*ssh_config.Config, error) {
+	p.sshMu.Lock()
+	defer p.sshMu.Unlock()
+	if p.sshCfg != nil && p.sshPath == p.SSHConfig {
+		return p.sshCfg, nil
+	}
+	cfg, err := loadSSHConfig(p.SSHConfig)
+	if err != nil {
+		return nil, err
+	}
+	p.sshCfg, p.sshPath = cfg, p.SSHConfig
+	return cfg, nil
 }
 
 type poolEntry struct {
@@ -119,4 +140,10 @@ func (p *Pool) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CheckSSHConfig reads the pool's SSHConfig: an error names the file.
+func (p *Pool) CheckSSHConfig() error {
+	_, err := p.sshConfig()
+	return err
 }
