@@ -75,11 +75,11 @@ type StepInfo struct {
 
 // StepResult closes a step.
 type StepResult struct {
-	Status       string           `json:"status"`
-	DurationMS   int64            `json:"duration_ms"`
-	Attempts     int              `json:"attempts,omitempty"`
+	Status     string `json:"status"`
+	DurationMS int64  `json:"duration_ms"`
+	Attempts   int    `json:"attempts,omitempty"`
 	// AttemptLog is each attempt's status, error and duration.
-	AttemptLog []Attempt `json:"attempt_log,omitempty"`
+	AttemptLog   []Attempt        `json:"attempt_log,omitempty"`
 	Outputs      map[string]any   `json:"outputs,omitempty"`
 	Error        string           `json:"error,omitempty"`
 	SkipReason   string           `json:"skip_reason,omitempty"`
