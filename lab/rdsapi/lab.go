@@ -21,20 +21,40 @@ import (
 // is promoted, the endpoint moves, the old writer boots and rejoins as the
 // standby) in the background, as RDS does; the instance reports
 // "rebooting" (the cluster "failing-over") until it is done. A reboot
-// without failover restarts the writer in place.
+// without failover restarts the writer in place. As on AWS, the instance's
+// AvailabilityZone and SecondaryAvailabilityZone lag the new writer (by
+// AZLag), and the reboot's events (DescribeEvents) carry RDS's messages.
 type Lab struct {
 	Pair *lab.MariaDBPair
 	// Timeout bounds one reboot or failover (default 5m).
 	Timeout time.Duration
+	// AZLag is how long after a failover the zones still show the old
+	// writer's (default 3s; AWS: "within a few seconds to <10 minutes").
+	AZLag time.Duration
 
 	mu     sync.Mutex
 	status string // "" when available
 	err    error  // the last operation's failure
 	wg     sync.WaitGroup
+	// The zones reported until staleUntil, after a failover.
+	staleAZ, staleSecondary string
+	staleUntil              time.Time
+	events                  EventLog
 }
 
 // NewLab returns the backend of a pair.
-func NewLab(p *lab.MariaDBPair) *Lab { return &Lab{Pair: p, Timeout: 5 * time.Minute} }
+func NewLab(p *lab.MariaDBPair) *Lab {
+	return &Lab{Pair: p, Timeout: 5 * time.Minute, AZLag: 3 * time.Second}
+}
+
+func (b *Lab) event(msg, category string) {
+	b.events.Add(Event{SourceID: lab.PairInstance, SourceType: "db-instance", Message: msg, Categories: []string{category}, Date: time.Now()})
+}
+
+// Events implements Backend.
+func (b *Lab) Events(_ context.Context, sourceID, sourceType string, start, end time.Time) ([]Event, error) {
+	return b.events.Select(sourceID, sourceType, start, end), nil
+}
 
 // Wait waits for the operation in progress and returns the error of the
 // last one.
@@ -66,8 +86,14 @@ func (b *Lab) Instances(ctx context.Context, id string) ([]Instance, error) {
 		return nil, err
 	}
 	status, _ := b.state()
-	main := Instance{ID: lab.PairInstance, Status: status, Engine: "mariadb", Version: "10.11", AZ: b.Pair.AZ(w),
-		SecondaryAZ: b.Pair.AZ(b.Pair.Other(w)), MultiAZ: true, Address: lab.PairEndpoint, Port: lab.PairPort}
+	az, secondary := b.Pair.AZ(w), b.Pair.AZ(b.Pair.Other(w))
+	b.mu.Lock()
+	if time.Now().Before(b.staleUntil) {
+		az, secondary = b.staleAZ, b.staleSecondary
+	}
+	b.mu.Unlock()
+	main := Instance{ID: lab.PairInstance, Status: status, Engine: "mariadb", Version: "10.11", AZ: az,
+		SecondaryAZ: secondary, MultiAZ: true, Address: lab.PairEndpoint, Port: lab.PairPort}
 	all := []Instance{main}
 	for _, h := range b.Pair.Nodes() {
 		st, err := h.State(ctx)
@@ -99,7 +125,14 @@ func (b *Lab) Reboot(ctx context.Context, id string, forceFailover bool) (Instan
 	}
 	op := b.switchover
 	if !forceFailover {
-		op = func(ctx context.Context) (func(context.Context) error, error) { return nil, b.Pair.Reboot(ctx) }
+		op = func(ctx context.Context) (func(context.Context) error, error) {
+			b.event(MsgRebootRequested, "availability")
+			err := b.Pair.Reboot(ctx)
+			if err == nil {
+				b.event(MsgRestarted, "availability")
+			}
+			return nil, err
+		}
 	}
 	if err := b.start("rebooting", op); err != nil {
 		return Instance{}, errInstanceState(id, err.Error())
@@ -115,10 +148,16 @@ func (b *Lab) Reboot(ctx context.Context, id string, forceFailover bool) (Instan
 // instance is available again (RDS reports the new writer as soon as it
 // serves, and replaces the standby behind the scenes).
 func (b *Lab) switchover(ctx context.Context) (func(context.Context) error, error) {
-	old, _, err := b.Pair.Switchover(ctx)
+	b.event(MsgFailoverStarted, "failover")
+	old, promoted, err := b.Pair.Switchover(ctx)
 	if err != nil {
 		return nil, err
 	}
+	b.mu.Lock()
+	b.staleAZ, b.staleSecondary, b.staleUntil = b.Pair.AZ(old), b.Pair.AZ(promoted), time.Now().Add(b.AZLag)
+	b.mu.Unlock()
+	b.event(MsgRestarted, "availability")
+	b.event(MsgFailoverCompleted, "failover")
 	return func(ctx context.Context) error { return b.Pair.Rejoin(ctx, old) }, nil
 }
 

@@ -17,6 +17,10 @@ import (
 type Memory struct {
 	// FailoverTime is how long a reboot or failover takes.
 	FailoverTime time.Duration
+	// AZLag is how long after a failover completed DescribeDBInstances
+	// still reports the old zones, as AWS does ("within a few seconds to
+	// <10 minutes").
+	AZLag time.Duration
 	// StuckWriter makes reboots and failovers complete without switching.
 	StuckWriter bool
 
@@ -25,12 +29,16 @@ type Memory struct {
 	clusters  map[string]*memCluster
 	calls     []string
 	now       func() time.Time
+	events    EventLog
 }
 
 type memInstance struct {
 	Instance
 	until    time.Time
 	failover bool
+	// swapAt is when the zones of a completed failover show.
+	swapAt time.Time
+	swap   bool
 }
 
 type memCluster struct {
@@ -77,9 +85,16 @@ func (m *Memory) settle() {
 	for _, i := range m.instances {
 		if i.Status != "available" && !now.Before(i.until) {
 			if i.failover && !m.StuckWriter {
-				i.AZ, i.SecondaryAZ = i.SecondaryAZ, i.AZ
+				i.swap, i.swapAt = true, i.until.Add(m.AZLag)
+			}
+			m.event(i.ID, i.until, MsgRestarted, "availability")
+			if i.failover {
+				m.event(i.ID, i.until, MsgFailoverCompleted, "failover")
 			}
 			i.Status, i.failover = "available", false
+		}
+		if i.swap && !now.Before(i.swapAt) {
+			i.AZ, i.SecondaryAZ, i.swap = i.SecondaryAZ, i.AZ, false
 		}
 	}
 	for _, c := range m.clusters {
@@ -133,7 +148,25 @@ func (m *Memory) Reboot(_ context.Context, id string, forceFailover bool) (Insta
 			Message: "Cannot reboot with failover: the instance is not configured as Multi-AZ."}
 	}
 	i.Status, i.until, i.failover = "rebooting", m.now().Add(m.FailoverTime), forceFailover
+	if forceFailover {
+		m.event(id, m.now(), MsgFailoverStarted, "failover")
+	} else {
+		m.event(id, m.now(), MsgRebootRequested, "availability")
+	}
 	return i.Instance, nil
+}
+
+func (m *Memory) event(id string, at time.Time, msg string, category string) {
+	m.events.Add(Event{SourceID: id, SourceType: "db-instance", Message: msg, Categories: []string{category}, Date: at})
+}
+
+// Events implements Backend.
+func (m *Memory) Events(_ context.Context, sourceID, sourceType string, start, end time.Time) ([]Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, "DescribeEvents "+sourceID)
+	m.settle()
+	return m.events.Select(sourceID, sourceType, start, end), nil
 }
 
 // Clusters implements Backend.

@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -71,8 +72,20 @@ type Cluster struct {
 	Members  []Member
 }
 
+// Event is an RDS event as DescribeEvents reports it.
+type Event struct {
+	SourceID   string
+	SourceType string // db-instance, db-cluster
+	Message    string
+	Categories []string // failover, availability, ...
+	Date       time.Time
+}
+
 // Backend is what the API acts on.
 type Backend interface {
+	// Events returns the events of sourceID (all sources when empty) and
+	// sourceType (all when empty) from start to end.
+	Events(ctx context.Context, sourceID, sourceType string, start, end time.Time) ([]Event, error)
 	// Instances returns the instance id, or all when id is empty.
 	Instances(ctx context.Context, id string) ([]Instance, error)
 	// Reboot starts a reboot (with failover to the standby when
@@ -162,6 +175,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var list []Cluster
 		list, err = h.Backend.Clusters(ctx, form.Get("DBClusterIdentifier"))
 		result = describeClustersResult{Clusters: clustersXML(list)}
+	case "DescribeEvents":
+		var list []Event
+		var start, end time.Time
+		start, end, err = eventWindow(form, time.Now())
+		if err == nil {
+			list, err = h.Backend.Events(ctx, form.Get("SourceIdentifier"), form.Get("SourceType"), start, end)
+		}
+		result = describeEventsResult{Events: eventsXML(list)}
 	case "FailoverDBCluster":
 		var c Cluster
 		c, err = h.Backend.FailoverCluster(ctx, required(form, "DBClusterIdentifier", &err), form.Get("TargetDBInstanceIdentifier"))
@@ -244,6 +265,86 @@ func (h *Handler) verify(r *http.Request, body []byte) error {
 	}
 	return nil
 }
+
+// eventWindow reads DescribeEvents' StartTime, EndTime (ISO 8601) and
+// Duration (minutes; default 60, RDS's).
+func eventWindow(form url.Values, now time.Time) (start, end time.Time, err error) {
+	end = now
+	if v := form.Get("EndTime"); v != "" {
+		if end, err = time.Parse(time.RFC3339, v); err != nil {
+			return start, end, &Error{Status: http.StatusBadRequest, Code: "InvalidParameterValue", Message: "EndTime: " + err.Error()}
+		}
+	}
+	if v := form.Get("StartTime"); v != "" {
+		if start, err = time.Parse(time.RFC3339, v); err != nil {
+			return start, end, &Error{Status: http.StatusBadRequest, Code: "InvalidParameterValue", Message: "StartTime: " + err.Error()}
+		}
+		return start, end, nil
+	}
+	minutes := 60
+	if v := form.Get("Duration"); v != "" {
+		if _, err := fmt.Sscan(v, &minutes); err != nil || minutes < 0 {
+			return start, end, &Error{Status: http.StatusBadRequest, Code: "InvalidParameterValue", Message: "Duration: " + v}
+		}
+	}
+	return end.Add(-time.Duration(minutes) * time.Minute), end, nil
+}
+
+type eventXMLT struct {
+	SourceID   string   `xml:"SourceIdentifier"`
+	SourceType string   `xml:"SourceType"`
+	Message    string   `xml:"Message"`
+	Categories []string `xml:"EventCategories>EventCategory"`
+	Date       string   `xml:"Date"`
+}
+
+type describeEventsResult struct {
+	Events []eventXMLT `xml:"Events>Event"`
+}
+
+func eventsXML(list []Event) []eventXMLT {
+	out := make([]eventXMLT, len(list))
+	for i, e := range list {
+		out[i] = eventXMLT{SourceID: e.SourceID, SourceType: e.SourceType, Message: e.Message, Categories: e.Categories,
+			Date: e.Date.UTC().Format("2006-01-02T15:04:05.000Z")}
+	}
+	return out
+}
+
+// EventLog is a Backend's record of events, safe for concurrent use.
+type EventLog struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+// Add records an event.
+func (l *EventLog) Add(e Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+// Select returns the events matching DescribeEvents' filters, oldest first.
+func (l *EventLog) Select(sourceID, sourceType string, start, end time.Time) []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Event
+	for _, e := range l.events {
+		if (sourceID == "" || e.SourceID == sourceID) && (sourceType == "" || e.SourceType == sourceType) &&
+			!e.Date.Before(start) && !e.Date.After(end) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// RDS's messages for the events of a reboot with failover.
+const (
+	MsgFailoverStarted   = "Multi-AZ instance failover started."
+	MsgRestarted         = "DB instance restarted"
+	MsgFailoverCompleted = "Multi-AZ instance failover completed"
+	MsgRebootRequested   = "DB instance shutdown"
+)
 
 type responseMetadata struct {
 	XMLName   xml.Name `xml:"ResponseMetadata"`

@@ -149,3 +149,48 @@ func TestAPIErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestZonesLagAndEvents: after a reboot with failover the instance is
+// available again while DescribeDBInstances still reports the old zones
+// for AZLag, as AWS does; DescribeEvents tells RDS's side of it.
+func TestZonesLagAndEvents(t *testing.T) {
+	m, _, c, clk := startMemory(t)
+	m.AZLag = 2 * time.Minute
+	ctx := context.Background()
+	start := clk.t
+	_, err := c.RebootDBInstance(ctx, &rds.RebootDBInstanceInput{DBInstanceIdentifier: aws.String("testrds"), ForceFailover: aws.Bool(true)})
+	require.NoError(t, err)
+	zones := func() (string, string, string) {
+		out, err := c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String("testrds")})
+		require.NoError(t, err)
+		i := out.DBInstances[0]
+		return aws.ToString(i.DBInstanceStatus), aws.ToString(i.AvailabilityZone), aws.ToString(i.SecondaryAvailabilityZone)
+	}
+	clk.t = start.Add(31 * time.Second)
+	st, az, sec := zones()
+	assert.Equal(t, []string{"available", "ap-south-1b", "ap-south-1a"}, []string{st, az, sec}, "available, zones not caught up yet")
+	clk.t = start.Add(31*time.Second + 2*time.Minute)
+	st, az, sec = zones()
+	assert.Equal(t, []string{"available", "ap-south-1a", "ap-south-1b"}, []string{st, az, sec})
+
+	ev, err := c.DescribeEvents(ctx, &rds.DescribeEventsInput{SourceIdentifier: aws.String("testrds"), SourceType: types.SourceTypeDbInstance,
+		StartTime: aws.Time(start.Add(-time.Minute)), EndTime: aws.Time(clk.t)})
+	require.NoError(t, err)
+	var msgs []string
+	for _, e := range ev.Events {
+		msgs = append(msgs, aws.ToString(e.Message))
+		assert.Equal(t, "testrds", aws.ToString(e.SourceIdentifier))
+		assert.Equal(t, types.SourceTypeDbInstance, e.SourceType)
+		assert.NotEmpty(t, e.EventCategories)
+	}
+	assert.Equal(t, []string{MsgFailoverStarted, MsgRestarted, MsgFailoverCompleted}, msgs)
+	assert.Equal(t, start, aws.ToTime(ev.Events[0].Date).UTC())
+
+	// The window filters: nothing before the reboot, nothing of others.
+	ev, err = c.DescribeEvents(ctx, &rds.DescribeEventsInput{SourceIdentifier: aws.String("testrds"), StartTime: aws.Time(start.Add(-time.Hour)), EndTime: aws.Time(start.Add(-time.Minute))})
+	require.NoError(t, err)
+	assert.Empty(t, ev.Events)
+	ev, err = c.DescribeEvents(ctx, &rds.DescribeEventsInput{SourceIdentifier: aws.String("single"), StartTime: aws.Time(start.Add(-time.Minute)), EndTime: aws.Time(clk.t)})
+	require.NoError(t, err)
+	assert.Empty(t, ev.Events)
+}

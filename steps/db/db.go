@@ -68,9 +68,14 @@ func init() {
 			"read through the endpoint), notes the trigger on the scenario's timeline, then triggers the failover with the chosen driver. " +
 			"aws-rds: RebootDBInstance with ForceFailover for a Multi-AZ `instance` (the runbook's \"Reboot With Failover\"), or FailoverDBCluster " +
 			"for a Multi-AZ DB `cluster`, through aws-sdk-go-v2 with the usual AWS configuration; `endpoint_url: lab:LABID` serves the lab's " +
-			"RDS-compatible API in-process, so one scenario runs against AWS and the lab. It then polls DescribeDBInstances/DescribeDBClusters every `poll`. " +
+			"RDS-compatible API in-process, so one scenario runs against AWS and the lab. It then polls DescribeDBInstances/DescribeDBClusters every `poll`; " +
+			"after the new writer serves it waits (up to `az_wait`, default 10m) for the instance's AvailabilityZone and SecondaryAvailabilityZone " +
+			"to show the swap, which AWS reports late, and fails if they never do; RDS's own events (DescribeEvents) go in the evidence beside the drill's timeline. " +
 			"lab: SIGKILL the lab writer's host (the abrupt failure the runbook wished for), promote the standby after it applied what it received, " +
-			"repoint the endpoint's CNAME; the killed host is rebuilt as the standby when the scenario ends (`action: switchover` does the graceful reboot with failover instead). " +
+			"repoint the endpoint's CNAME; the killed host is rebuilt as the standby when the scenario ends. `action: partition` cuts the writer off the " +
+			"network instead (it keeps running; `fence` makes the lab's control plane demote it, as RDS does; the partition heals after `partition_for`, " +
+			"so db.verify can check it for split brain), and `action: switchover` does the graceful reboot with failover. A standby left behind by an " +
+			"earlier fault is rebuilt before the next one. Against AWS, where no API crashes an instance, run an AWS FIS experiment with driver command. " +
 			"command: run `command` (no shell); the writer is read from the database. " +
 			"The step completes when the platform is settled and a different writer serves (writable, with `dsn`); it fails when, after " +
 			"`complete_within`, the writer is still the same one.",
@@ -86,6 +91,8 @@ func init() {
 			{Name: "az_after", Type: "string", Doc: "availability zone of the writer after"},
 			{Name: "secondary_az_before", Type: "string", Doc: "the standby's zone before (Multi-AZ instance)"},
 			{Name: "secondary_az_after", Type: "string", Doc: "the standby's zone after"},
+			{Name: "az_lag_ms", Type: "int", Doc: "aws-rds instance: how long after the new writer served the platform showed the zones swapped (-1: not within az_wait)"},
+			{Name: "platform_events", Type: "list", Doc: "aws-rds: RDS's own events for the instance (DescribeEvents, source type db-instance) from a minute before the trigger: at, message, categories"},
 		},
 		Figures: failoverFigures,
 		Examples: []steps.Example{

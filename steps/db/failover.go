@@ -234,10 +234,17 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 	if err != nil {
 		return err
 	}
+	var zoneErr error
+	if zw, ok := drv.(zoneWaiter); ok && switched && f.AZWait > 0 {
+		after, zoneErr = f.awaitZones(ctx, env, zw, before, after, completed)
+	}
 	env.SetOutput("writer_after", after.output())
 	env.SetOutput("az_after", after.AZ)
 	env.SetOutput("secondary_az_after", after.SecondaryAZ)
 	env.SetOutput("switched", switched)
+	if es, ok := drv.(eventSource); ok {
+		f.recordEvents(ctx, env, es, triggered)
+	}
 	if !switched {
 		return steps.Failf("the failover did not switch writers: before %s, still %s after %s", before, after, f.CompleteWithin)
 	}
@@ -245,7 +252,101 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 	env.SetOutput("duration_ms", completed.Sub(triggered).Milliseconds())
 	env.NoteData(MomentComplete, "new writer serves", completed, map[string]any{"writer_before": before.output(), "writer_after": after.output()})
 	env.Logf("new writer %s after %s", after, completed.Sub(triggered).Round(time.Millisecond))
-	return nil
+	return zoneErr
+}
+
+// zoneWaiter is a driver whose platform reports the zones late (RDS).
+type zoneWaiter interface {
+	// zones returns the instance's zones now; ok false when the platform
+	// has no zone pair to swap (a cluster, a reboot without failover).
+	zones(ctx context.Context) (az, secondary string, ok bool, err error)
+}
+
+// awaitZones waits, up to az_wait after the writer changed, until the
+// platform shows the zones swapped: AWS updates AvailabilityZone and
+// SecondaryAvailabilityZone "within a few seconds to <10 minutes" after
+// the new writer serves, and a drill must not report zones that have not
+// caught up.
+func (f *Failover) awaitZones(ctx context.Context, env *steps.Env, zw zoneWaiter, before, after writer, changed time.Time) (writer, error) {
+	if before.AZ == "" || before.SecondaryAZ == "" {
+		return after, nil
+	}
+	deadline := changed.Add(f.AZWait)
+	logged := false
+	for {
+		az, secondary, ok, err := zw.zones(ctx)
+		switch {
+		case err != nil:
+			env.Logf("checking the zones: %v", err)
+		case !ok:
+			return after, nil
+		case az == before.SecondaryAZ && secondary == before.AZ:
+			after.AZ, after.SecondaryAZ = az, secondary
+			lag := time.Since(changed)
+			env.SetOutput("az_lag_ms", lag.Milliseconds())
+			env.Logf("the platform reports the zones swapped (%s, standby in %s) %s after the new writer served", az, secondary, lag.Round(time.Millisecond))
+			return after, nil
+		default:
+			after.AZ, after.SecondaryAZ = az, secondary
+			if !logged {
+				env.Logf("the new writer serves, but the platform still reports AvailabilityZone %s, SecondaryAvailabilityZone %s: waiting up to %s for them to catch up", az, secondary, f.AZWait)
+				logged = true
+			}
+		}
+		if time.Now().After(deadline) {
+			env.SetOutput("az_lag_ms", int64(-1))
+			return after, steps.Failf("the writer changed, but %s later the platform still reports AvailabilityZone %s, SecondaryAvailabilityZone %s (before: %s, %s)",
+				f.AZWait, after.AZ, after.SecondaryAZ, before.AZ, before.SecondaryAZ)
+		}
+		if !sleep(ctx, f.Poll) {
+			return after, ctx.Err()
+		}
+	}
+}
+
+// eventSource is a driver whose platform keeps its own event timeline.
+type eventSource interface {
+	events(ctx context.Context, since time.Time) ([]platformEvent, error)
+}
+
+// platformEvent is one event of the platform's timeline (RDS's
+// DescribeEvents).
+type platformEvent struct {
+	At         time.Time
+	Message    string
+	Categories []string
+}
+
+// recordEvents puts the platform's own event timeline in the evidence,
+// beside the drill's moments.
+func (f *Failover) recordEvents(ctx context.Context, env *steps.Env, es eventSource, triggered time.Time) {
+	evs, err := es.events(ctx, triggered.Add(-time.Minute))
+	if err != nil {
+		env.Logf("the platform's events: %v", err)
+		return
+	}
+	type line struct {
+		at            time.Time
+		source, event string
+	}
+	var lines []line
+	out := make([]any, 0, len(evs))
+	for _, e := range evs {
+		lines = append(lines, line{e.At, "RDS", e.Message + " (" + strings.Join(e.Categories, ", ") + ")"})
+		out = append(out, map[string]any{"at": e.At.UTC().Format(time.RFC3339Nano), "message": e.Message, "categories": toAny(e.Categories)})
+	}
+	for _, m := range env.Timeline().Moments() {
+		if !m.At.Before(triggered.Add(-time.Minute)) {
+			lines = append(lines, line{m.At, "opsdrill (" + m.Step + ")", m.Label})
+		}
+	}
+	slices.SortStableFunc(lines, func(a, b line) int { return a.at.Compare(b.at) })
+	rows := make([][]string, len(lines))
+	for i, l := range lines {
+		rows[i] = []string{l.at.UTC().Format("15:04:05.000"), l.source, l.event}
+	}
+	env.SetOutput("platform_events", out)
+	env.AddEvidence(steps.TableEvidence("The platform's events (RDS DescribeEvents) beside the drill's timeline", []string{"at (UTC)", "source", "event"}, rows))
 }
 
 // Moments db.failover notes on the scenario's timeline; dns.watch measures

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
+	rdstypes "github.com/aws/aws-sdk-go-v2/service/rds/types"
 
 	"github.com/opsdrill/opsdrill/lab"
 	"github.com/opsdrill/opsdrill/lab/rdsapi"
@@ -147,6 +148,30 @@ func (d *rdsDriver) trigger(ctx context.Context, env *steps.Env) error {
 	d.triggered = true
 	env.Logf("RebootDBInstance %s (ForceFailover %t): %s", d.instance, d.forceFailover, aws.ToString(out.DBInstance.DBInstanceStatus))
 	return nil
+}
+
+func (d *rdsDriver) zones(ctx context.Context) (az, secondary string, ok bool, err error) {
+	if d.cluster != "" || !d.forceFailover {
+		return "", "", false, nil
+	}
+	w, _, err := d.state(ctx)
+	return w.AZ, w.SecondaryAZ, true, err
+}
+
+func (d *rdsDriver) events(ctx context.Context, since time.Time) ([]platformEvent, error) {
+	id, typ := d.instance, rdstypes.SourceTypeDbInstance
+	if d.cluster != "" {
+		id, typ = d.cluster, rdstypes.SourceTypeDbCluster
+	}
+	out, err := d.api.DescribeEvents(ctx, &rds.DescribeEventsInput{SourceIdentifier: aws.String(id), SourceType: typ, StartTime: aws.Time(since), EndTime: aws.Time(time.Now().Add(time.Second))})
+	if err != nil {
+		return nil, fmt.Errorf("DescribeEvents %s: %w", id, err)
+	}
+	evs := make([]platformEvent, 0, len(out.Events))
+	for _, e := range out.Events {
+		evs = append(evs, platformEvent{At: aws.ToTime(e.Date), Message: aws.ToString(e.Message), Categories: e.EventCategories})
+	}
+	return evs, nil
 }
 
 func (d *rdsDriver) close() error {

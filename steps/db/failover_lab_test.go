@@ -76,6 +76,10 @@ func TestFailoverLab(t *testing.T) {
 		assert.Equal(t, "lab-1b", out["secondary_az_before"])
 		assert.Equal(t, "lab-1b", out["az_after"])
 		assert.Equal(t, "lab-1a", out["secondary_az_after"], "the old writer rejoined as the standby")
+		// The lab's RDS API lags the zones 3 s behind the new writer, as
+		// AWS does: the step waited for them instead of reporting stale ones.
+		assert.Greater(t, out["az_lag_ms"], int64(500))
+		assert.Contains(t, fmt.Sprint(out["platform_events"]), "Multi-AZ instance failover completed")
 		assert.Equal(t, int64(1), out["writer_before"].(map[string]any)["server_id"])
 		assert.Equal(t, int64(2), out["writer_after"].(map[string]any)["server_id"])
 

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -148,4 +149,78 @@ func TestFailoverValidate(t *testing.T) {
 		})
 	}
 	require.NoError(t, rdsFailover("lab:abc123").Validate())
+}
+
+// fakeZones reports the old zones for the first lag polls, then swapped.
+type fakeZones struct {
+	lag, polls int
+	applies    bool
+}
+
+func (z *fakeZones) zones(context.Context) (string, string, bool, error) {
+	z.polls++
+	if z.polls <= z.lag {
+		return "ap-south-1b", "ap-south-1a", z.applies, nil
+	}
+	return "ap-south-1a", "ap-south-1b", z.applies, nil
+}
+
+// TestAwaitZones: after the SQL writer changed, the zones are reported
+// only once the platform shows them swapped, within az_wait, else the
+// step fails instead of reporting zones that have not caught up.
+func TestAwaitZones(t *testing.T) {
+	before := writer{AZ: "ap-south-1b", SecondaryAZ: "ap-south-1a", ServerID: 1}
+	cases := []struct {
+		name    string
+		zones   *fakeZones
+		wait    time.Duration
+		failure string
+		az      string
+	}{
+		{"caught up after a few polls", &fakeZones{lag: 5, applies: true}, time.Second, "", "ap-south-1a"},
+		{"never within az_wait", &fakeZones{lag: 1 << 30, applies: true}, 100 * time.Millisecond,
+			"100ms later the platform still reports AvailabilityZone ap-south-1b, SecondaryAvailabilityZone ap-south-1a", "ap-south-1b"},
+		{"no zones to swap (a cluster)", &fakeZones{applies: false}, time.Second, "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFailover().(*Failover)
+			f.Poll, f.AZWait = 5*time.Millisecond, tc.wait
+			env, _ := newEnv(t, t.TempDir(), "drill", "failover")
+			after, err := f.awaitZones(context.Background(), env, tc.zones, before, writer{ServerID: 2}, time.Now())
+			if tc.failure != "" {
+				require.Error(t, err)
+				assert.True(t, steps.IsFailure(err))
+				assert.Contains(t, err.Error(), tc.failure)
+				assert.Equal(t, int64(-1), env.Outputs()["az_lag_ms"])
+			} else {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, tc.az, after.AZ)
+		})
+	}
+}
+
+// TestFailoverAWSRDSZonesLag: the fake AWS reports the instance available
+// while its zones lag; the step waits for them and records RDS's events.
+func TestFailoverAWSRDSZonesLag(t *testing.T) {
+	m, url := fakeAWS(t)
+	m.FailoverTime, m.AZLag = 50*time.Millisecond, 300*time.Millisecond
+	f := rdsFailover(url)
+	env, _ := newEnv(t, t.TempDir(), "drill", "failover")
+	start := time.Now()
+	require.NoError(t, run(t, f, env))
+	out := env.Outputs()
+	assert.Equal(t, "ap-south-1a", out["az_after"])
+	assert.Equal(t, "ap-south-1b", out["secondary_az_after"])
+	assert.GreaterOrEqual(t, time.Since(start), 350*time.Millisecond, "the step waited for the zones")
+	evs := out["platform_events"].([]any)
+	require.Len(t, evs, 3)
+	assert.Equal(t, "Multi-AZ instance failover started.", evs[0].(map[string]any)["message"])
+	assert.Equal(t, "Multi-AZ instance failover completed", evs[2].(map[string]any)["message"])
+	ev := findEvidence(t, env.Evidence(), "table")
+	assert.Contains(t, ev.Title, "DescribeEvents")
+	text := fmt.Sprint(ev.Table.Rows)
+	assert.Contains(t, text, "opsdrill (failover) failover triggered")
+	assert.Contains(t, text, "RDS Multi-AZ instance failover started. (failover)")
 }
