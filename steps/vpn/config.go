@@ -80,7 +80,19 @@ func (c *Config) Run(ctx context.Context, env *steps.Env) error {
 	for _, t := range g.Tunnels {
 		env.Secret(t.PSK)
 	}
+	for _, w := range g.Warnings {
+		env.Logf("warning: %s", w)
+	}
 	t, _ := g.Tunnel(c.Tunnel)
+	if t.CGWOutsidePlaceholder != 0 {
+		// AWS's examples print YOUR_UPLINK_ADDRESS; the gateway's own
+		// address is then the IKE identity AWS knows it by.
+		if c.LocalAddress == "" {
+			return ParseError{File: c.File, Line: t.CGWOutsidePlaceholder,
+				Msg: fmt.Sprintf("tunnel #%d: Outside IP Addresses: Customer Gateway is a placeholder, not an address; set local_address to the customer gateway's public address", t.Number)}
+		}
+		t.CGWOutside = netip.MustParseAddr(c.LocalAddress)
+	}
 	gw := RenderOptions{Name: c.Name, VPC: netip.MustParsePrefix(c.VPCCIDR), Interface: c.Interface}
 	if gw.Name == "" {
 		gw.Name = "aws-tunnel-" + strconv.Itoa(c.Tunnel)

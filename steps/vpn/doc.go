@@ -9,7 +9,15 @@
 //	tunnel.down  terminate, unload, undo the host commands
 //
 // vpn.config reads both tunnels of the file ([ParseGeneric]; every problem
-// of a bad or partial file is reported with its line) and renders one with
+// of a bad or partial file is reported with its line). The parser is
+// checked against AWS's own documented Generic examples
+// (testdata/aws-samples, sources in SOURCES.md there): the BGP example's
+// "- Customer Gateway:        : ..." line with its second colon, the
+// YOUR_UPLINK_ADDRESS and YOUR_BGP_ASN placeholders (vpn.config then needs
+// local_address), keys outside AWS's character rule (a warning). A download
+// for a device (Cisco, Juniper, Vyatta, strongSwan/Openswan, FortiGate,
+// Palo Alto, MikroTik) is refused at its first device command, naming the
+// format. vpn.config renders one tunnel with
 // static routing ([Render]): the file's IKE version, mode, proposals,
 // lifetimes and DPD, the outside addresses as IKE identities, the inside /30
 // and the VPC CIDR as traffic selectors, plus the ip commands that give the

@@ -19,6 +19,10 @@ type Generic struct {
 	GatewayID       string // the virtual private (vgw-) or transit (tgw-) gateway
 	CustomerGateway string // cgw-...
 	Tunnels         []Tunnel
+	// Warnings are values a real download would not hold but that do not
+	// stop the file from being used, such as a documentation example's
+	// pre-shared key outside AWS's character rules.
+	Warnings []ParseError
 }
 
 // Tunnel is one of the connection's two IPsec tunnels.
@@ -26,11 +30,14 @@ type Tunnel struct {
 	Number int
 	Line   int // line of its "IPSec Tunnel #N" heading
 
-	CGWOutside netip.Addr   // the customer gateway's public address
-	VGWOutside netip.Addr   // the AWS endpoint of this tunnel
-	CGWInside  netip.Prefix // e.g. 169.254.21.46/30
-	VGWInside  netip.Prefix // e.g. 169.254.21.45/30
-	PSK        string
+	CGWOutside netip.Addr // the customer gateway's public address
+	// CGWOutsidePlaceholder is the line where the file gives a placeholder
+	// (AWS's examples print YOUR_UPLINK_ADDRESS) instead of CGWOutside.
+	CGWOutsidePlaceholder int
+	VGWOutside            netip.Addr   // the AWS endpoint of this tunnel
+	CGWInside             netip.Prefix // e.g. 169.254.21.46/30
+	VGWInside             netip.Prefix // e.g. 169.254.21.45/30
+	PSK                   string
 
 	IKE   IKE
 	IPsec IPsec
@@ -42,7 +49,7 @@ type Tunnel struct {
 
 	Routing string     // static or bgp
 	NextHop netip.Addr // static routing: the VGW inside address
-	CGWASN  int        // BGP only
+	CGWASN  int        // BGP only (0: the file gives a placeholder, YOUR_BGP_ASN)
 	VGWASN  int        // BGP only
 }
 
@@ -93,9 +100,12 @@ func (es ParseErrors) Error() string {
 var (
 	tunnelHeading  = regexp.MustCompile(`(?i)^\s*IPSec\s+Tunnel\s+#\s*(\d+)\s*$`)
 	sectionHeading = regexp.MustCompile(`^\s*#([1-9]):\s*(.*?)\s*$`)
-	keyValue       = regexp.MustCompile(`^\s*(?:-\s*)?([A-Za-z][A-Za-z0-9 '()/.-]*?)\s*:\s*(.*?)\s*$`)
-	pskChars       = regexp.MustCompile(`^[A-Za-z0-9._]+$`)
-	spaces         = regexp.MustCompile(`\s+`)
+	// keyValue is "  - Key    : value". AWS's BGP example and template
+	// print one key with a second colon, "- Customer Gateway:        : ip".
+	keyValue    = regexp.MustCompile(`^\s*(?:-\s*)?([A-Za-z][A-Za-z0-9 '()/.-]*?)\s*:(?:\s*:)?\s*(.*?)\s*$`)
+	placeholder = regexp.MustCompile(`^YOUR_[A-Z0-9_]+$`)
+	pskChars    = regexp.MustCompile(`^[A-Za-z0-9._]+$`)
+	spaces      = regexp.MustCompile(`\s+`)
 )
 
 // The sections of a tunnel, by their "#N:" heading.
@@ -121,7 +131,10 @@ type field struct {
 	block    string // "outside" or "inside" for the addresses of #3
 	label    string // how messages name it
 	required bool
-	set      func(t *Tunnel, v string) error
+	// placeholder: the value may be one of the YOUR_... placeholders of
+	// AWS's documented examples; it is then left unset.
+	placeholder bool
+	set         func(t *Tunnel, v string) error
 }
 
 // tunnelFields are the values read per tunnel. The older layout gives the
@@ -201,7 +214,7 @@ var tunnelFields = []field{
 		return setInt(&t.MSS, v, "bytes", 500, 9000)
 	}},
 
-	{key: "customer gateway", section: secInterface, block: "outside", label: "Outside IP Addresses: Customer Gateway", required: true, set: func(t *Tunnel, v string) error {
+	{key: "customer gateway", section: secInterface, block: "outside", label: "Outside IP Addresses: Customer Gateway", required: true, placeholder: true, set: func(t *Tunnel, v string) error {
 		return setAddr(&t.CGWOutside, v)
 	}},
 	{key: "virtual private gateway", section: secInterface, block: "outside", label: "Outside IP Addresses: Virtual Private Gateway", required: true, set: func(t *Tunnel, v string) error {
@@ -221,7 +234,7 @@ var tunnelFields = []field{
 		t.Routing = "static"
 		return setAddr(&t.NextHop, v)
 	}},
-	{key: "customer gateway asn", section: secRouting, label: "Customer Gateway ASN", set: func(t *Tunnel, v string) error {
+	{key: "customer gateway asn", section: secRouting, label: "Customer Gateway ASN", placeholder: true, set: func(t *Tunnel, v string) error {
 		t.Routing = "bgp"
 		return setInt(&t.CGWASN, v, "", 1, 4294967295)
 	}},
@@ -267,6 +280,11 @@ func ParseGeneric(r io.Reader, name string) (*Generic, error) {
 	for sc.Scan() {
 		n++
 		line := strings.TrimRight(sc.Text(), "\r")
+		if vendor, cmd := foreignFormat(line); vendor != "" {
+			return nil, ParseErrors{{File: name, Line: n, Msg: fmt.Sprintf(
+				"this is AWS's %s configuration download, not the Generic one (a line starts %q); download the configuration again choosing Vendor \"Generic\"",
+				vendor, cmd)}}
+		}
 		if cur != nil && strings.TrimSpace(line) != "" {
 			cur.end = n
 		}
@@ -320,6 +338,23 @@ func ParseGeneric(r io.Reader, name string) (*Generic, error) {
 		if value == "" {
 			fail(n, "tunnel #%d: %s: empty value", cur.t.Number, f.label)
 			continue
+		}
+		if placeholder.MatchString(value) {
+			switch {
+			case !f.placeholder:
+				fail(n, "tunnel #%d: %s: %s is a placeholder of AWS's examples, not a value; use the file downloaded for your VPN connection", cur.t.Number, f.label, value)
+			case f.section == secRouting:
+				cur.t.Routing = "bgp"
+			default:
+				cur.t.CGWOutsidePlaceholder = n
+			}
+			continue
+		}
+		if f.key == "pre-shared key" {
+			if msg := pskRuleBroken(value); msg != "" {
+				g.Warnings = append(g.Warnings, ParseError{File: name, Line: n,
+					Msg: fmt.Sprintf("tunnel #%d: Pre-Shared Key %s, so AWS would not have issued it (an example's key?); used as given", cur.t.Number, msg)})
+			}
 		}
 		if err := f.set(cur.t, value); err != nil {
 			fail(n, "tunnel #%d: %s: %v", cur.t.Number, f.label, err)
@@ -377,6 +412,34 @@ func ParseGeneric(r io.Reader, name string) (*Generic, error) {
 	return g, nil
 }
 
+// vendorFormats are lines only another vendor's download holds: device
+// commands, which the Generic text, all prose and "- Key : value" lines,
+// never has. The first line that matches names the format.
+var vendorFormats = []struct {
+	name string
+	line *regexp.Regexp
+}{
+	{"Cisco (IOS or ASA)", regexp.MustCompile(`^\s*crypto\s+(isakmp|ikev1|ikev2|ipsec|keyring|map)\b`)},
+	{"Juniper JunOS", regexp.MustCompile(`^\s*set\s+security\s+(ike|ipsec)\b`)},
+	{"Juniper ScreenOS", regexp.MustCompile(`^\s*set\s+ike\s+(gateway|p1-proposal)\b`)},
+	{"Vyatta", regexp.MustCompile(`^\s*set\s+vpn\s+ipsec\b`)},
+	{"strongSwan or Openswan (ipsec.conf)", regexp.MustCompile(`^\s*(leftid|rightid|leftsubnet|rightsubnet|authby|keyexchange|phase2alg)\s*=`)},
+	{"Fortinet FortiGate", regexp.MustCompile(`^\s*config\s+vpn\s+ipsec\b`)},
+	{"Palo Alto Networks", regexp.MustCompile(`^\s*set\s+network\s+ike\b`)},
+	{"MikroTik RouterOS", regexp.MustCompile(`^\s*/ip\s+ipsec\b`)},
+}
+
+// foreignFormat names the vendor whose download line is, and the command
+// that tells (only the matched start: the rest may hold a key), or "".
+func foreignFormat(line string) (vendor, cmd string) {
+	for _, f := range vendorFormats {
+		if m := f.line.FindString(line); m != "" {
+			return f.name, strings.TrimSpace(m)
+		}
+	}
+	return "", ""
+}
+
 // Tunnel returns tunnel number n (1 or 2).
 func (g *Generic) Tunnel(n int) (Tunnel, bool) {
 	for _, t := range g.Tunnels {
@@ -412,19 +475,31 @@ func setIKEVersion(t *Tunnel, v string) error {
 	return nil
 }
 
-// setPSK checks the key against AWS's rules (8 to 64 characters: letters,
-// digits, '.' and '_'; not starting with 0) without ever quoting it.
+// setPSK checks the key against AWS's rules (8 to 64 characters, not
+// starting with 0) without ever quoting it. AWS's third rule, letters,
+// digits, '.' and '_' only, is pskRuleBroken's warning: AWS's documented
+// examples print keys such as plain-text-password1 that break it, and IKE
+// accepts any key. Quotes and backslashes are refused: swanctl.conf could
+// not carry them.
 func setPSK(t *Tunnel, v string) error {
 	switch {
 	case len(v) < 8 || len(v) > 64:
 		return fmt.Errorf("must be 8 to 64 characters long, got %d", len(v))
-	case !pskChars.MatchString(v):
-		return fmt.Errorf("may hold only letters, digits, '.' and '_'")
 	case v[0] == '0':
 		return fmt.Errorf("must not start with 0")
+	case strings.ContainsAny(v, "\"\\"):
+		return fmt.Errorf("holds a quote or a backslash, which swanctl.conf cannot carry")
 	}
 	t.PSK = v
 	return nil
+}
+
+// pskRuleBroken says how a key breaks AWS's character rule, or "".
+func pskRuleBroken(v string) string {
+	if !pskChars.MatchString(v) {
+		return "holds characters other than letters, digits, '.' and '_'"
+	}
+	return ""
 }
 
 func setAlgorithms(dst *[]string, v string, known map[string]string) error {

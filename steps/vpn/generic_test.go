@@ -129,12 +129,12 @@ func TestParseErrors(t *testing.T) {
 		extra int // further errors expected
 	}{
 		{
-			name: "bad characters in a key",
+			name: "a quote in a key",
 			text: func(t *testing.T) string {
-				return replaceLine(t, fx, "Pre-Shared Key  ", 1, "  - Pre-Shared Key : key with spaces!")
+				return replaceLine(t, fx, "Pre-Shared Key  ", 1, `  - Pre-Shared Key : key"with_quote`)
 			},
 			line: func(t *testing.T) int { return lineOf(t, fx, "Pre-Shared Key  ", 1) },
-			want: "tunnel #1: Pre-Shared Key: may hold only letters, digits, '.' and '_'",
+			want: "tunnel #1: Pre-Shared Key: holds a quote or a backslash, which swanctl.conf cannot carry",
 		},
 		{
 			name: "key too short",
