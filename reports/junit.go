@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -131,6 +132,7 @@ func WriteJUnit(w io.Writer, run *Run) error {
 		out.Skipped += suite.Skipped
 		out.Suites = append(out.Suites, suite)
 	}
+	cleanXMLStrings(reflect.ValueOf(&out))
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return err
 	}
