@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	hostpkg "github.com/opsdrill/opsdrill/steps/host"
 )
 
 // Conn is how a step reaches the database: a DSN in go-sql-driver/mysql
@@ -22,6 +24,7 @@ type Conn struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"dial and log-in timeout"`
 	ReadTimeout    time.Duration `yaml:"read_timeout" doc:"wait at most this long for the server's answer; a write still unanswered then has an unknown outcome"`
 	WriteTimeout   time.Duration `yaml:"write_timeout" doc:"socket write timeout"`
+	Via            string        `yaml:"via" doc:"connect through this SSH host (ssh://bastion, direct-tcpip), the way CI reaches a private endpoint; the DSN's host name is resolved there (or by resolver:, asked over TCP through the tunnel)"`
 }
 
 func defaultConn() Conn {
@@ -46,6 +49,9 @@ func (c *Conn) Validate() error {
 	}
 	if cfg.Timeout != 0 || cfg.ReadTimeout != 0 || cfg.WriteTimeout != 0 {
 		return errors.New("dsn: set timeout, readTimeout and writeTimeout with the step's connect_timeout, read_timeout and write_timeout, not in the DSN")
+	}
+	if err := hostpkg.ValidateVia(c.Via); err != nil {
+		return err
 	}
 	if c.Resolver != "" {
 		if _, _, err := net.SplitHostPort(c.Resolver); err != nil {
@@ -119,8 +125,13 @@ func (c *Conn) resolver() *net.Resolver {
 	if c.Resolver == "" {
 		return net.DefaultResolver
 	}
-	server := c.Resolver
+	server, via := c.Resolver, c.Via
 	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		if via != "" {
+			// DNS over TCP through the tunnel: the resolver answers
+			// only inside the network.
+			return hostpkg.DialVia(ctx, via, "tcp", server)
+		}
 		var d net.Dialer
 		return d.DialContext(ctx, network, server)
 	}}
@@ -152,9 +163,28 @@ func (c *Conn) dial(ctx context.Context, network, addr string) (net.Conn, error)
 	if err != nil {
 		return nil, &connectError{op: "dial " + addr, err: err}
 	}
+	if c.Via != "" && c.Resolver == "" {
+		// The name is resolved on the far side.
+		dctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout)
+		defer cancel()
+		conn, err := hostpkg.DialVia(dctx, c.Via, network, addr)
+		if err != nil {
+			return nil, &connectError{op: "connect to " + addr + " via " + c.Via, err: err}
+		}
+		return conn, nil
+	}
 	ip, err := c.resolve(ctx, host)
 	if err != nil {
 		return nil, err
+	}
+	if c.Via != "" {
+		dctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout)
+		defer cancel()
+		conn, err := hostpkg.DialVia(dctx, c.Via, network, net.JoinHostPort(ip, port))
+		if err != nil {
+			return nil, &connectError{op: "connect to " + addr + " via " + c.Via, err: err}
+		}
+		return conn, nil
 	}
 	d := net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 5 * time.Second}
 	conn, err := d.DialContext(ctx, network, net.JoinHostPort(ip, port))

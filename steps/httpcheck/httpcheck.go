@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/opsdrill/opsdrill/steps"
+	"github.com/opsdrill/opsdrill/steps/host"
 )
 
 // maxBody bounds the body kept as output.
@@ -66,6 +68,7 @@ type Request struct {
 	Timeout         time.Duration     `yaml:"timeout" doc:"whole-request timeout (default 10s)"`
 	FollowRedirects bool              `yaml:"follow_redirects" doc:"follow redirects (default true)"`
 	TLS             TLS               `yaml:"tls" doc:"TLS options"`
+	Via             string            `yaml:"via" doc:"connect through this SSH host (ssh://bastion, direct-tcpip); the URL's host name is resolved there"`
 }
 
 // Validate checks the parameters.
@@ -93,6 +96,9 @@ func (r *Request) Validate() error {
 	}
 	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {
 		return errors.New("tls: cert_file and key_file go together")
+	}
+	if err := host.ValidateVia(r.Via); err != nil {
+		return err
 	}
 	return nil
 }
@@ -135,6 +141,12 @@ func (r *Request) Run(ctx context.Context, env *steps.Env) error {
 	client := &http.Client{
 		Timeout:   r.Timeout,
 		Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: nil, ForceAttemptHTTP2: true},
+	}
+	if r.Via != "" {
+		via := r.Via
+		client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return host.DialVia(ctx, via, network, addr)
+		}
 	}
 	if !r.FollowRedirects {
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

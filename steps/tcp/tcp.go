@@ -13,7 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/opsdrill/opsdrill/steps"
+	"github.com/opsdrill/opsdrill/steps/host"
 	"github.com/opsdrill/opsdrill/steps/hostexec"
 )
 
@@ -36,6 +39,7 @@ func init() {
 		Examples: []steps.Example{
 			{Title: "SSH is closed by default", YAML: "- uses: tcp.probe\n  with: { address: \"gate:22\", expect: closed, timeout: 2s }"},
 			{Title: "Open from the authenticated source", YAML: "- uses: tcp.probe\n  with: { address: \"10.0.0.5:22\", source: 10.0.0.7 }"},
+			{Title: "The private endpoint, through the bastion", YAML: "- uses: tcp.probe\n  with: { address: \"testrds.internal:3306\", via: \"ssh://bastion\" }"},
 			{Title: "Still closed from another lab host", YAML: "- uses: tcp.probe\n  with: { address: \"${{ vars.gate }}:22\", host: lab:client2, expect: closed }"},
 		},
 	})
@@ -47,7 +51,8 @@ type Probe struct {
 	Expect  string        `yaml:"expect" doc:"open (default), closed or any"`
 	Timeout time.Duration `yaml:"timeout" doc:"connect timeout (default 3s)"`
 	Source  string        `yaml:"source" doc:"local IP address to connect from"`
-	Host    string        `yaml:"host" doc:"where to probe from: local (default) or lab:NAME"`
+	Host    string        `yaml:"host" doc:"where to probe from: local (default), ssh://[user@]name or lab:NAME (netcat there)"`
+	Via     string        `yaml:"via" doc:"dial through this SSH host (ssh://bastion, direct-tcpip); the address's name is resolved there"`
 }
 
 // Validate checks the parameters.
@@ -66,6 +71,12 @@ func (p *Probe) Validate() error {
 	if p.Source != "" && net.ParseIP(p.Source) == nil {
 		return fmt.Errorf("source: %q is not an IP address", p.Source)
 	}
+	if p.Via != "" && (!hostexec.IsLocal(p.Host) || p.Source != "") {
+		return errors.New("via: dials through an SSH host from here; it does not combine with host: or source:")
+	}
+	if err := host.ValidateVia(p.Via); err != nil {
+		return err
+	}
 	return hostexec.Validate(p.Host)
 }
 
@@ -73,6 +84,9 @@ func (p *Probe) Validate() error {
 func (p *Probe) Run(ctx context.Context, env *steps.Env) error {
 	if !hostexec.IsLocal(p.Host) {
 		return p.verdict(env, p.remote(ctx, env))
+	}
+	if p.Via != "" {
+		return p.via(ctx, env)
 	}
 	d := net.Dialer{Timeout: p.Timeout}
 	if p.Source != "" {
@@ -96,6 +110,46 @@ func (p *Probe) Run(ctx context.Context, env *steps.Env) error {
 		}
 	}
 	return p.verdict(env, state)
+}
+
+// via connects through the SSH host: the host's sshd resolves the name
+// and connects, and its refusal says why.
+func (p *Probe) via(ctx context.Context, env *steps.Env) error {
+	h, err := host.Open(ctx, p.Via)
+	if err != nil {
+		return fmt.Errorf("probe %s via %s: %w", p.Address, p.Via, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	start := time.Now()
+	conn, err := h.Dial(dctx, "tcp", p.Address)
+	env.SetOutput("latency_ms", float64(time.Since(start).Microseconds())/1000)
+	if err == nil {
+		conn.Close()
+		env.SetOutput("error", "")
+		return p.verdict(env, "open")
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	env.SetOutput("error", err.Error())
+	msg := strings.ToLower(err.Error())
+	var oc *ssh.OpenChannelError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return p.verdict(env, "timeout")
+	case !errors.As(err, &oc):
+		return fmt.Errorf("probe %s via %s: %w", p.Address, p.Via, err)
+	case strings.Contains(msg, "refused"):
+		return p.verdict(env, "refused")
+	case strings.Contains(msg, "unreachable"), strings.Contains(msg, "no route"):
+		return p.verdict(env, "unreachable")
+	case strings.Contains(msg, "timed out"):
+		return p.verdict(env, "timeout")
+	}
+	// Refused by sshd itself (forwarding off, a name it cannot resolve):
+	// the port was never tried.
+	return fmt.Errorf("probe %s via %s: %w", p.Address, p.Via, err)
 }
 
 // remote probes from a lab host with netcat (netcat-openbsd), reading its

@@ -87,7 +87,7 @@ UsePAM no
 PidFile none
 AllowTcpForwarding yes
 MaxStartups 50
-LogLevel VERBOSE
+LogLevel DEBUG1
 `, s.Port, dir, dir)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600))
 	s.start(t, bin)
@@ -151,4 +151,20 @@ func (s *Server) Accepted(t *testing.T) int {
 	b, err := os.ReadFile(s.Log)
 	require.NoError(t, err)
 	return strings.Count(string(b), "Accepted publickey")
+}
+
+// Forwarded lists the targets ("host port") of the direct-tcpip channels
+// the server opened: what was dialled through it, as it was named.
+func (s *Server) Forwarded(t *testing.T) []string {
+	b, err := os.ReadFile(s.Log)
+	require.NoError(t, err)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if _, rest, ok := strings.Cut(l, "server_request_direct_tcpip: originator "); ok {
+			if _, target, ok := strings.Cut(rest, ", target "); ok {
+				out = append(out, strings.Replace(strings.TrimSpace(target), " port ", " ", 1))
+			}
+		}
+	}
+	return out
 }
