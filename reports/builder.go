@@ -45,6 +45,8 @@ func (b *Builder) Emit(ev *Event) {
 			b.run.Host = ev.Run.Host
 			b.run.User = ev.Run.User
 			b.run.Args = ev.Run.Args
+			b.run.Shard = ev.Run.Shard
+			b.run.Merged = ev.Run.Merged
 			b.waivers = ev.Run.Waivers
 		}
 	case EventScenarioStart:

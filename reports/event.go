@@ -47,6 +47,9 @@ type RunInfo struct {
 	Host    string   `json:"host,omitempty"`
 	User    string   `json:"user,omitempty"`
 	Args    []string `json:"args,omitempty"`
+	// Shard and Merged: see Run.
+	Shard  *Shard     `json:"shard,omitempty"`
+	Merged []ShardRef `json:"merged,omitempty"`
 }
 
 // ScenarioInfo opens a scenario. Steps lists every step declared, so the

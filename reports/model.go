@@ -70,6 +70,32 @@ type Run struct {
 	// Findings has one row per scenario: its claim, verdict and key
 	// figures against their limits.
 	Findings []Finding `json:"findings"`
+	// Shard is set when the run is one shard of a split run (run --shard);
+	// Merged lists the shards a merged run (report merge) was made from.
+	Shard  *Shard     `json:"shard,omitempty"`
+	Merged []ShardRef `json:"merged,omitempty"`
+}
+
+// Shard says which part of a split run a run is: shard Index of Total
+// (1-based), over a scenario set of SetSize scenarios whose paths, names
+// and contents hash to Set.
+type Shard struct {
+	Index   int    `json:"index"`
+	Total   int    `json:"total"`
+	Set     string `json:"set"`
+	SetSize int    `json:"set_size"`
+}
+
+// ShardRef is one shard folder a merged run was made from.
+type ShardRef struct {
+	Dir       string    `json:"dir"`
+	RunID     string    `json:"run_id"`
+	Index     int       `json:"index"`
+	Host      string    `json:"host,omitempty"`
+	Status    string    `json:"status"`
+	Scenarios int       `json:"scenarios"`
+	Started   time.Time `json:"started"`
+	Finished  time.Time `json:"finished"`
 }
 
 // Scenario is the result of one scenario file.

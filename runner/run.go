@@ -55,6 +55,9 @@ type Options struct {
 	Waivers []reports.Waiver
 	// SignKey, when set, signs the report folder's manifest.
 	SignKey ed25519.PrivateKey
+	// Shard is recorded when the scenarios are one shard of a split run
+	// (SelectShard).
+	Shard *reports.Shard
 }
 
 // Result is what a run produced.
@@ -121,7 +124,7 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 	runID := newRunID()
 	em.emit(&reports.Event{Type: reports.EventRunStart, Run: &reports.RunInfo{
 		ToolVersion: opts.ToolVersion, RunID: runID, Host: host, User: currentUser(), Args: opts.Args,
-		Waivers: opts.Waivers,
+		Waivers: opts.Waivers, Shard: opts.Shard,
 	}})
 
 	env := environMap()

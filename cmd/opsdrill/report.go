@@ -18,13 +18,14 @@ func init() { subcommands = append(subcommands, newReportCmd) }
 func newReportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report",
-		Short: "Work with report folders: render, pdf, verify, trend, keygen",
+		Short: "Work with report folders: merge, render, pdf, verify, trend, keygen",
 		Example: `  opsdrill report render out/
+  opsdrill report merge --report-dir out/nightly out/shard-*/
   opsdrill report pdf out/
   opsdrill report verify --pub drill.pub out/
   opsdrill report trend nightly/*/`,
 	}
-	cmd.AddCommand(newReportRenderCmd(), newReportPDFCmd(), newReportVerifyCmd(), newReportTrendCmd(), newReportKeygenCmd())
+	cmd.AddCommand(newReportMergeCmd(), newReportRenderCmd(), newReportPDFCmd(), newReportVerifyCmd(), newReportTrendCmd(), newReportKeygenCmd())
 	return cmd
 }
 
@@ -76,6 +77,55 @@ for the run were recorded in the journal and apply again.`,
 	}
 	cmd.Flags().StringVar(&signKey, "sign-key", "", "ed25519 private key (PEM) to sign manifest.json with")
 	cmd.Flags().StringVar(&summary, "summary", "", "append a Markdown summary to this file")
+	return cmd
+}
+
+func newReportMergeCmd() *cobra.Command {
+	var out, signKey, summary string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "merge --report-dir OUT [--sign-key KEY] [--force] DIR...",
+		Short: "Combine the report folders of a split run (run --shard K/N) into one report",
+		Long: `Merge combines the report folders of the shards of one run (run --shard K/N
+on the jobs of a CI matrix, GitLab parallel: or a Kubernetes Indexed Job)
+into one report folder: journal.jsonl, report.json, junit.xml, report.html,
+the shards' artifacts and manifest.json (signed with --sign-key). Scenarios
+are ordered by file and name; the run's status is the worst of the shards'.
+
+Folders from different scenario sets or tool versions, shards missing,
+unsharded runs and folders that do not match their manifest are refused
+unless --force (a forced merge with shards missing never passes); two
+folders of the same shard never merge. Exit codes as for run: 0 passed,
+1 failed, 2 bad input, 130 a shard was interrupted.`,
+		Example: `  opsdrill report merge --report-dir out/nightly out/shard-1 out/shard-2 out/shard-3 out/shard-4
+  opsdrill report merge --report-dir out/nightly --sign-key drill.key out/shard-*/`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := loadSignKey(signKey)
+			if err != nil {
+				return err
+			}
+			res, err := runner.MergeReports(out, args, runner.MergeOptions{Force: force, SignKey: key, Args: os.Args[1:]})
+			if err != nil {
+				return &exitError{code: exitBadInput, err: err}
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill: forced:", w)
+			}
+			if summary != "" {
+				if err := appendSummary(summary, res.Run); err != nil {
+					return &exitError{code: exitBadInput, err: err}
+				}
+			}
+			printSummary(cmd.OutOrStdout(), &runner.Result{Run: res.Run, ReportDir: out})
+			return runExit(res.Run.Status)
+		},
+	}
+	cmd.Flags().StringVar(&out, "report-dir", "out", "folder for the merged report")
+	cmd.Flags().StringVar(&signKey, "sign-key", "", "ed25519 private key (PEM) to sign manifest.json with")
+	cmd.Flags().StringVar(&summary, "summary", "", "append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
+	cmd.Flags().BoolVar(&force, "force", false, "merge folders of different scenario sets or tool versions, with shards missing, or not matching their manifest")
+	_ = cmd.MarkFlagRequired("report-dir")
 	return cmd
 }
 

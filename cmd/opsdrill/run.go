@@ -38,6 +38,7 @@ type runFlags struct {
 	summary   string
 	labEnvs   []string
 	sshConfig string
+	shard     string
 }
 
 func newRunCmd() *cobra.Command {
@@ -53,7 +54,8 @@ Exit codes: 0 every scenario passed, 1 a check failed, 2 bad input or usage
 		Example: `  opsdrill run scenarios/totp-freeotp.yaml
   opsdrill run --vars scenarios/targets/lab.yaml --vars .lab/vars.yaml scenarios/
   opsdrill run --var writers=8 --tags nightly -j 2 --report-dir out/nightly scenarios/
-  opsdrill run --lab all --vars scenarios/targets/lab.yaml scenarios/`,
+  opsdrill run --lab all --vars scenarios/targets/lab.yaml scenarios/
+  opsdrill run --shard 2/4 --report-dir out/shard-2 scenarios/   # then: opsdrill report merge`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenarios(cmd, f, args)
@@ -71,6 +73,7 @@ Exit codes: 0 every scenario passed, 1 a check failed, 2 bad input or usage
 	fl.StringVar(&f.summary, "summary", "", "append a Markdown summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
 	fl.StringSliceVar(&f.labEnvs, "lab", nil, "bring these lab environments up for the run (\"all\" for every one) and down after it; their vars apply after --vars files")
 	addSSHConfigFlag(cmd, &f.sshConfig)
+	fl.StringVar(&f.shard, "shard", "", "run shard K of N (1-based) of the scenarios: a stable split by hash of each scenario's path and name; merge the shards' folders with `report merge`")
 	_ = cmd.MarkFlagFilename("vars", "yaml", "yml")
 	_ = cmd.MarkFlagDirname("report-dir")
 	_ = cmd.MarkFlagFilename("waivers", "yaml", "yml")
@@ -162,6 +165,13 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.parallel < 1 {
 		return &exitError{code: exitBadInput, err: fmt.Errorf("-j: must be at least 1")}
 	}
+	shardK, shardN := 0, 0
+	if f.shard != "" {
+		var err error
+		if shardK, shardN, err = runner.ParseShard(f.shard); err != nil {
+			return &exitError{code: exitBadInput, err: err}
+		}
+	}
 	ctx, stop := context.WithCancel(cmd.Context())
 	defer stop()
 	hard, hardStop := context.WithCancel(context.Background())
@@ -210,6 +220,11 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	var shard *reports.Shard
+	if shardN > 0 {
+		scenarios, shard = runner.SelectShard(scenarios, shardK, shardN)
+		fmt.Fprintf(cmd.ErrOrStderr(), "shard %d/%d: %d of %d scenarios\n", shardK, shardN, len(scenarios), shard.SetSize)
+	}
 	var waivers []reports.Waiver
 	if f.waivers != "" {
 		if waivers, err = runner.LoadWaivers(f.waivers); err != nil {
@@ -238,6 +253,7 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		Waivers:     waivers,
 		SignKey:     key,
 		Notice:      func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill:", msg) },
+		Shard:       shard,
 	})
 	if err != nil {
 		if _, ok := err.(runner.Problems); ok {
@@ -252,7 +268,12 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 			return &exitError{code: exitBadInput, err: err}
 		}
 	}
-	switch res.Run.Status {
+	return runExit(res.Run.Status)
+}
+
+// runExit maps a run's status to the exit code.
+func runExit(status string) error {
+	switch status {
 	case reports.StatusPassed:
 		return nil
 	case reports.StatusInterrupted:
@@ -264,8 +285,12 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 
 func printSummary(w io.Writer, res *runner.Result) {
 	c := res.Run.ScenarioCounts()
-	fmt.Fprintf(w, "\n%s: %d scenarios, %d passed, %d failed, %d errored, %d skipped\n",
-		strings.ToUpper(res.Run.Status), c.Total, c.Passed, c.Failed, c.Errored, c.Skipped)
+	steady := ""
+	if c.Deviated > 0 || c.NotStarted > 0 {
+		steady = fmt.Sprintf(", %d deviated, %d not started", c.Deviated, c.NotStarted)
+	}
+	fmt.Fprintf(w, "\n%s: %d scenarios, %d passed, %d failed, %d errored, %d skipped%s\n",
+		strings.ToUpper(res.Run.Status), c.Total, c.Passed, c.Failed, c.Errored, c.Skipped, steady)
 	for _, wv := range res.Run.Waivers {
 		fmt.Fprintf(w, "waiver %s/%s (until %s): %s\n", wv.Scenario, wv.Step, wv.Expires, wv.State)
 	}
