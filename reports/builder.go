@@ -44,6 +44,9 @@ func (b *Builder) Emit(ev *Event) {
 			b.run.RunID = ev.Run.RunID
 			b.run.Host = ev.Run.Host
 			b.run.User = ev.Run.User
+			b.run.UID = ev.Run.UID
+			b.run.ToolCommit = ev.Run.ToolCommit
+			b.run.VarsFiles = ev.Run.VarsFiles
 			b.run.Args = ev.Run.Args
 			b.run.Shard = ev.Run.Shard
 			b.run.Merged = ev.Run.Merged
@@ -55,7 +58,7 @@ func (b *Builder) Emit(ev *Event) {
 			return
 		}
 		sc := &Scenario{
-			Name: info.Name, File: info.File, SHA256: info.SHA256, Description: info.Description,
+			Name: info.Name, File: info.File, SHA256: info.SHA256, Git: info.Git, Description: info.Description,
 			Tags: info.Tags, Controls: info.Controls, Vars: info.Vars, Status: StatusRunning, Started: ev.Time,
 		}
 		for _, si := range info.Steps {
@@ -123,6 +126,7 @@ func (b *Builder) Emit(ev *Event) {
 	case EventRunEnd:
 		b.run.Status = ev.Status
 		b.run.Finished = ev.Time
+		b.run.Hosts = ev.Hosts
 	}
 }
 

@@ -35,6 +35,8 @@ type Event struct {
 	// Status and Error close a scenario or the run.
 	Status string `json:"status,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// Hosts, on run_end, are the hosts the run acted from or through.
+	Hosts []HostRef `json:"hosts,omitempty"`
 }
 
 // RunInfo opens a run.
@@ -42,11 +44,14 @@ type RunInfo struct {
 	ToolVersion string `json:"tool_version"`
 	// Waivers in force for the run, so rendering the journal again
 	// gives the same verdict.
-	Waivers []Waiver `json:"waivers,omitempty"`
-	RunID   string   `json:"run_id"`
-	Host    string   `json:"host,omitempty"`
-	User    string   `json:"user,omitempty"`
-	Args    []string `json:"args,omitempty"`
+	Waivers    []Waiver  `json:"waivers,omitempty"`
+	RunID      string    `json:"run_id"`
+	ToolCommit string    `json:"tool_commit,omitempty"`
+	Host       string    `json:"host,omitempty"`
+	User       string    `json:"user,omitempty"`
+	UID        string    `json:"uid,omitempty"`
+	Args       []string  `json:"args,omitempty"`
+	VarsFiles  []FileRef `json:"vars_files,omitempty"`
 	// Shard and Merged: see Run.
 	Shard  *Shard     `json:"shard,omitempty"`
 	Merged []ShardRef `json:"merged,omitempty"`
@@ -58,6 +63,7 @@ type ScenarioInfo struct {
 	Name        string         `json:"name"`
 	File        string         `json:"file"`
 	SHA256      string         `json:"sha256,omitempty"`
+	Git         *GitRef        `json:"git,omitempty"`
 	Description string         `json:"description,omitempty"`
 	Tags        []string       `json:"tags,omitempty"`
 	Controls    []string       `json:"controls,omitempty"`

@@ -51,6 +51,15 @@ type Limit struct {
 	OK    bool   `json:"ok"`
 }
 
+// Bad reports whether the figure shows a fault: a limit it broke, or,
+// without limits, the failure of its step.
+func (f Figure) Bad() bool {
+	if len(f.Limits) == 0 {
+		return f.Status == StatusFailed || f.Status == StatusErrored
+	}
+	return !f.Met()
+}
+
 // Met reports whether the figure is within all its limits.
 func (f Figure) Met() bool {
 	for _, l := range f.Limits {

@@ -25,8 +25,16 @@ var assets embed.FS
 const maxInlineImage = 2 << 20
 
 var htmlTmpl = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
-	"dur":   func(ms int64) string { return FormatDuration(time.Duration(ms) * time.Millisecond) },
-	"time":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"dur":  func(ms int64) string { return FormatDuration(time.Duration(ms) * time.Millisecond) },
+	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"short": func(s string) string {
+		if len(s) > 12 {
+			return s[:12]
+		}
+		return s
+	},
+	"value": valueHTML,
+	"inc":   func(i int) int { return i + 1 },
 	"upper": strings.ToUpper,
 	"phase": PhaseLabel,
 	"exp":   ExpectationText,
@@ -50,13 +58,37 @@ type htmlView struct {
 	CSS       template.CSS
 	JS        template.JS
 	Generated time.Time
+	Findings  []htmlFinding
+	Controls  []htmlControl
+	// Unmapped are the drills that name no control.
+	Unmapped []htmlRef
+	// Period is when the run started and finished, in words.
+	Period string
+}
+
+type htmlFinding struct {
+	Finding
+	Index int
+}
+
+// htmlControl is a control with the drills that evidence it.
+type htmlControl struct {
+	Control string
+	Drills  []htmlRef
+	Status  string // the worst verdict among them
+}
+
+type htmlRef struct {
+	Index  int
+	Name   string
+	Status string
 }
 
 type htmlScenario struct {
 	*Scenario
 	Index  int
 	Counts Counts
-	Vars   [][2]string
+	Vars   []htmlOutput
 	Chunks [][]htmlStep
 }
 
@@ -67,10 +99,21 @@ const chunkRows = 200
 
 type htmlStep struct {
 	*Step
-	Outputs  [][2]string
+	Outputs []htmlOutput
+	// Tables are outputs that are lists or maps of records: shown full
+	// width with the evidence, not squeezed into the result cell.
+	Tables   []htmlOutput
 	Evidence []template.HTML
 	Failing  bool
 	Detail   bool
+}
+
+// htmlOutput is one output as the report shows it; Repeated names the
+// evidence table that already shows it in full.
+type htmlOutput struct {
+	Name     string
+	Value    template.HTML
+	Repeated string
 }
 
 // WriteHTML renders report.html: one self-contained file (styles, script,
@@ -93,16 +136,25 @@ func WriteHTML(w io.Writer, run *Run, o HTMLOptions) error {
 	if len(run.Scenarios) == 1 {
 		v.Title = run.Scenarios[0].Name + " — " + v.Verdict
 	}
+	v.Period = period(run)
+	fs := run.Findings
+	if fs == nil {
+		fs = findings(run)
+	}
+	for i, f := range fs {
+		v.Findings = append(v.Findings, htmlFinding{Finding: f, Index: i})
+	}
+	v.Controls, v.Unmapped = controlIndex(run)
 	for i, sc := range run.Scenarios {
 		item := htmlScenario{Scenario: sc, Index: i, Counts: sc.StepCounts(), Vars: flatten(sc.Vars)}
 		addCounts(&v.Steps, item.Counts)
 		for _, st := range sc.Steps {
-			row := htmlStep{Step: st, Outputs: flatten(st.Outputs),
-				Failing: st.Status == StatusFailed || st.Status == StatusErrored}
+			row := htmlStep{Step: st, Failing: st.Status == StatusFailed || st.Status == StatusErrored}
+			row.Outputs, row.Tables = outputsHTML(st)
 			for _, ev := range st.Evidence {
 				row.Evidence = append(row.Evidence, renderEvidence(ev, o.Dir))
 			}
-			row.Detail = len(row.Evidence) > 0 || len(st.Logs) > 0
+			row.Detail = len(row.Evidence) > 0 || len(st.Logs) > 0 || len(row.Tables) > 0
 			if len(item.Chunks) == 0 || len(item.Chunks[len(item.Chunks)-1]) == chunkRows {
 				item.Chunks = append(item.Chunks, make([]htmlStep, 0, min(chunkRows, len(sc.Steps))))
 			}
@@ -119,6 +171,75 @@ func WriteHTML(w io.Writer, run *Run, o HTMLOptions) error {
 	return err
 }
 
+// outputsHTML renders a step's outputs, sorted by name: values, and
+// tables of records apart; records an evidence table already shows are
+// named, not repeated.
+func outputsHTML(st *Step) (values, tables []htmlOutput) {
+	if len(st.Outputs) == 0 {
+		return nil, nil
+	}
+	names := make([]string, 0, len(st.Outputs))
+	for k := range st.Outputs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v := st.Outputs[k]
+		o := htmlOutput{Name: k}
+		if title, dup := repeats(v, st.Evidence); dup {
+			o.Repeated = title
+		} else if rows, cols, ok := records(v); ok {
+			o.Value = recordTable(rows, cols)
+			tables = append(tables, o)
+			o = htmlOutput{Name: k, Repeated: "output " + k}
+		} else {
+			o.Value = valueHTML(v)
+		}
+		values = append(values, o)
+	}
+	return values, tables
+}
+
+// controlIndex lists each control with the drills that evidence it, in
+// the order controls first appear, and the drills that name none.
+func controlIndex(run *Run) ([]htmlControl, []htmlRef) {
+	var out []htmlControl
+	at := map[string]int{}
+	var unmapped []htmlRef
+	for i, sc := range run.Scenarios {
+		ref := htmlRef{Index: i, Name: sc.Name, Status: sc.Status}
+		if len(sc.Controls) == 0 {
+			unmapped = append(unmapped, ref)
+		}
+		for _, c := range sc.Controls {
+			j, ok := at[c]
+			if !ok {
+				j = len(out)
+				at[c] = j
+				out = append(out, htmlControl{Control: c, Status: StatusPassed})
+			}
+			out[j].Drills = append(out[j].Drills, ref)
+			if sc.Status != StatusPassed && out[j].Status == StatusPassed {
+				out[j].Status = sc.Status
+			}
+		}
+	}
+	return out, unmapped
+}
+
+// period says when a run happened: "2026-11-21 10:00:00 – 10:04:12 UTC (4m12s)".
+func period(run *Run) string {
+	if run.Started.IsZero() {
+		return ""
+	}
+	start, end := run.Started.UTC(), run.Finished.UTC()
+	layout := "15:04:05 UTC"
+	if end.Format("2006-01-02") != start.Format("2006-01-02") {
+		layout = "2006-01-02 15:04:05 UTC"
+	}
+	return fmt.Sprintf("%s – %s (%s)", start.Format("2006-01-02 15:04:05"), end.Format(layout), FormatDuration(end.Sub(start)))
+}
+
 func addCounts(into *Counts, c Counts) {
 	into.Total += c.Total
 	into.Passed += c.Passed
@@ -128,8 +249,8 @@ func addCounts(into *Counts, c Counts) {
 	into.Waived += c.Waived
 }
 
-// flatten turns outputs or vars into sorted key/value text pairs.
-func flatten(m map[string]any) [][2]string {
+// flatten renders vars, sorted by name.
+func flatten(m map[string]any) []htmlOutput {
 	if len(m) == 0 {
 		return nil
 	}
@@ -138,9 +259,9 @@ func flatten(m map[string]any) [][2]string {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	out := make([][2]string, 0, len(keys))
+	out := make([]htmlOutput, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, [2]string{k, valueText(m[k])})
+		out = append(out, htmlOutput{Name: k, Value: valueHTML(m[k])})
 	}
 	return out
 }
@@ -188,6 +309,7 @@ func renderEvidence(ev steps.Evidence, dir string) template.HTML {
 		}
 	case "series":
 		b.WriteString(renderChart(ev))
+		b.WriteString(chartData(ev))
 	case "log":
 		fmt.Fprintf(&b, `<pre class="log">%s</pre>`, template.HTMLEscapeString(ev.Text))
 	case "image":

@@ -26,7 +26,7 @@ func WriteMarkdown(w io.Writer, run *Run) error {
 			figs := make([]string, 0, len(f.Figures))
 			for _, fig := range f.Figures {
 				mark := ""
-				if !fig.Met() || fig.Status == StatusFailed || fig.Status == StatusErrored {
+				if fig.Bad() {
 					mark = "❌ "
 				}
 				figs = append(figs, mark+mdCell(fig.Text))

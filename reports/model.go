@@ -55,18 +55,29 @@ const FormatVersion = 1
 
 // Run is the result of one `opsdrill run`.
 type Run struct {
-	Version     int         `json:"version"`
-	Tool        string      `json:"tool"`
-	ToolVersion string      `json:"tool_version"`
-	RunID       string      `json:"run_id"`
-	Started     time.Time   `json:"started"`
-	Finished    time.Time   `json:"finished"`
-	Status      string      `json:"status"`
-	Host        string      `json:"host,omitempty"`
-	User        string      `json:"user,omitempty"`
-	Args        []string    `json:"args,omitempty"`
-	Scenarios   []*Scenario `json:"scenarios"`
-	Waivers     []Waiver    `json:"waivers,omitempty"`
+	Version     int       `json:"version"`
+	Tool        string    `json:"tool"`
+	ToolVersion string    `json:"tool_version"`
+	RunID       string    `json:"run_id"`
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	Status      string    `json:"status"`
+	// ToolCommit is the commit opsdrill was built from (+dirty when the
+	// build had local changes).
+	ToolCommit string `json:"tool_commit,omitempty"`
+	Host       string `json:"host,omitempty"`
+	// User is the account's name (root, not 0); UID its number.
+	User string   `json:"user,omitempty"`
+	UID  string   `json:"uid,omitempty"`
+	Args []string `json:"args,omitempty"`
+	// VarsFiles are the --vars files read, in order, with their hashes.
+	VarsFiles []FileRef `json:"vars_files,omitempty"`
+	// Hosts are the hosts steps acted from or through.
+	Hosts []HostRef `json:"hosts,omitempty"`
+	// Signer is the fingerprint of the key the manifest is signed with.
+	Signer    string      `json:"signer,omitempty"`
+	Scenarios []*Scenario `json:"scenarios"`
+	Waivers   []Waiver    `json:"waivers,omitempty"`
 	// Findings has one row per scenario: its claim, verdict and key
 	// figures against their limits.
 	Findings []Finding `json:"findings"`
@@ -103,6 +114,7 @@ type Scenario struct {
 	Name        string   `json:"name"`
 	File        string   `json:"file"`
 	SHA256      string   `json:"sha256"`
+	Git         *GitRef  `json:"git,omitempty"`
 	Description string   `json:"description,omitempty"`
 	Tags        []string `json:"tags,omitempty"`
 	// Controls are what the drill evidences (ISO27001:A.5.30, SOC2:CC7.5).

@@ -22,6 +22,7 @@ type measureStep struct {
 	Downtime float64 `yaml:"downtime_ms"`
 	Where    string  `yaml:"where"`
 	Closed   bool    `yaml:"closed"`
+	Host     string  `yaml:"host"`
 }
 
 func (s *measureStep) Run(ctx context.Context, env *steps.Env) error {

@@ -41,9 +41,12 @@ type Options struct {
 	// Skip decides which scenarios are filtered out (tags); the reason is
 	// reported.
 	Skip func(*Scenario) (bool, string)
-	// ToolVersion and Args are recorded in the report.
+	// ToolVersion, ToolCommit and Args are recorded in the report.
 	ToolVersion string
-	Args        []string
+	ToolCommit  string
+	// VarsFiles are the vars files read, with their hashes, for the report.
+	VarsFiles []reports.FileRef
+	Args      []string
 	// CleanupTimeout bounds each scenario's cleanup phase. Default 5m.
 	CleanupTimeout time.Duration
 	// HardStop, when cancelled, aborts cleanup too (a second Ctrl-C).
@@ -122,10 +125,12 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 	em := &emitter{red: red, sinks: append([]reports.Sink{journal, builder}, opts.Sinks...)}
 	host, _ := os.Hostname()
 	runID := newRunID()
+	userName, uid := currentUser()
 	em.emit(&reports.Event{Type: reports.EventRunStart, Run: &reports.RunInfo{
-		ToolVersion: opts.ToolVersion, RunID: runID, Host: host, User: currentUser(), Args: opts.Args,
-		Waivers: opts.Waivers, Shard: opts.Shard,
+		ToolVersion: opts.ToolVersion, ToolCommit: opts.ToolCommit, RunID: runID, Host: host, User: userName, UID: uid,
+		Args: opts.Args, VarsFiles: opts.VarsFiles, Waivers: opts.Waivers, Shard: opts.Shard,
 	}})
+	hosts := &hostRecord{}
 
 	env := environMap()
 	absDir, _ := filepath.Abs(opts.ReportDir)
@@ -139,7 +144,7 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 			for i := range jobs {
 				sr := &scenarioRun{
 					ctx: ctx, opts: &opts, em: em, red: red, idx: i, sc: scenarios[i],
-					secrets: secretVals[i], env: env, reportDir: absDir, runID: runID,
+					secrets: secretVals[i], env: env, reportDir: absDir, runID: runID, hosts: hosts,
 				}
 				statuses[i] = sr.run()
 			}
@@ -165,7 +170,7 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 	if ctx.Err() != nil {
 		status = reports.StatusInterrupted
 	}
-	em.emit(&reports.Event{Type: reports.EventRunEnd, Status: status})
+	em.emit(&reports.Event{Type: reports.EventRunEnd, Status: status, Hosts: hosts.hosts(ctx)})
 	jerr := journal.Close()
 	run := builder.Run(time.Now())
 	// The reports are written even when the journal failed: they may be
@@ -201,6 +206,9 @@ func WriteReports(dir string, run *reports.Run, key ed25519.PrivateKey) error {
 // writeReports is WriteReports for a run that knows which files of the
 // folder are not its own (kept).
 func writeReports(dir string, run *reports.Run, key ed25519.PrivateKey, kept []string) error {
+	if key != nil {
+		run.Signer = reports.KeyFingerprint(key.Public().(ed25519.PublicKey))
+	}
 	if err := writeAtomic(filepath.Join(dir, JSONFile), func(f *os.File) error { return reports.WriteJSON(f, run) }); err != nil {
 		return err
 	}
@@ -321,6 +329,13 @@ func redactEvent(r *redact.Redactor, ev *reports.Event) {
 	if r.Len() == 0 {
 		return
 	}
+	for i := range ev.Hosts {
+		h := &ev.Hosts[i]
+		h.Ref, h.Address = r.String(h.Ref), r.String(h.Address)
+		for j := range h.Steps {
+			h.Steps[j] = r.String(h.Steps[j])
+		}
+	}
 	ev.Line = r.String(ev.Line)
 	ev.Error = r.String(ev.Error)
 	if si := ev.ScenarioInfo; si != nil && si.Vars != nil {
@@ -392,15 +407,6 @@ var runCounter atomic.Int64
 
 func newRunID() string {
 	return fmt.Sprintf("%s-%d-%d", time.Now().UTC().Format("20060102T150405Z"), os.Getpid(), runCounter.Add(1))
-}
-
-func currentUser() string {
-	for _, k := range []string{"USER", "LOGNAME", "USERNAME"} {
-		if v := os.Getenv(k); v != "" {
-			return v
-		}
-	}
-	return fmt.Sprint(os.Getuid())
 }
 
 func environMap() map[string]any {

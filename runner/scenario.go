@@ -31,6 +31,7 @@ type scenarioRun struct {
 	env       map[string]any
 	reportDir string
 	runID     string
+	hosts     *hostRecord
 
 	top *frame // the scenario's own steps; touched by the scenario goroutine only
 
@@ -124,7 +125,7 @@ func (sr *scenarioRun) run() string {
 		},
 	})
 	sr.bg = map[string]*bgStep{}
-	info := &reports.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256,
+	info := &reports.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256, Git: gitRef(sr.ctx, sc.File),
 		Description: sc.Description, Tags: sc.Tags, Controls: sc.Controls, Vars: declaredVars(sc, vars)}
 	declare(&info.Steps, "", sc.SteadyState, reports.PhaseSteadyBefore)
 	declare(&info.Steps, "", sc.Steps, reports.PhaseMain)
@@ -638,6 +639,9 @@ func (sr *scenarioRun) attempt(ctx context.Context, id string, st *Step, phase s
 		if err != nil {
 			return &outcome{status: reports.StatusErrored, err: "with: " + err.Error()}, nil, nil, false
 		}
+	}
+	if sr.hosts != nil {
+		sr.hosts.note(sr.sc.Name, st.ID, with)
 	}
 	// Decoded afresh for every attempt: a step never sees state left by an
 	// earlier attempt.

@@ -199,7 +199,7 @@ that key. Exit 0 when intact, 1 when not, 2 on bad input.`,
 			}
 			msg := "intact: every file matches manifest.json"
 			if v.Signature == "valid" {
-				msg += "; signature valid"
+				msg += "; signature valid (key " + reports.KeyFingerprint(key) + ")"
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), msg)
 			return nil

@@ -235,6 +235,14 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	var varsFiles []reports.FileRef
+	for _, vf := range f.vars {
+		ref, err := runner.HashFile(vf)
+		if err != nil {
+			return &exitError{code: exitBadInput, err: fmt.Errorf("--vars: %w", err)}
+		}
+		varsFiles = append(varsFiles, ref)
+	}
 	stdout := cmd.OutOrStdout()
 	console := reports.NewConsole(stdout, consoleOptions(stdout, f.parallel > 1))
 	defer console.Close()
@@ -248,6 +256,8 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		Progress:    console.Progress,
 		Skip:        tagFilter(f.tags, f.skipTags),
 		ToolVersion: version(),
+		ToolCommit:  commit(),
+		VarsFiles:   varsFiles,
 		Args:        os.Args[1:],
 		HardStop:    hard,
 		Waivers:     waivers,

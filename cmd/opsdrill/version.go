@@ -28,6 +28,28 @@ func version() string {
 	return "dev"
 }
 
+// commit is the VCS revision the binary was built from, "+dirty" when the
+// work tree had changes; empty when the build did not record it.
+func commit() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev != "" && dirty {
+		rev += "+dirty"
+	}
+	return rev
+}
+
 func init() {
 	subcommands = append(subcommands, func() *cobra.Command {
 		return &cobra.Command{

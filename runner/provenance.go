@@ -1,0 +1,156 @@
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/opsdrill/opsdrill/reports"
+	"github.com/opsdrill/opsdrill/steps/host"
+)
+
+// currentUser names the account running opsdrill: its name from the user
+// database (root, not 0), else the environment, and its uid.
+func currentUser() (name, uid string) {
+	uid = fmt.Sprint(os.Getuid())
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username, uid
+	}
+	for _, k := range []string{"USER", "LOGNAME", "USERNAME"} {
+		if v := os.Getenv(k); v != "" {
+			return v, uid
+		}
+	}
+	return uid, uid
+}
+
+// HashFile returns path with the SHA-256 of its content, for the report's
+// list of input files.
+func HashFile(path string) (reports.FileRef, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return reports.FileRef{}, err
+	}
+	sum := sha256.Sum256(data)
+	return reports.FileRef{Path: path, SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+// gitRef places file in the git repository it lives in, if any: the
+// commit checked out and whether the file differs from it. It asks the
+// git binary and gives up quietly (no git, not a repository, a repository
+// git refuses to read).
+func gitRef(ctx context.Context, file string) *reports.GitRef {
+	if _, err := exec.LookPath("git"); err != nil {
+		return nil
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", filepath.Dir(abs)}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_OPTIONAL_LOCKS=0")
+		out, err := cmd.Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	commit, err := git("rev-parse", "--verify", "HEAD")
+	if err != nil || commit == "" {
+		return nil
+	}
+	ref := &reports.GitRef{Commit: commit, State: "clean"}
+	if top, err := git("rev-parse", "--show-toplevel"); err == nil {
+		if rel, err := filepath.Rel(top, abs); err == nil {
+			ref.Path = filepath.ToSlash(rel)
+		}
+	}
+	status, err := git("status", "--porcelain", "--", abs)
+	switch {
+	case err != nil:
+		ref.State = "unknown"
+	case strings.HasPrefix(status, "??"):
+		ref.State = "untracked"
+	case status != "":
+		ref.State = "modified"
+	}
+	return ref
+}
+
+// hostRecord notes which steps named which host (their host: and via:
+// parameters) while the run goes on.
+type hostRecord struct {
+	mu    sync.Mutex
+	steps map[string][]string // ref -> scenario/step
+}
+
+// hostParams are the parameters that name a host a step acts from or
+// through.
+var hostParams = []string{"host", "via"}
+
+func (h *hostRecord) note(scenario, step string, with *yaml.Node) {
+	if with == nil || with.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(with.Content); i += 2 {
+		k, v := with.Content[i], with.Content[i+1]
+		if v.Kind != yaml.ScalarNode || v.Value == "" || !contains(hostParams, k.Value) {
+			continue
+		}
+		h.mu.Lock()
+		if h.steps == nil {
+			h.steps = map[string][]string{}
+		}
+		who := scenario + "/" + step
+		if list := h.steps[v.Value]; len(list) == 0 || list[len(list)-1] != who {
+			h.steps[v.Value] = append(list, who)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// hosts lists every host named by a step or opened by the run's host
+// pool, with what the pool knows of it (address, host key).
+func (h *hostRecord) hosts(ctx context.Context) []reports.HostRef {
+	ids := host.FromContext(ctx).Identities()
+	h.mu.Lock()
+	refs := map[string][]string{}
+	for ref, st := range h.steps {
+		refs[ref] = st
+	}
+	h.mu.Unlock()
+	for ref := range ids {
+		if _, ok := refs[ref]; !ok {
+			refs[ref] = nil
+		}
+	}
+	out := make([]reports.HostRef, 0, len(refs))
+	for ref, st := range refs {
+		hr := reports.HostRef{Ref: ref, Steps: st}
+		key := ref
+		if r, err := host.Parse(ref); err == nil {
+			hr.Transport = r.Scheme
+			key = r.String()
+		}
+		if id, ok := ids[key]; ok {
+			if id.Transport != "" {
+				hr.Transport = id.Transport
+			}
+			hr.Address, hr.HostKey = id.Address, id.HostKey
+		}
+		out = append(out, hr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
+	return out
+}
