@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -85,9 +86,10 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 		return nil, nil, errors.New(strings.Join(append(problems, "(--force merges them anyway)"), "\n"))
 	}
 	first := shards[0].Run
-	info := &RunInfo{ToolVersion: first.ToolVersion, Waivers: first.Waivers, RunID: opts.RunID, Args: opts.Args}
+	info := &RunInfo{ToolVersion: first.ToolVersion, ToolCommit: first.ToolCommit, Waivers: first.Waivers, RunID: opts.RunID, Args: opts.Args}
 	started, finished := first.Started, first.Finished
-	var hosts, users []string
+	var hosts, users, uids []string
+	var touched []HostRef
 	status := StatusPassed
 	type scenarioKey struct {
 		file, name string
@@ -104,6 +106,13 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 		}
 		hosts = appendNew(hosts, r.Host)
 		users = appendNew(users, r.User)
+		uids = appendNew(uids, r.UID)
+		for _, vf := range r.VarsFiles {
+			if !slices.Contains(info.VarsFiles, vf) {
+				info.VarsFiles = append(info.VarsFiles, vf)
+			}
+		}
+		touched = mergeHosts(touched, r.Hosts)
 		status = worseRun(status, r.Status)
 		info.Merged = append(info.Merged, ShardRef{Dir: sh.Dir, RunID: r.RunID, Index: shardIndex(sh), Host: r.Host,
 			Status: r.Status, Scenarios: len(r.Scenarios), Started: r.Started, Finished: r.Finished})
@@ -118,6 +127,7 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 	}
 	info.Host = strings.Join(hosts, ", ")
 	info.User = strings.Join(users, ", ")
+	info.UID = strings.Join(uids, ", ")
 	sort.SliceStable(order, func(i, j int) bool {
 		a, b := order[i], order[j]
 		if a.file != b.file {
@@ -151,7 +161,7 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 			out = append(out, &cp)
 		}
 	}
-	out = append(out, &Event{Type: EventRunEnd, Time: finished, Status: status})
+	out = append(out, &Event{Type: EventRunEnd, Time: finished, Status: status, Hosts: touched})
 	for i, ev := range out {
 		ev.Seq = int64(i + 1)
 	}
@@ -276,4 +286,21 @@ func appendNew(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// mergeHosts adds hosts to list, one entry per reference: the shards'
+// steps that named it together.
+func mergeHosts(list, hosts []HostRef) []HostRef {
+	for _, h := range hosts {
+		i := slices.IndexFunc(list, func(x HostRef) bool { return x.Ref == h.Ref })
+		if i < 0 {
+			list = append(list, h)
+			continue
+		}
+		list[i].Steps = append(list[i].Steps, h.Steps...)
+		if list[i].HostKey == "" {
+			list[i].HostKey, list[i].Address = h.HostKey, h.Address
+		}
+	}
+	return list
 }

@@ -46,7 +46,7 @@ func comparable(t testing.TB, dir string) map[string]any {
 	strip = func(x any) {
 		switch t := x.(type) {
 		case map[string]any:
-			for _, k := range []string{"started", "finished", "duration_ms", "run_id", "args", "host", "user", "shard", "merged"} {
+			for _, k := range []string{"started", "finished", "duration_ms", "run_id", "args", "host", "user", "shard", "merged", "signer"} {
 				delete(t, k)
 			}
 			for _, c := range t {
