@@ -12,7 +12,15 @@ const (
 	statusOK      = "ok"
 	statusFailed  = "failed"
 	statusSkipped = "skipped"
+	// statusNotExercised: the check ran, but on a stand-in that would
+	// pass whatever the real thing does; it is neither a pass nor a failure.
+	statusNotExercised = "not exercised"
 )
+
+// testBackendNote is what the listing finding says when the device that
+// matched belongs to SANE's test backend, which lists test:0 whatever is
+// on the USB bus (the lab's stand-in for a scanner a container cannot have).
+const testBackendNote = "listed by the test backend; USB listing not exercised in the lab"
 
 // Finding names: what a failure message and the findings table call them.
 const (
@@ -95,10 +103,13 @@ func checkBackend(backend string, want *usbID, c saneConfig) finding {
 		}
 		fixes = append(fixes, hint)
 	case want != nil:
-		if l, found := findUSBLine(lines, *want); found {
+		if l, found := findUSBLine(backend, lines, *want); found {
 			good = append(good, fmt.Sprintf("`%s` at %s:%d", l.Text, c.path(conf), l.N))
+			if backend == "epkowa" {
+				good = append(good, "accepted by iscan's parser ("+iscanRule+")")
+			}
 		} else {
-			bad = append(bad, fmt.Sprintf("no active `%s` line in %s%s", want.confLine(), c.path(conf), nearMisses(lines, *want)))
+			bad = append(bad, fmt.Sprintf("no active `%s` line in %s%s", want.confLine(), c.path(conf), nearMisses(backend, lines, *want)))
 			fixes = append(fixes, addLineFix(lines, *want, c.path(conf)))
 		}
 	}
@@ -108,9 +119,17 @@ func checkBackend(backend string, want *usbID, c saneConfig) finding {
 	return okFinding(findBackend, strings.Join(good, "; "))
 }
 
-// findUSBLine returns the first active line naming want by id.
-func findUSBLine(lines []confLine, want usbID) (confLine, bool) {
+// findUSBLine returns the first active line naming want by id, as the
+// backend reads it: epkowa with iscan's parser (iscanLine), the others
+// with the sanei form usbLineID reads.
+func findUSBLine(backend string, lines []confLine, want usbID) (confLine, bool) {
 	for _, l := range lines {
+		if backend == "epkowa" {
+			if e, ok := iscanLine(l.Text); ok && e.Valid && !e.Bare && e.ID == want {
+				return l, true
+			}
+			continue
+		}
 		if id, ok := usbLineID(l.Active); ok && id == want {
 			return l, true
 		}
@@ -119,10 +138,18 @@ func findUSBLine(lines []confLine, want usbID) (confLine, bool) {
 }
 
 // nearMisses explains lines that almost configure the device: commented
-// out, or written with lsusb's colon.
-func nearMisses(lines []confLine, want usbID) string {
+// out, written with lsusb's colon, or (epkowa) in a form iscan's parser
+// rejects, such as the runbook's own `usb 04b8 08a1`.
+func nearMisses(backend string, lines []confLine, want usbID) string {
 	var notes []string
 	for _, l := range lines {
+		if backend == "epkowa" {
+			if e, ok := iscanLine(l.Text); ok && e.Key == "usb" && !e.Valid {
+				if id, ok := usbLineID(l.Active); ok && id == want {
+					notes = append(notes, fmt.Sprintf("line %d `%s` is ignored: %s", l.N, l.Text, iscanRule))
+				}
+			}
+		}
 		if id, ok := usbLineID(l.Disabled); ok && id == want {
 			notes = append(notes, fmt.Sprintf("line %d has it commented out: `%s`", l.N, l.Text))
 		}
@@ -145,7 +172,7 @@ func addLineFix(lines []confLine, want usbID, file string) string {
 	fix := fmt.Sprintf("add `%s` to %s", want.confLine(), file)
 	for _, l := range lines {
 		if id, ok := usbLineID(l.Disabled); ok && id == epkowaAnchor {
-			return fix + fmt.Sprintf(" after line %d `%s`, as the runbook does", l.N, l.Text)
+			return fix + fmt.Sprintf(" after line %d `%s`, where the runbook adds its line", l.N, l.Text)
 		}
 	}
 	return fix

@@ -50,11 +50,18 @@ func TestVisibleOnLabHost(t *testing.T) {
 		assert.Equal(t, true, r.out["usb_present"])
 		assert.Equal(t, true, r.out["backend_configured"])
 		assert.Equal(t, []string{}, r.out["conflicts"])
-		assert.Equal(t, true, r.out["visible"])
+		// test:0 is SANE's test backend: listed whatever the USB bus
+		// holds, so the listing is reported as not exercised, not passed.
+		assert.Equal(t, false, r.out["visible"])
+		assert.Equal(t, false, r.out["listing_exercised"])
+		assert.Equal(t, testBackendNote, r.out["listing_note"])
 		assert.Len(t, r.out["devices"], 2)
 		f := r.findings(t)
 		assert.Contains(t, f[findUSB][1], "Bus 002 Device 006: ID 04b8:08a1 EPSON L350 Series ("+lab.ScannerSysfsDir+"/bus/usb/devices/2-1.4)")
-		assert.Contains(t, f[findBackend][1], "`usb 04b8 08a1` at "+lab.ScannerSANEDir+"/epkowa.conf:8")
+		assert.Contains(t, f[findBackend][1], "`usb 0x04b8 0x08a1` at "+lab.ScannerSANEDir+"/epkowa.conf:8")
+		assert.Equal(t, statusNotExercised, f[findListed][0])
+		assert.Contains(t, f[findListed][1], "device `test:0'")
+		assert.Contains(t, f[findListed][1], testBackendNote)
 	})
 
 	for _, tc := range []struct {
@@ -64,11 +71,17 @@ func TestVisibleOnLabHost(t *testing.T) {
 		detail string
 	}{
 		{"epkowa line commented out", func(t *testing.T, p *Visible) {
-			p.SANEConfigDir = saneCopy(t, "commented", "sed -i 's/^usb 04b8 08a1/#usb 04b8 08a1/' epkowa.conf")
-		}, findBackend, "line 8 has it commented out: `#usb 04b8 08a1`"},
+			p.SANEConfigDir = saneCopy(t, "commented", "sed -i 's/^usb 0x04b8 0x08a1/#usb 0x04b8 0x08a1/' epkowa.conf")
+		}, findBackend, "line 8 has it commented out: `#usb 0x04b8 0x08a1`"},
+		{"epkowa line as the runbook writes it", func(t *testing.T, p *Visible) {
+			p.SANEConfigDir = saneCopy(t, "runbook-form", "sed -i 's/^usb 0x04b8 0x08a1/usb 04b8 08a1/' epkowa.conf")
+		}, findBackend, "line 8 `usb 04b8 08a1` is ignored: the epkowa backend reads epkowa.conf with Image Scan!'s own parser (backend/cfg-obj.c"},
 		{"epkowa line missing", func(t *testing.T, p *Visible) {
-			p.SANEConfigDir = saneCopy(t, "missing", "sed -i '/^usb 04b8 08a1/d' epkowa.conf")
+			p.SANEConfigDir = saneCopy(t, "missing", "sed -i '/^usb 0x04b8 0x08a1/d' epkowa.conf")
 		}, findBackend, "no active `usb 0x04b8 0x08a1` line in /tmp/sane-missing/epkowa.conf"},
+		{"iscan entry in dll.d is an editor backup", func(t *testing.T, p *Visible) {
+			p.SANEConfigDir = saneCopy(t, "backup", "mv dll.d/iscan 'dll.d/iscan#'")
+		}, findBackend, "epkowa is not enabled in /tmp/sane-backup/dll.conf or /tmp/sane-backup/dll.d/"},
 		{"epson2 backend still enabled", func(t *testing.T, p *Visible) {
 			p.SANEConfigDir = saneCopy(t, "epson2", "printf 'scsi EPSON\\nusb\\n' > epson2.conf")
 		}, findConflicts, "epson2 enabled in /tmp/sane-epson2/dll.conf:5 and /tmp/sane-epson2/epson2.conf has 2 active lines"},
@@ -99,8 +112,11 @@ func TestVisibleOnLabHost(t *testing.T) {
 			f := r.findings(t)
 			for name, row := range f {
 				want := statusOK
-				if name == tc.failed {
+				switch name {
+				case tc.failed:
 					want = statusFailed
+				case findListed:
+					want = statusNotExercised // test:0 still matches
 				}
 				assert.Equal(t, want, row[0], "%s: %v", name, row)
 			}

@@ -94,19 +94,48 @@ type dllEntry struct {
 	N       int
 }
 
-// dllEntries lists the backends a dll.conf or dll.d file enables.
+// dllEntries lists the backends a dll.conf or dll.d file enables, read as
+// sane-backends' dll.c read_config does: the first word of each line
+// (sanei_config_get_string: a "quoted string" or a run of non-blanks)
+// names a backend unless it starts with '#'; a '#' inside the word ends it.
 func dllEntries(file string, data []byte) []dllEntry {
 	var out []dllEntry
-	for _, l := range activeLines(parseConf(data)) {
-		out = append(out, dllEntry{Backend: strings.Fields(l.Active)[0], File: file, N: l.N})
+	for i, raw := range strings.Split(string(data), "\n") {
+		name := dllBackendName(raw)
+		if name == "" {
+			continue
+		}
+		out = append(out, dllEntry{Backend: name, File: file, N: i + 1})
 	}
 	return out
 }
 
-// dllDSkipped reports dll.d entries SANE's loader ignores: hidden files and
-// editor backups.
+// dllBackendName is the backend a dll.conf line names, or "".
+func dllBackendName(line string) string {
+	s := strings.TrimLeft(strings.ToValidUTF8(line, "\uFFFD"), cSpace)
+	var word string
+	if rest, ok := strings.CutPrefix(s, `"`); ok {
+		word, _, _ = strings.Cut(rest, `"`)
+	} else {
+		end := strings.IndexAny(s, cSpace)
+		if end < 0 {
+			end = len(s)
+		}
+		word = s[:end]
+	}
+	if strings.HasPrefix(word, "#") {
+		return ""
+	}
+	word, _, _ = strings.Cut(word, "#")
+	return word
+}
+
+// dllDSkipped reports dll.d entries dll.c's read_dlld ignores: names
+// starting with '.' (dot files, "." and "..") and editor backups ending in
+// '~' or '#'. It also skips anything that is not a regular file (stat, so
+// a symlink to a file counts); the file listing holds regular files only.
 func dllDSkipped(name string) bool {
-	return name == "" || strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~")
+	return name == "" || strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") || strings.HasSuffix(name, "#")
 }
 
 // saneConfig is what the step read of a SANE configuration folder.

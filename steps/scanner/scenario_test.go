@@ -68,7 +68,10 @@ func TestScenarioLocal(t *testing.T) {
 	st := rep.Scenarios[0].Steps[0]
 	assert.Equal(t, "passed", rep.Scenarios[0].Status, st.Error)
 	assert.Equal(t, "passed", st.Status)
-	assert.Equal(t, true, st.Outputs["visible"])
+	// test:0 is the test backend's: reported, not counted as visible.
+	assert.Equal(t, false, st.Outputs["visible"])
+	assert.Equal(t, false, st.Outputs["listing_exercised"])
+	assert.Equal(t, testBackendNote, st.Outputs["listing_note"])
 	var titles []string
 	for _, ev := range st.Evidence {
 		titles = append(titles, ev.Title)
@@ -100,6 +103,10 @@ func TestScenarioLab(t *testing.T) {
 	rep := runScenario(t, target.Vars)
 	st := rep.Scenarios[0].Steps[0]
 	assert.Equal(t, "passed", rep.Scenarios[0].Status, st.Error)
-	assert.Equal(t, true, st.Outputs["visible"])
 	assert.Equal(t, true, st.Outputs["usb_present"])
+	assert.Equal(t, true, st.Outputs["backend_configured"])
+	// The lab has no scanner for SANE to list: the report says so.
+	assert.Equal(t, false, st.Outputs["visible"])
+	assert.Equal(t, testBackendNote, st.Outputs["listing_note"])
+	assert.Equal(t, false, st.Outputs["listing_exercised"])
 }

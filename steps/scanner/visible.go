@@ -25,12 +25,15 @@ func init() {
 		Summary: "Check that a USB scanner is present, configured for its SANE backend, unhindered by other backends, and listed",
 		Doc: "Four findings, each with its evidence and, when it fails, the fix: " +
 			"(1) the USB device `usb` is present (idVendor/idProduct under `<sysfs_root>/bus/usb/devices/*`, what lsusb reads); " +
-			"(2) the SANE `backend` is enabled in dll.conf or dll.d/ and its `<backend>.conf` has an active `usb 0xVVVV 0xPPPP` " +
-			"(or `usb VVVV PPPP`) line; " +
+			"(2) the SANE `backend` is enabled in dll.conf or dll.d/ (read as sane-backends' dll.c does: dll.d names starting with '.' " +
+			"or ending in '~' or '#' are skipped) and its `<backend>.conf` has an active line naming the device, read as the backend reads it: " +
+			"for epkowa, Image Scan!'s own parser (cfg-obj.c, iscan 2.29/2.30) takes only `usb 0xVVVV 0xPPPP`, so the runbook's `usb VVVV PPPP` " +
+			"is reported as ignored; for other backends `usb 0xVVVV 0xPPPP` or `usb VVVV PPPP` counts; " +
 			"(3) no conflicting backend (`conflicting_backends`, default epson and epson2) is enabled with an active config, " +
 			"no other epson*.conf has an active line, and the backend's config names no kernel scanner device next to the USB id; " +
 			"(4) `scanimage -f` (the machine-readable `scanimage -L`), run with SANE_CONFIG_DIR=`sane_config_dir`, lists a device " +
-			"matching `expect_device` within `timeout` (it is killed after). " +
+			"matching `expect_device` within `timeout` (it is killed after); a match from SANE's test backend (test:0) is reported " +
+			"`not exercised` (\"" + testBackendNote + "\"), visible is then false, never a plain pass. " +
 			"Without `usb` the USB checks are skipped; with `list: false` scanimage is not run (to check a mounted image). " +
 			"`host: lab:NAME` checks a lab host: its files are read and scanimage runs there. " +
 			"The step fails when a finding fails, naming each failed finding and its fix.",
@@ -49,7 +52,9 @@ func init() {
 			{Name: "backend_configured", Type: "bool", Doc: "the backend is enabled and its config names the device"},
 			{Name: "conflicts", Type: "list", Doc: "what conflicts with the backend, one sentence each; empty when none"},
 			{Name: "devices", Type: "list", Doc: "devices scanimage lists: maps with name, vendor, model, type"},
-			{Name: "visible", Type: "bool", Doc: "scanimage lists a device matching expect_device"},
+			{Name: "visible", Type: "bool", Doc: "scanimage lists a device matching expect_device, from a real backend (false for SANE's test backend)"},
+			{Name: "listing_exercised", Type: "bool", Doc: "the listing finding tested the scanner: false when it was skipped or only SANE's test backend matched"},
+			{Name: "listing_note", Type: "string", Doc: "set when the device that matched is SANE's test backend's: \"" + testBackendNote + "\""},
 		},
 		Figures: visibleFigures,
 		Examples: []steps.Example{
@@ -192,6 +197,11 @@ func (p *Visible) Run(ctx context.Context, env *steps.Env) error {
 	env.SetOutput("conflicts", conflicts)
 	env.SetOutput("devices", out)
 	env.SetOutput("visible", fl.Status == statusOK)
+	env.SetOutput("listing_exercised", fl.Status == statusOK || fl.Status == statusFailed)
+	if fl.Status == statusNotExercised {
+		env.SetOutput("listing_note", testBackendNote)
+		env.Logf("scanner listed: %s", testBackendNote)
+	}
 
 	rows := make([][]string, 0, len(findings))
 	var bad []string
@@ -261,6 +271,10 @@ func (p *Visible) match(devices []saneDevice) finding {
 	var names []string
 	for _, d := range devices {
 		if p.matches(d) {
+			if strings.HasPrefix(d.Name, "test:") {
+				return finding{Name: findListed, Status: statusNotExercised,
+					Detail: "device " + d.label() + ": " + testBackendNote + " (SANE's test backend lists it whatever is on the USB bus; it proves scanimage and SANE_CONFIG_DIR work, not that " + p.Backend + " finds the scanner)"}
+			}
 			return okFinding(findListed, "device "+d.label())
 		}
 		names = append(names, d.Name)

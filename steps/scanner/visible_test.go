@@ -36,7 +36,7 @@ usb
 
 # Devices the backend does not know yet, by vendor and product id:
 #usb 0x04b8 0x0110
-usb 04b8 08a1
+usb 0x04b8 0x08a1
 
 #scsi EPSON
 `
@@ -156,7 +156,9 @@ func TestVisibleRunbookState(t *testing.T) {
 	assert.Equal(t, true, r.out["usb_present"])
 	assert.Equal(t, true, r.out["backend_configured"])
 	assert.Equal(t, []string{}, r.out["conflicts"])
-	assert.Equal(t, true, r.out["visible"])
+	assert.Equal(t, false, r.out["visible"], "test:0 is the test backend's")
+	assert.Equal(t, false, r.out["listing_exercised"])
+	assert.Equal(t, testBackendNote, r.out["listing_note"])
 	assert.Equal(t, []any{
 		map[string]any{"name": "test:0", "vendor": "Noname", "model": "frontend-tester", "type": "virtual device"},
 		map[string]any{"name": "test:1", "vendor": "Noname", "model": "frontend-tester", "type": "virtual device"},
@@ -165,12 +167,16 @@ func TestVisibleRunbookState(t *testing.T) {
 	f := r.findings(t)
 	require.Len(t, f, 4)
 	for name, row := range f {
-		assert.Equal(t, statusOK, row[0], name)
+		want := statusOK
+		if name == findListed {
+			want = statusNotExercised
+		}
+		assert.Equal(t, want, row[0], name)
 		assert.Empty(t, row[2], name)
 	}
 	assert.Contains(t, f[findUSB][1], "Bus 002 Device 006: ID 04b8:08a1 EPSON L350 Series")
 	assert.Contains(t, f[findBackend][1], "dll.d/iscan:2")
-	assert.Contains(t, f[findBackend][1], "`usb 04b8 08a1` at ")
+	assert.Contains(t, f[findBackend][1], "`usb 0x04b8 0x08a1` at ")
 	assert.Contains(t, f[findConflicts][1], "epson2 is enabled in")
 	assert.Contains(t, f[findListed][1], "`test:0' is a Noname frontend-tester virtual device")
 
@@ -197,26 +203,36 @@ func TestVisibleFaults(t *testing.T) {
 	}{
 		{
 			name:   "epkowa line missing",
-			config: func(c map[string]string) { c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 04b8 08a1\n", "", 1) },
+			config: func(c map[string]string) { c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 0x04b8 0x08a1\n", "", 1) },
 			failed: findBackend,
 			detail: []string{"no active `usb 0x04b8 0x08a1` line in", "epkowa.conf"},
 			fix:    "add `usb 0x04b8 0x08a1` to ",
-			out:    map[string]any{"backend_configured": false, "usb_present": true, "visible": true},
+			out:    map[string]any{"backend_configured": false, "usb_present": true, "visible": false},
+		},
+		{
+			name: "epkowa line as the runbook writes it, without 0x",
+			config: func(c map[string]string) {
+				c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 0x04b8 0x08a1", "usb 04b8 08a1", 1)
+			},
+			failed: findBackend,
+			detail: []string{"line 8 `usb 04b8 08a1` is ignored: the epkowa backend reads epkowa.conf with Image Scan!'s own parser (backend/cfg-obj.c, the same in iscan 2.29.1 and 2.30.4)"},
+			fix:    "add `usb 0x04b8 0x08a1` to ",
+			out:    map[string]any{"backend_configured": false},
 		},
 		{
 			name: "epkowa line commented out",
 			config: func(c map[string]string) {
-				c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 04b8 08a1", "# usb  04b8 08a1", 1)
+				c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 0x04b8 0x08a1", "# usb  0x04b8 0x08a1", 1)
 			},
 			failed: findBackend,
-			detail: []string{"line 8 has it commented out: `# usb  04b8 08a1`"},
-			fix:    "epkowa.conf after line 7 `#usb 0x04b8 0x0110`, as the runbook does",
+			detail: []string{"line 8 has it commented out: `# usb  0x04b8 0x08a1`"},
+			fix:    "epkowa.conf after line 7 `#usb 0x04b8 0x0110`, where the runbook adds its line",
 			out:    map[string]any{"backend_configured": false},
 		},
 		{
 			name: "epkowa line with lsusb's colon",
 			config: func(c map[string]string) {
-				c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 04b8 08a1", "usb 04b8:08a1", 1)
+				c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 0x04b8 0x08a1", "usb 04b8:08a1", 1)
 			},
 			failed: findBackend,
 			detail: []string{"line 8 `usb 04b8:08a1` keeps lsusb's colon"},
@@ -242,7 +258,7 @@ func TestVisibleFaults(t *testing.T) {
 			failed: findConflicts,
 			detail: []string{"epson2 enabled in ", "dll.conf:4 and ", "epson2.conf has 2 active lines (line 2: `scsi EPSON`)"},
 			fix:    "comment out every line of ",
-			out:    map[string]any{"backend_configured": true, "visible": true},
+			out:    map[string]any{"backend_configured": true, "visible": false},
 		},
 		{
 			name: "epson2 enabled from dll.d",
@@ -314,9 +330,12 @@ func TestVisibleFaults(t *testing.T) {
 			require.True(t, steps.IsFailure(r.err), "a fault fails the step, it does not error: %v", r.err)
 			f := r.findings(t)
 			for name, row := range f {
-				if name == tc.failed {
+				switch name {
+				case tc.failed:
 					assert.Equal(t, statusFailed, row[0], name)
-				} else {
+				case findListed: // test:0 stands in for the scanner
+					assert.Equal(t, statusNotExercised, row[0], "%s: %v", name, row)
+				default:
 					assert.Equal(t, statusOK, row[0], "%s: %v", name, row)
 				}
 			}
@@ -374,7 +393,8 @@ func TestVisibleSkips(t *testing.T) {
 	require.NoError(t, r.err)
 	assert.Equal(t, statusSkipped, r.findings(t)[findUSB][0])
 	assert.Equal(t, false, r.out["usb_present"])
-	assert.Equal(t, true, r.out["visible"])
+	assert.Equal(t, false, r.out["visible"], "only the test backend listed")
+	assert.Equal(t, statusNotExercised, r.findings(t)[findListed][0])
 
 	// list: false checks the files only (a mounted image).
 	p = l350Step(t, writeConfig(t, runbookConfig()))
