@@ -54,7 +54,7 @@ func TestScannerEnv(t *testing.T) {
 	assert.Contains(t, out, "device `test:1' is a Noname frontend-tester virtual device")
 
 	conf := sh("cd " + lab.ScannerSANEDir + " && grep -n . epkowa.conf dll.d/iscan && grep -c '^#' epson2.conf")
-	assert.Contains(t, conf, "epkowa.conf:7:#usb 0x04b8 0x0110\nepkowa.conf:8:usb 04b8 08a1\n")
+	assert.Contains(t, conf, "epkowa.conf:7:#usb 0x04b8 0x0110\nepkowa.conf:8:usb 0x04b8 0x08a1\n")
 	assert.Contains(t, conf, "dll.d/iscan:2:epkowa\n")
 
 	dev := sh("cd " + lab.ScannerSysfsDir + "/bus/usb/devices && readlink 2-1.4 && cat 2-1.4/idVendor 2-1.4/idProduct 2-1.4/manufacturer 2-1.4/product 2-1.4/busnum 2-1.4/devnum")

@@ -202,8 +202,10 @@ func TestVisibleFaults(t *testing.T) {
 		out    map[string]any
 	}{
 		{
-			name:   "epkowa line missing",
-			config: func(c map[string]string) { c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 0x04b8 0x08a1\n", "", 1) },
+			name: "epkowa line missing",
+			config: func(c map[string]string) {
+				c["epkowa.conf"] = strings.Replace(epkowaConf, "usb 0x04b8 0x08a1\n", "", 1)
+			},
 			failed: findBackend,
 			detail: []string{"no active `usb 0x04b8 0x08a1` line in", "epkowa.conf"},
 			fix:    "add `usb 0x04b8 0x08a1` to ",
