@@ -126,7 +126,10 @@ func (e *Expr) Eval(env map[string]any) (any, error) {
 }
 
 // Explain evaluates every name in the expression, for a failure message.
-func (e *Expr) Explain(env map[string]any) map[string]string {
+//
+// mask, when given, sees every value before it is formatted: secrets must be
+// masked before quoting escapes them into a form no redactor knows.
+func (e *Expr) Explain(env map[string]any, mask func(any) any) map[string]string {
 	if len(e.names) == 0 {
 		return nil
 	}
@@ -143,6 +146,9 @@ func (e *Expr) Explain(env map[string]any) map[string]string {
 		if err != nil {
 			out[n.text] = "error: " + firstLine(err.Error())
 			continue
+		}
+		if mask != nil {
+			v = mask(v)
 		}
 		out[n.text] = formatValue(v)
 	}

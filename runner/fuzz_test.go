@@ -50,7 +50,7 @@ func FuzzTemplate(f *testing.F) {
 		if len(probs) == 0 {
 			_, _ = tmpl.Eval(map[string]any{"vars": map[string]any{}, "steps": map[string]any{}})
 			for _, e := range tmpl.exprs() {
-				_ = e.Explain(map[string]any{})
+				_ = e.Explain(map[string]any{}, nil)
 			}
 		}
 	})

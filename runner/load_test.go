@@ -25,7 +25,7 @@ func TestLoadRejectsBadInput(t *testing.T) {
 		{"unknown step", "steps:\n  - uses: tcp.prob\n", []string{`2:11: steps[0].uses: unknown step "tcp.prob" (did you mean "tcp.probe"?)`}},
 		{"missing uses", "steps:\n  - id: a\n", []string{"2:5: steps[0]: missing uses:"}},
 		{"unknown with field", "steps:\n  - uses: sleep\n    with: { duration: 1s, durration: 2s }\n", []string{`3:27: steps[0].with: unknown field "durration" (did you mean "duration"?)`}},
-		{"mistyped with field", "steps:\n  - uses: test.typed\n    with: { port: eighty }\n", []string{"3:19: steps[0].with.port: cannot unmarshal !!str `eighty` into int"}},
+		{"mistyped with field", "steps:\n  - uses: test.typed\n    with: { port: eighty }\n", []string{"3:19: steps[0].with.port: cannot unmarshal !!str into int"}},
 		{"bad duration", "steps:\n  - uses: sleep\n    with: { duration: soon }\n", []string{"3:23: steps[0].with.duration: expected a duration"}},
 		{"missing required", "steps:\n  - uses: sleep\n", []string{`2:5: steps[0].with: missing required field "duration"`}},
 		{"validate at load", "steps:\n  - uses: test.typed\n    with: { port: 70000 }\n", []string{"3:11: steps[0].with: port: must be 1-65535, got 70000"}},

@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -180,6 +181,8 @@ func decodeCheck(file string, n *yaml.Node, t reflect.Type, where string) []Prob
 	return nil
 }
 
+var quotedValue = regexp.MustCompile(" `[^`]*`")
+
 func cleanDecodeError(err error, t reflect.Type) string {
 	msg := err.Error()
 	if te, ok := err.(*yaml.TypeError); ok && len(te.Errors) > 0 {
@@ -189,6 +192,9 @@ func cleanDecodeError(err error, t reflect.Type) string {
 	if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, "line ") {
 		msg = msg[i+2:]
 	}
+	// yaml.v3 quotes the value (cut to 7 characters): after ${{ }} it may
+	// be a secret, and a cut one no redactor can recognise. Never quote it.
+	msg = quotedValue.ReplaceAllString(msg, "")
 	if t == durationType {
 		return "expected a duration such as 500ms, 30s or 5m: " + msg
 	}

@@ -338,6 +338,14 @@ func redactEvent(r *redact.Redactor, ev *reports.Event) {
 	}
 	ev.Line = r.String(ev.Line)
 	ev.Error = r.String(ev.Error)
+	if ri := ev.Run; ri != nil {
+		// The command line may carry a secret (--var token=...).
+		args := make([]string, len(ri.Args))
+		for i, a := range ri.Args {
+			args[i] = r.String(a)
+		}
+		ri.Args = args
+	}
 	if si := ev.ScenarioInfo; si != nil && si.Vars != nil {
 		si.Vars, _ = r.Value(si.Vars).(map[string]any)
 	}

@@ -741,12 +741,12 @@ func (sr *scenarioRun) expectations(st *Step, scope map[string]any, outputs map[
 		case err != nil:
 			x.Error = err.Error()
 		case !isBool:
-			x.Error = fmt.Sprintf("expected true or false, got %s", formatValue(v))
+			x.Error = fmt.Sprintf("expected true or false, got %s", formatValue(sr.maskValue(v)))
 		default:
 			x.OK = b
 		}
 		if !x.OK {
-			x.Values = e.Explain(env)
+			x.Values = e.Explain(env, sr.maskValue)
 		}
 		exps = append(exps, x)
 		if name, op, v, ok := e.Limit(env); ok {
@@ -754,6 +754,13 @@ func (sr *scenarioRun) expectations(st *Step, scope map[string]any, outputs map[
 		}
 	}
 	return exps, limits
+}
+
+// maskValue is v with secrets masked, for formatting: quoting a value
+// escapes it, and a secret escaped twice is a form the redactor does not
+// know, so masking comes first.
+func (sr *scenarioRun) maskValue(v any) any {
+	return sr.red.Value(reports.PlainValue(v))
 }
 
 func (sr *scenarioRun) registerSecretOutputs(spec steps.Spec, outputs map[string]any) {

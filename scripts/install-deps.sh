@@ -23,6 +23,8 @@ packages=(
 	sysbench       # db.flood's throughput compared with oltp_insert (make bench-flood)
 	openssh-server # sshd on loopback: the ssh:// transport's tests (steps/host/sshtest)
 	openssh-client # ssh, ssh-keygen, ssh-agent: tests compare with the system client
+	python3        # secret-leak property test: Python's repr, json.dumps, quote, quote_plus of a secret
+	util-linux     # prlimit: the journal write-failure test
 )
 
 missing=()

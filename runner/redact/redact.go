@@ -1,11 +1,16 @@
 // Package redact removes secret values from text before it leaves the
 // process: console lines, the journal, report.json, junit.xml, HTML.
 //
-// A secret is hidden in its raw form and in the encodings a value commonly
-// takes on its way into a log: standard and URL-safe base64 (padded or not,
-// and at each of the three byte alignments it can have inside a longer
-// base64 blob such as an HTTP Basic header), hex in either case, and URL
-// query or path escaping.
+// A secret is hidden in its raw form and in the forms a value takes on its
+// way into a log: escaped or quoted (JSON, Go's %q, Python's repr and
+// json.dumps), percent-encoded (Go's and Python's URL escaping, URL.String()
+// of a password or path, + or %20 for a space, upper or lower case hex),
+// standard and URL-safe base64 (padded or not, and at each of the three
+// byte alignments it can have inside a longer base64 blob such as an HTTP
+// Basic header), hex in either case; each line of 8 characters or more of a
+// multi-line secret (a PEM key printed line by line) is a secret of its own.
+// Text cut through a secret leaves a piece of it beside the cut mark ("…",
+// "..."): that piece is masked too.
 package redact
 
 import (
@@ -99,15 +104,92 @@ func (r *Redactor) rebuild() {
 	r.replacer = strings.NewReplacer(pairs...)
 }
 
-// String returns s with every known secret masked.
+// String returns s with every known secret masked, also where text was cut
+// through a secret (see CutMarks).
 func (r *Redactor) String(s string) string {
 	r.mu.RLock()
-	rep := r.replacer
+	rep, forms := r.replacer, r.forms
 	r.mu.RUnlock()
 	if rep == nil || s == "" {
 		return s
 	}
-	return rep.Replace(s)
+	return maskCuts(rep.Replace(s), forms)
+}
+
+// CutMarks are what opsdrill and the tools it runs put where they cut text
+// ("first 200 bytes…", yaml.v3's "`Kq7Zx/a...`"). Text cut through a secret
+// leaves a piece of it beside the mark, which no whole form matches: the
+// piece is masked too.
+var CutMarks = []string{"…", "..."}
+
+// minCutPiece is the shortest piece of a secret beside a cut mark that is
+// masked; a single character reveals nothing and matches by chance.
+const minCutPiece = 2
+
+// maskCuts masks, beside every cut mark in s, a piece that is the start of
+// a secret's form (before the mark) or the end of one (after it).
+func maskCuts(s string, forms []string) string {
+	for _, mark := range CutMarks {
+		if !strings.Contains(s, mark) {
+			continue
+		}
+		var b strings.Builder
+		rest := s
+		for {
+			i := strings.Index(rest, mark)
+			if i < 0 {
+				b.WriteString(rest)
+				break
+			}
+			before := rest[:i]
+			if n := longestPrefixAtEnd(before, forms); n >= minCutPiece {
+				before = before[:len(before)-n] + Mask
+			}
+			b.WriteString(before)
+			b.WriteString(mark)
+			rest = rest[i+len(mark):]
+			if n := longestSuffixAtStart(rest, forms); n >= minCutPiece {
+				b.WriteString(Mask)
+				rest = rest[n:]
+			}
+		}
+		s = b.String()
+	}
+	return s
+}
+
+// longestPrefixAtEnd is the length of the longest proper start of a form
+// that text ends with.
+func longestPrefixAtEnd(text string, forms []string) int {
+	best := 0
+	for _, f := range forms {
+		// A start of f at text[i:] has f[0] at i; try each such i from the
+		// earliest, so the first hit is the longest.
+		from := max(0, len(text)-len(f)+1)
+		for i := from; i < len(text) && len(text)-i > best; i++ {
+			if text[i] == f[0] && strings.HasPrefix(f, text[i:]) {
+				best = len(text) - i
+				break
+			}
+		}
+	}
+	return best
+}
+
+// longestSuffixAtStart is the length of the longest proper end of a form
+// that text starts with.
+func longestSuffixAtStart(text string, forms []string) int {
+	best := 0
+	for _, f := range forms {
+		last := f[len(f)-1]
+		for j := min(len(text), len(f)-1); j > best; j-- {
+			if text[j-1] == last && strings.HasSuffix(f, text[:j]) {
+				best = j
+				break
+			}
+		}
+	}
+	return best
 }
 
 // Contains reports whether s holds any form of a known secret. Tests and the
@@ -173,6 +255,9 @@ func Forms(secret string) []string {
 		}
 	}
 	b := []byte(secret)
+	for _, f := range escapedForms(secret) {
+		add(f)
+	}
 	add(hex.EncodeToString(b))
 	add(strings.ToUpper(hex.EncodeToString(b)))
 	add(url.QueryEscape(secret))
@@ -181,6 +266,9 @@ func Forms(secret string) []string {
 		for _, f := range base64Cores(enc, b) {
 			add(f)
 		}
+	}
+	for _, l := range lines(secret) {
+		forms = append(forms, Forms(l)...)
 	}
 	return forms
 }
