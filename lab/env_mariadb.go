@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -128,7 +129,7 @@ exec dnsmasq --conf-file=` + dnsConf + `
 `
 
 func pairHostSpec(n pairNode) HostSpec {
-	return HostSpec{
+	return withPairSecurity(HostSpec{
 		Name: n.host,
 		Files: []File{
 			{Path: pairConfDir + "90-opsdrill.cnf", Content: []byte(pairServerConf(n))},
@@ -139,7 +140,7 @@ func pairHostSpec(n pairNode) HostSpec {
 			{Args: []string{"mariadbd", "--user=mysql"}, Detach: true},
 		},
 		Ready: &Probe{Cmd: []string{"mariadb", "-e", "SELECT 1"}, Timeout: 2 * time.Minute},
-	}
+	})
 }
 
 func pairDNSSpec() HostSpec {
@@ -175,6 +176,7 @@ func pairVars(l *Lab) (map[string]any, map[string]string) {
 	if dns, err := l.Host(PairDNSHost); err == nil {
 		v["rds_resolver"] = dns.Addr(53)
 	}
+	maps.Copy(v, pairSecurityVars(l))
 	return v, map[string]string{"rds_password": l.Password("mariadb-pair/drill")}
 }
 
@@ -185,6 +187,9 @@ func setupPair(ctx context.Context, l *Lab) error {
 	}
 	if mode != SemiSync && mode != Async {
 		return fmt.Errorf("%s=%q: use %s or %s", ReplicationEnv, mode, SemiSync, Async)
+	}
+	if err := setupPairSecurity(ctx, l); err != nil {
+		return err
 	}
 	p := &MariaDBPair{LabID: l.ID}
 	for i, n := range pairNodes {
@@ -217,6 +222,9 @@ GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%%';`,
 		PairDatabase, PairUser, l.Password("mariadb-pair/drill"), PairDatabase, PairUser, replPass)
 	if _, err := p.SQL(ctx, primary, setup); err != nil {
 		return fmt.Errorf("set up primary %s: %w", primary.Name, err)
+	}
+	if err := grantPairAudit(ctx, p, primary); err != nil {
+		return err
 	}
 	var hosts strings.Builder
 	hosts.WriteString("# opsdrill mariadb-pair resolver\nno-resolv\nno-hosts\nno-poll\n")
@@ -617,8 +625,8 @@ func (p *MariaDBPair) replicate(ctx context.Context, s, primary *Host, gtidMode 
 	stmts := fmt.Sprintf(`SET GLOBAL read_only = ON;
 STOP SLAVE;
 CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='%s',
-  MASTER_USE_GTID=%s, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1;
-START SLAVE;`, primary.Name, PairPort, strings.TrimSpace(res.Stdout), gtidMode)
+  MASTER_USE_GTID=%s, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1, %s;
+START SLAVE;`, primary.Name, PairPort, strings.TrimSpace(res.Stdout), gtidMode, pairReplicationTLS)
 	if _, err := p.SQL(ctx, s, stmts); err != nil {
 		return fmt.Errorf("make %s a replica of %s: %w", s.Name, primary.Name, err)
 	}

@@ -6,6 +6,7 @@ import (
 	_ "github.com/opsdrill/opsdrill/steps/aws"
 	_ "github.com/opsdrill/opsdrill/steps/command"
 	_ "github.com/opsdrill/opsdrill/steps/db"
+	_ "github.com/opsdrill/opsdrill/steps/dbsec"
 	_ "github.com/opsdrill/opsdrill/steps/dns"
 	_ "github.com/opsdrill/opsdrill/steps/flow"
 	_ "github.com/opsdrill/opsdrill/steps/httpcheck"

@@ -217,16 +217,16 @@ INSERT INTO drill.failover_test SET cycle = 'rused-cycle1', counter = 1, failove
 	}{
 		{"unreachable: nothing listens", func(f *Flood) { f.DSN = pl.dsn(dnsIP) }, "cannot reach"},
 		{"unresolvable endpoint", func(f *Flood) {
-			f.DSN = fmt.Sprintf("drill:%s@tcp(nosuch.drill.lab-1.rds.lab:3306)/drill", pl.password)
+			f.DSN = fmt.Sprintf("drill:%s@tcp(nosuch.drill.lab-1.rds.lab:3306)/drill?tls=preferred", pl.password)
 		}, "resolve nosuch.drill.lab-1.rds.lab via"},
 		{"wrong password", func(f *Flood) {
-			f.DSN = fmt.Sprintf("drill:wrong-password-123@tcp(%s:3306)/drill", lab.PairEndpoint)
+			f.DSN = fmt.Sprintf("drill:wrong-password-123@tcp(%s:3306)/drill?tls=preferred", lab.PairEndpoint)
 		}, "wrong user name or password"},
 		{"no INSERT privilege", func(f *Flood) {
-			f.DSN = fmt.Sprintf("reader:reader-password-1234@tcp(%s:3306)/drill", lab.PairEndpoint)
+			f.DSN = fmt.Sprintf("reader:reader-password-1234@tcp(%s:3306)/drill?tls=preferred", lab.PairEndpoint)
 		}, "missing privilege: INSERT command denied"},
 		{"table absent and no CREATE privilege", func(f *Flood) {
-			f.DSN = fmt.Sprintf("nocreate:nocreate-password-1234@tcp(%s:3306)/drill", lab.PairEndpoint)
+			f.DSN = fmt.Sprintf("nocreate:nocreate-password-1234@tcp(%s:3306)/drill?tls=preferred", lab.PairEndpoint)
 			f.Table = "never_created"
 		}, "missing privilege: CREATE command denied"},
 		{"table with another schema", func(f *Flood) { f.Table = "other_schema" }, "table: other_schema exists with another schema: column id is not AUTO_INCREMENT; column cycle is int, expected a character column; column counter is varchar, expected an integer; no column failover_date"},

@@ -40,7 +40,8 @@ func (pl *pairLab) dsn(host string) string {
 	if host == "" {
 		host = lab.PairEndpoint
 	}
-	return fmt.Sprintf("%s:%s@tcp(%s:%d)/%s", lab.PairUser, pl.password, host, lab.PairPort, lab.PairDatabase)
+	// The pair refuses plaintext (require_secure_transport).
+	return fmt.Sprintf("%s:%s@tcp(%s:%d)/%s?tls=preferred", lab.PairUser, pl.password, host, lab.PairPort, lab.PairDatabase)
 }
 
 func (pl *pairLab) conn() Conn {
