@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/opsdrill/opsdrill/steps"
 	"github.com/opsdrill/opsdrill/steps/hostexec"
@@ -23,18 +24,20 @@ type AtRest struct {
 	Driver string `yaml:"driver" doc:"sql (default): the server's own view, and the raw files through datadir_hosts; aws-rds: StorageEncrypted, the KMS key and the snapshots"`
 
 	// sql
-	Target       `yaml:",inline"`
-	Verify       string   `yaml:"verify" doc:"sql: TLS certificate policy of the connection (full, ca, none), as db.tls"`
-	CAFile       string   `yaml:"ca_file" doc:"sql: PEM bundle of trusted CAs for the connection"`
-	CAPEM        string   `yaml:"ca_pem" doc:"sql: trusted CA certificates in PEM"`
-	NoTLS        bool     `yaml:"no_tls" doc:"sql: connect without TLS (a server that refuses plaintext refuses this)"`
-	Tables       []string `yaml:"tables" doc:"sql: tables of the DSN's database that must be encrypted; default: every table of it"`
-	DataDirHosts []string `yaml:"datadir_hosts" doc:"sql: host references (lab:NAME, local) of the database servers; the one whose hostname is the server's @@hostname has its data folder searched for a canary"`
-	DataDir      string   `yaml:"datadir" doc:"sql: the data folder on those hosts; default: the server's @@datadir"`
-	CanaryTable  string   `yaml:"canary_table" doc:"sql: table the canary row goes into (its other columns need defaults); default: a table the step creates with the server's defaults and drops"`
-	CanaryColumn string   `yaml:"canary_column" doc:"sql: character column of canary_table receiving the canary"`
-	KeyBackupHost string  `yaml:"key_backup_host" doc:"sql: host holding the backup of the key file (default: local)"`
-	KeyBackupPath string  `yaml:"key_backup_path" doc:"sql: path of the key file's backup; it must be identical to the server's key file"`
+	DSN            string        `yaml:"dsn" doc:"sql: user:password@tcp(host:port)/database (go-sql-driver/mysql form)"`
+	Resolver       string        `yaml:"resolver" doc:"sql: DNS server (ip:port) resolving the DSN's host name; default: the system's"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"sql: dial, TLS handshake and log-in timeout"`
+	Verify         string        `yaml:"verify" doc:"sql: TLS certificate policy of the connection (full, ca, none), as db.tls"`
+	CAFile         string        `yaml:"ca_file" doc:"sql: PEM bundle of trusted CAs for the connection"`
+	CAPEM          string        `yaml:"ca_pem" doc:"sql: trusted CA certificates in PEM"`
+	NoTLS          bool          `yaml:"no_tls" doc:"sql: connect without TLS (a server that refuses plaintext refuses this)"`
+	Tables         []string      `yaml:"tables" doc:"sql: tables of the DSN's database that must be encrypted; default: every table of it"`
+	DataDirHosts   []string      `yaml:"datadir_hosts" doc:"sql: host references (lab:NAME, local) of the database servers; the one whose hostname is the server's @@hostname has its data folder searched for a canary"`
+	DataDir        string        `yaml:"datadir" doc:"sql: the data folder on those hosts; default: the server's @@datadir"`
+	CanaryTable    string        `yaml:"canary_table" doc:"sql: table the canary row goes into (its other columns need defaults); default: a table the step creates with the server's defaults and drops"`
+	CanaryColumn   string        `yaml:"canary_column" doc:"sql: character column of canary_table receiving the canary"`
+	KeyBackupHost  string        `yaml:"key_backup_host" doc:"sql: host holding the backup of the key file (default: local)"`
+	KeyBackupPath  string        `yaml:"key_backup_path" doc:"sql: path of the key file's backup; it must be identical to the server's key file"`
 
 	// aws-rds
 	Instance    string `yaml:"instance" doc:"aws-rds: DB instance identifier"`
@@ -44,17 +47,17 @@ type AtRest struct {
 }
 
 func newAtRest() steps.Step {
-	return &AtRest{Driver: driverSQL, Target: defaultTarget(), Verify: verifyFull, Snapshots: true}
+	return &AtRest{Driver: driverSQL, ConnectTimeout: defaultTarget().ConnectTimeout, Verify: verifyFull, Snapshots: true}
 }
 
 // Validate checks the parameters.
 func (a *AtRest) Validate() error {
 	switch a.Driver {
 	case driverSQL:
-		if err := a.Target.Validate(); err != nil {
+		if err := a.target().Validate(); err != nil {
 			return err
 		}
-		if a.engine() == enginePostgres {
+		if a.target().engine() == enginePostgres {
 			return errors.New("dsn: PostgreSQL has no built-in encryption at rest to read; check the storage with driver: aws-rds (StorageEncrypted), or the volume's encryption")
 		}
 		switch a.Verify {
@@ -94,6 +97,11 @@ func (a *AtRest) Validate() error {
 	return nil
 }
 
+// target is the SQL connection's parameters.
+func (a *AtRest) target() *Target {
+	return &Target{DSN: a.DSN, Resolver: a.Resolver, ConnectTimeout: a.ConnectTimeout}
+}
+
 // identifier accepts the table and column names the step quotes itself.
 func identifier(s string) bool {
 	if s == "" || len(s) > 64 {
@@ -121,7 +129,7 @@ func (a *AtRest) Run(ctx context.Context, env *steps.Env) error {
 	case driverAWSRDS:
 		findings, err = a.runAWS(ctx, env)
 	default:
-		env.Secret(a.password())
+		env.Secret(a.target().password())
 		findings, err = a.runSQL(ctx, env)
 	}
 	if err != nil {

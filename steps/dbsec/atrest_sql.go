@@ -58,7 +58,8 @@ type tableState struct {
 // key material, and returns the findings.
 func (a *AtRest) runSQL(ctx context.Context, env *steps.Env) ([]finding, error) {
 	var cfg *tls.Config
-	host, _ := a.hostPort()
+	tg := a.target()
+	host, _ := tg.hostPort()
 	if !a.NoTLS {
 		roots, err := trustPool(env.Path(a.CAFile), a.CAPEM)
 		if err != nil {
@@ -67,7 +68,7 @@ func (a *AtRest) runSQL(ctx context.Context, env *steps.Env) ([]finding, error) 
 		var h handshake
 		cfg = clientTLS(&h, roots, host, a.Verify, time.Now)
 	}
-	db, err := a.openMySQL(cfg)
+	db, err := tg.openMySQL(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +79,7 @@ func (a *AtRest) runSQL(ctx context.Context, env *steps.Env) ([]finding, error) 
 		if strings.Contains(err.Error(), "PROCESS privilege") {
 			hint = " (GRANT PROCESS ON *.* to the DSN's user: MariaDB shows INNODB_TABLESPACES_ENCRYPTION only with it)"
 		}
-		return nil, fmt.Errorf("read encryption settings from %s: %s%s", host, a.hide(err.Error()), hint)
+		return nil, fmt.Errorf("read encryption settings from %s: %s%s", host, a.target().hide(err.Error()), hint)
 	}
 	findings := a.judgeView(view)
 	a.reportView(env, view)
@@ -338,7 +339,7 @@ func (a *AtRest) canary(ctx context.Context, env *steps.Env, db *sql.DB, v sqlVi
 	if table == "" {
 		table, column = "opsdrill_canary_"+hex.EncodeToString(b[:4]), "v"
 		if _, err := conn.ExecContext(ctx, "CREATE TABLE `"+table+"` (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64) NOT NULL) ENGINE=InnoDB"); err != nil {
-			return nil, fmt.Errorf("create the canary table: %s", a.hide(err.Error()))
+			return nil, fmt.Errorf("create the canary table: %s", a.target().hide(err.Error()))
 		}
 		defer func() { _, _ = conn.ExecContext(cleanupCtx, "DROP TABLE IF EXISTS `"+table+"`") }()
 	} else {
@@ -347,11 +348,11 @@ func (a *AtRest) canary(ctx context.Context, env *steps.Env, db *sql.DB, v sqlVi
 		}()
 	}
 	if _, err := conn.ExecContext(ctx, "INSERT INTO `"+table+"` (`"+column+"`) VALUES (?)", value); err != nil {
-		return nil, fmt.Errorf("write the canary into %s.%s: %s", table, column, a.hide(err.Error()))
+		return nil, fmt.Errorf("write the canary into %s.%s: %s", table, column, a.target().hide(err.Error()))
 	}
 	// FOR EXPORT writes the table's dirty pages to its tablespace file.
 	if _, err := conn.ExecContext(ctx, "FLUSH TABLES `"+table+"` FOR EXPORT"); err != nil {
-		return nil, fmt.Errorf("flush %s to disk (FLUSH TABLES ... FOR EXPORT needs the RELOAD and LOCK TABLES privileges): %s", table, a.hide(err.Error()))
+		return nil, fmt.Errorf("flush %s to disk (FLUSH TABLES ... FOR EXPORT needs the RELOAD and LOCK TABLES privileges): %s", table, a.target().hide(err.Error()))
 	}
 	if _, err := conn.ExecContext(ctx, "UNLOCK TABLES"); err != nil {
 		return nil, err

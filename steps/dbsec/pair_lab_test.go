@@ -132,7 +132,9 @@ func TestPairTLS(t *testing.T) {
 	})
 	t.Run("wrong-name certificate fails verify full, passes verify ca", func(t *testing.T) {
 		serveCert(t, dbA, []string{"someone-else.example"}, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
-		t.Cleanup(func() { serveCert(t, dbA, lab.PairServerNames("db-a"), time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour)) })
+		t.Cleanup(func() {
+			serveCert(t, dbA, lab.PairServerNames("db-a"), time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+		})
 		out, err := runStep(t, newCheck(f.dsn(lab.PairEndpoint)))
 		require.Error(t, err)
 		assert.True(t, steps.IsFailure(err), err)
@@ -146,7 +148,9 @@ func TestPairTLS(t *testing.T) {
 	})
 	t.Run("expired certificate fails, days_left negative", func(t *testing.T) {
 		serveCert(t, dbA, lab.PairServerNames("db-a"), time.Now().Add(-60*24*time.Hour), time.Now().Add(-2*24*time.Hour))
-		t.Cleanup(func() { serveCert(t, dbA, lab.PairServerNames("db-a"), time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour)) })
+		t.Cleanup(func() {
+			serveCert(t, dbA, lab.PairServerNames("db-a"), time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+		})
 		out, err := runStep(t, newCheck(f.dsn(lab.PairEndpoint)))
 		require.Error(t, err)
 		assert.True(t, steps.IsFailure(err), err)
