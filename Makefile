@@ -83,3 +83,12 @@ bench-portgate:
 .PHONY: bench-flood
 bench-flood: deps lab-images
 	@scripts/bench-flood.sh
+
+# Fleet scale (issue 17): 1,000 generated scenarios of 10 steps, run
+# unsharded and over 4 shard processes at once, merged; the merged report
+# must equal the unsharded one and the merge take under 2 s. Results in
+# docs/PERFORMANCE.md.
+.PHONY: bench-scale
+bench-scale:
+	$(GO) test -run '^$$' -bench 'BenchmarkShardedRun' -benchtime 3x -timeout 30m ./cmd/opsdrill
+	$(GO) test -run '^$$' -bench 'BenchmarkMergeReports' -benchtime 3x -timeout 30m ./runner

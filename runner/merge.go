@@ -1,14 +1,17 @@
 package runner
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opsdrill/opsdrill/reports"
@@ -39,8 +42,6 @@ func MergeReports(out string, dirs []string, opts MergeOptions) (*MergeResult, e
 	if err != nil {
 		return nil, err
 	}
-	var shards []*reports.ShardJournal
-	var forced []string
 	for _, dir := range dirs {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
@@ -49,22 +50,27 @@ func MergeReports(out string, dirs []string, opts MergeOptions) (*MergeResult, e
 		if abs == absOut {
 			return nil, fmt.Errorf("%s: the merged report folder cannot be one of the shard folders", dir)
 		}
-		sh, err := readShard(dir)
-		if err != nil {
-			return nil, err
+	}
+	// Shards are read (and checked against their manifests) side by side.
+	shards := make([]*reports.ShardJournal, len(dirs))
+	checks := make([][]string, len(dirs))
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			shards[i], errs[i] = readShard(dir)
+			checks[i] = checkManifest(dir)
+		}()
+	}
+	wg.Wait()
+	var forced []string
+	for i := range dirs {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		v, err := reports.VerifyManifest(dir, nil)
-		switch {
-		case err != nil:
-			forced = append(forced, fmt.Sprintf("%s: no manifest to check the folder against: %v", dir, err))
-		case !v.OK():
-			for _, p := range v.Problems() {
-				if !strings.Contains(p, "signature") {
-					forced = append(forced, fmt.Sprintf("%s: %s", dir, p))
-				}
-			}
-		}
-		shards = append(shards, sh)
+		forced = append(forced, checks[i]...)
 	}
 	if len(forced) > 0 && !opts.Force {
 		return nil, fmt.Errorf("%s\n(--force merges them anyway)", strings.Join(forced, "\n"))
@@ -80,16 +86,20 @@ func MergeReports(out string, dirs []string, opts MergeOptions) (*MergeResult, e
 	if _, _, err := prepareReportDir(out); err != nil {
 		return nil, err
 	}
-	journal, err := reports.OpenJournal(filepath.Join(out, JournalFile))
-	if err != nil {
-		return nil, fmt.Errorf("report folder: %w", err)
-	}
+	// The shards' journals were written as their runs happened; the merged
+	// one is written at once, with one fsync rather than one per scenario.
 	b := reports.NewBuilder()
-	for _, ev := range events {
-		journal.Emit(ev)
-		b.Emit(ev)
-	}
-	if err := journal.Close(); err != nil {
+	if err := writeAtomic(filepath.Join(out, JournalFile), func(f *os.File) error {
+		w := bufio.NewWriterSize(f, 1<<20)
+		enc := json.NewEncoder(w)
+		for _, ev := range events {
+			if err := enc.Encode(ev); err != nil {
+				return err
+			}
+			b.Emit(ev)
+		}
+		return w.Flush()
+	}); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	for rel, src := range artifacts {
@@ -102,6 +112,22 @@ func MergeReports(out string, dirs []string, opts MergeOptions) (*MergeResult, e
 		return nil, err
 	}
 	return &MergeResult{Run: run, Warnings: append(forced, warnings...)}, nil
+}
+
+// checkManifest says what in a shard folder does not match its manifest
+// (the signature is the merged report's business: it is signed again).
+func checkManifest(dir string) []string {
+	v, err := reports.VerifyManifest(dir, nil)
+	if err != nil {
+		return []string{fmt.Sprintf("%s: no manifest to check the folder against: %v", dir, err)}
+	}
+	var out []string
+	for _, p := range v.Problems() {
+		if !strings.HasPrefix(p, "signature") {
+			out = append(out, fmt.Sprintf("%s: %s", dir, p))
+		}
+	}
+	return out
 }
 
 func readShard(dir string) (*reports.ShardJournal, error) {
