@@ -345,8 +345,11 @@ func (h *Host) create(ctx context.Context) error {
 	return nil
 }
 
-// prepare runs the start commands, then waits for readiness.
+// prepare starts sshd, runs the start commands, then waits for readiness.
 func (h *Host) prepare(ctx context.Context) error {
+	if err := h.startSSH(ctx); err != nil {
+		return err
+	}
 	for _, c := range h.spec.Start {
 		res, err := h.ExecCommand(ctx, c)
 		if err == nil {

@@ -71,6 +71,9 @@ type Lab struct {
 	seed     []byte
 	stateDir string
 	varsFile string
+	sshDir   string  // where ssh_config, the key and known_hosts are
+	sshTemp  bool    // sshDir is a temporary folder of this lab's own
+	ssh      *labSSH // keys, while Up runs
 	eng      *engine
 	logf     func(format string, args ...any)
 }
@@ -160,9 +163,20 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		if l.varsFile != "" {
 			_ = removeIfExists(l.varsFile)
 		}
+		l.removeSSHDir()
 		l = nil
 	}()
 
+	if err := l.prepareSSH(chosen); err != nil {
+		return l, err
+	}
+	if l.stateDir != "" {
+		l.sshDir = l.stateDir
+	} else if l.sshDir, err = os.MkdirTemp("", "opsdrill-lab-"+l.ID+"-ssh-"); err != nil {
+		return l, fmt.Errorf("lab ssh folder: %w", err)
+	} else {
+		l.sshTemp = true
+	}
 	l.logf("lab %s: network %s", l.ID, l.Network)
 	if err := l.createNetwork(ctx, opts.Subnet); err != nil {
 		return l, err
@@ -186,6 +200,12 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		if err := l.WriteVars(l.varsFile); err != nil {
 			return l, err
 		}
+	}
+	if err := l.writeSSH(); err != nil {
+		return l, err
+	}
+	if err := l.writeSSHVars(); err != nil {
+		return l, err
 	}
 	// The state file comes last: once written, the lab is up for good.
 	if l.stateDir != "" {
@@ -249,6 +269,7 @@ func (l *Lab) Down(ctx context.Context) error {
 			return err
 		}
 	}
+	l.removeSSHDir()
 	l.logf("lab %s: down in %s", l.ID, time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -315,6 +336,9 @@ func downWhere(ctx context.Context, stateDir string, remove func(Resource) bool)
 			return removed, err
 		}
 		if err := removeIfExists(varsFile); err != nil {
+			return removed, err
+		}
+		if err := removeSSHFiles(stateDir); err != nil {
 			return removed, err
 		}
 	}
@@ -472,7 +496,7 @@ func (l *Lab) startHosts(ctx context.Context, chosen []Env) error {
 				Container: "opsdrill-" + l.ID + "-" + spec.Name,
 				IP:        ip,
 				Ports:     spec.Ports,
-				spec:      spec,
+				spec:      withFiles(spec, l.sshFiles(spec.Name)),
 				lab:       l,
 			})
 			ip = ip.Next()
@@ -610,4 +634,22 @@ func cloneMap(m map[string]any) map[string]any {
 		out[k] = cloneValue(v)
 	}
 	return out
+}
+
+// withFiles returns spec with files added to its own.
+func withFiles(spec HostSpec, files []File) HostSpec {
+	spec.Files = append(slices.Clone(spec.Files), files...)
+	return spec
+}
+
+// removeSSHDir removes the ssh files Up wrote, and the folder when it is a
+// temporary one of the lab's own.
+func (l *Lab) removeSSHDir() {
+	if l.sshDir == "" {
+		return
+	}
+	_ = removeSSHFiles(l.sshDir)
+	if l.sshTemp {
+		_ = os.Remove(l.sshDir)
+	}
 }

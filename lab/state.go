@@ -112,7 +112,7 @@ func Open(ctx context.Context, stateDir string) (*Lab, error) {
 	}
 	l := &Lab{
 		ID: st.ID, Envs: st.Envs, Image: st.Image, Network: st.Network, Created: st.Created,
-		vars: st.Vars, seed: []byte(st.Seed), stateDir: stateDir, varsFile: st.VarsFile,
+		vars: st.Vars, seed: []byte(st.Seed), stateDir: stateDir, varsFile: st.VarsFile, sshDir: stateDir,
 		eng: eng, logf: func(string, ...any) {},
 	}
 	if l.Subnet, err = netip.ParsePrefix(st.Subnet); err != nil {

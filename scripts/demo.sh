@@ -23,8 +23,12 @@ fi
 trap 'down' EXIT
 trap 'exit 130' INT TERM
 
-echo "==> running scenarios/ against the lab"
-"$bin" run --report-dir "$out" --vars scenarios/targets/lab.yaml --vars "$state/vars.yaml" scenarios/
+# The lab is reached the way real hosts are: over SSH, through the
+# ssh_config `lab up` wrote (its vars-ssh.yaml names every lab host as
+# ssh://NAME?sudo=true instead of lab:ID/NAME).
+echo "==> running scenarios/ against the lab, over SSH"
+"$bin" run --report-dir "$out" --ssh-config "$state/ssh_config" \
+	--vars scenarios/targets/lab.yaml --vars "$state/vars.yaml" --vars "$state/vars-ssh.yaml" scenarios/
 code=$?
 
 report="$out/report.html"

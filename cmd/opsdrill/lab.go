@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -111,6 +112,8 @@ Environments:
 			printHosts(out, l)
 			fmt.Fprintf(out, "vars: %s\n", l.VarsFile())
 			fmt.Fprintf(out, "next: opsdrill run --vars %s SCENARIO...   then: opsdrill lab down\n", l.VarsFile())
+			fmt.Fprintf(out, "ssh:  ssh -F %s HOST; over SSH: opsdrill run --ssh-config %s --vars %s --vars %s SCENARIO...\n",
+				l.SSHConfig(), l.SSHConfig(), l.VarsFile(), filepath.Join(l.SSHDir(), lab.SSHVarsFile))
 			return nil
 		},
 	}
