@@ -87,6 +87,8 @@ type Daemon struct {
 	// resync: rules whose firewall change failed, retried by Run.
 	dirty  bool
 	resync map[lease.Key]bool
+	// compact: the journal is long; Run writes a snapshot.
+	compact bool
 	// throttleSaved is the throttle change count last saved.
 	throttleSaved uint64
 }
@@ -346,6 +348,9 @@ func (d *Daemon) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
+			if err := d.Compact(); err != nil {
+				d.log.Error("compacting the state journal", "err", err)
+			}
 		case <-tick.C:
 			if err := d.SaveThrottle(); err != nil {
 				d.log.Error("saving the throttle state", "err", err)
@@ -432,9 +437,26 @@ func (d *Daemon) persistLocked(c lease.Change) error {
 		}
 		return nil
 	}
-	if n > 2*d.table.Len()+100 {
-		return d.saveLocked()
+	if n > 2*d.table.Len()+100 && !d.compact {
+		// Folded into a snapshot by Run, off the request's path.
+		d.compact = true
+		d.poke()
 	}
+	return nil
+}
+
+// Compact writes a snapshot when the journal has outgrown the live state.
+// Run calls it when persisting asks for it.
+func (d *Daemon) Compact() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.compact {
+		return nil
+	}
+	if err := d.saveLocked(); err != nil {
+		return err
+	}
+	d.compact = false
 	return nil
 }
 
