@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -44,8 +45,8 @@ type Config struct {
 		Keep     int   `yaml:"keep"`
 	} `yaml:"audit_rotate"`
 	// Ports is the allow-list: the only ports portgate ever opens, and the
-	// ports it keeps closed otherwise.
-	Ports []uint16 `yaml:"ports"`
+	// ports it keeps closed otherwise: 22 (TCP), "22/tcp", "3389/udp".
+	Ports []firewall.Port `yaml:"ports"`
 	Lease struct {
 		Default time.Duration `yaml:"default"` // default 5m
 		Min     time.Duration `yaml:"min"`     // default 5s
@@ -141,7 +142,7 @@ type UserConfig struct {
 	// code: argon2id (`portgate hash-password`) or bcrypt.
 	PasswordHash string `yaml:"password_hash"`
 	// Ports restricts the user to part of the allow-list (default: all).
-	Ports []uint16 `yaml:"ports"`
+	Ports []firewall.Port `yaml:"ports"`
 	// StatedIP lets the user ask for a lease for another address than the
 	// one the request comes from, within StatedIPRanges when given.
 	StatedIP       bool           `yaml:"stated_ip"`
@@ -226,17 +227,22 @@ func (c *Config) validate(dir string) error {
 	if len(c.Ports) == 0 {
 		return errors.New("ports: list at least one port portgate may open")
 	}
-	seen := map[uint16]bool{}
+	seen := map[firewall.Port]bool{}
 	for i, p := range c.Ports {
-		if p == 0 {
+		if p.Num == 0 {
 			return fmt.Errorf("ports[%d]: must be 1 to 65535", i)
 		}
 		if seen[p] {
-			return fmt.Errorf("ports[%d]: %d is listed twice", i, p)
+			return fmt.Errorf("ports[%d]: %s is listed twice", i, p)
 		}
 		seen[p] = true
 	}
-	slices.Sort(c.Ports)
+	slices.SortFunc(c.Ports, func(a, b firewall.Port) int {
+		if a.Num != b.Num {
+			return int(a.Num) - int(b.Num)
+		}
+		return strings.Compare(a.Proto, b.Proto)
+	})
 	if c.Lease.Default == 0 {
 		c.Lease.Default = 5 * time.Minute
 	}
@@ -332,7 +338,7 @@ func (c *Config) validate(dir string) error {
 		}
 		for j, p := range u.Ports {
 			if !seen[p] {
-				return fmt.Errorf("%s (%s).ports[%d]: %d is not in the allow-list (ports)", where, u.Name, j, p)
+				return fmt.Errorf("%s (%s).ports[%d]: %s is not in the allow-list (ports)", where, u.Name, j, p)
 			}
 		}
 		if len(u.StatedIPRanges) > 0 && !u.StatedIP {
@@ -376,7 +382,7 @@ func (c *Config) validate(dir string) error {
 			return errors.New("fixed_password.sha256: must be 64 hex digits (printf %s PASSWORD | sha256sum)")
 		}
 		fp.hash = b
-		if !seen[fp.Port] {
+		if !seen[firewall.Port{Proto: firewall.TCP, Num: fp.Port}] {
 			return fmt.Errorf("fixed_password.port: %d is not in the allow-list (ports)", fp.Port)
 		}
 	}
@@ -428,6 +434,22 @@ func (u UserConfig) secret(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", s.field, err)
 	}
 	return b, nil
+}
+
+// Allowed resolves a request for port (and proto, "" for the default) to
+// an entry of the allow-list: the one named, or for no proto TCP when it is
+// listed, else UDP.
+func (c *Config) Allowed(port uint16, proto string) (firewall.Port, bool) {
+	for _, p := range []string{firewall.TCP, firewall.UDP} {
+		if proto != "" && proto != p {
+			continue
+		}
+		want := firewall.Port{Proto: p, Num: port}
+		if slices.Contains(c.Ports, want) {
+			return want, true
+		}
+	}
+	return firewall.Port{}, false
 }
 
 // Policy returns the authentication policy the configuration describes.

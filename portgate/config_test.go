@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opsdrill/opsdrill/portgate/firewall"
 )
 
 // testSecret is RFC 6238's SHA1 test key, in base32.
@@ -59,7 +61,7 @@ users:
   - {name: bob, secret_hex_file: bob.key, stated_ip: true, stated_ip_ranges: [192.0.2.0/24], max_lease: 1m}
 `), dir)
 	require.NoError(t, err)
-	assert.Equal(t, []uint16{22, 3389}, c.Ports)
+	assert.Equal(t, []firewall.Port{{Proto: "tcp", Num: 22}, {Proto: "tcp", Num: 3389}}, c.Ports)
 	assert.Equal(t, 0, *c.TOTP.Window)
 	assert.Equal(t, uint32(0x100), *c.Firewall.NFTables.Mark)
 	assert.Equal(t, 8, c.users[0].Key.Digits())
@@ -75,9 +77,10 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 	cases := map[string]struct{ yaml, want string }{
 		"unknown field":     {"ports: [22]\nport: 22\n" + user, "field port not found"},
 		"no ports":          {user, "ports: list at least one port"},
-		"port zero":         {"ports: [0]\n" + user, "ports[0]: must be 1 to 65535"},
-		"port dup":          {"ports: [22, 22]\n" + user, "ports[1]: 22 is listed twice"},
-		"port range":        {"ports: [70000]\n" + user, "cannot unmarshal"},
+		"port zero":         {"ports: [0]\n" + user, `line 1: port "0": expected a port 1 to 65535`},
+		"port dup":          {"ports: [22, 22/tcp]\n" + user, "ports[1]: 22/tcp is listed twice"},
+		"port range":        {"ports: [70000]\n" + user, `line 1: port "70000": expected a port 1 to 65535`},
+		"port proto":        {"ports: [22/sctp]\n" + user, `line 1: port "22/sctp": the protocol must be tcp or udp`},
 		"no users":          {"ports: [22]\n", "users: configure at least one user"},
 		"bad name":          {"ports: [22]\nusers:\n  - {name: 'a b', secret: " + testSecret + "}\n", "users[0].name"},
 		"dup name":          {"ports: [22]\n" + user + "  - {name: alice, secret: " + testSecret + "}\n", "users[1].name: \"alice\" is configured twice"},
@@ -87,7 +90,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		"bad base32":        {"ports: [22]\nusers:\n  - {name: a, secret: 'NOT-BASE32!'}\n", "users[0] (a).secret: not valid base32"},
 		"missing file":      {"ports: [22]\nusers:\n  - {name: a, secret_file: /nonexistent/key}\n", "users[0] (a).secret_file:"},
 		"digits":            {"ports: [22]\nusers:\n  - {name: a, secret: " + testSecret + ", digits: 4}\n", "users[0] (a).digits: must be 6, 7 or 8"},
-		"user port":         {"ports: [22]\nusers:\n  - {name: a, secret: " + testSecret + ", ports: [80]}\n", "users[0] (a).ports[0]: 80 is not in the allow-list"},
+		"user port":         {"ports: [22]\nusers:\n  - {name: a, secret: " + testSecret + ", ports: [80]}\n", "users[0] (a).ports[0]: 80/tcp is not in the allow-list"},
 		"ranges w/o stated": {"ports: [22]\nusers:\n  - {name: a, secret: " + testSecret + ", stated_ip_ranges: [10.0.0.0/8]}\n", "stated_ip_ranges: needs stated_ip: true"},
 		"window":            {"ports: [22]\ntotp: {window: 4}\n" + user, "totp.window: must be 0 to 3"},
 		"lease order":       {"ports: [22]\nlease: {min: 1m, max: 30s}\n" + user, "lease.max: 30s is below lease.min 1m0s"},
@@ -163,4 +166,26 @@ func TestPasswordHashConfig(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "users[0] (alice).password_hash: expected an argon2id hash")
 	assert.NotContains(t, err.Error(), "plain-text", "the value is never quoted")
+}
+
+func TestPortsWithProtocols(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader("ports: [3389/udp, 22, 3389/TCP]\nusers:\n  - {name: a, secret: "+testSecret+", ports: [3389/udp]}\n"), "")
+	require.NoError(t, err)
+	assert.Equal(t, []firewall.Port{{Proto: "tcp", Num: 22}, {Proto: "tcp", Num: 3389}, {Proto: "udp", Num: 3389}}, c.Ports)
+	for _, x := range []struct {
+		port  uint16
+		proto string
+		want  firewall.Port
+		ok    bool
+	}{
+		{22, "", firewall.Port{Proto: "tcp", Num: 22}, true},
+		{22, "udp", firewall.Port{}, false},
+		{3389, "", firewall.Port{Proto: "tcp", Num: 3389}, true},
+		{3389, "udp", firewall.Port{Proto: "udp", Num: 3389}, true},
+		{80, "", firewall.Port{}, false},
+	} {
+		got, ok := c.Allowed(x.port, x.proto)
+		assert.Equal(t, x.ok, ok, "%d/%s", x.port, x.proto)
+		assert.Equal(t, x.want, got)
+	}
 }

@@ -34,6 +34,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -166,7 +167,7 @@ func (d *Daemon) Start() error {
 			ev.Event, ev.Reason = audit.Expire, "ended while portgate was down"
 			d.audit.Write(ev)
 			continue
-		case !slices.Contains(d.cfg.Ports, l.Port):
+		case !slices.Contains(d.cfg.Ports, firewall.Port{Proto: l.Protocol(), Num: l.Port}):
 			ev.Reason = "port no longer in the allow-list"
 			d.audit.Write(ev)
 			continue
@@ -195,9 +196,9 @@ func (d *Daemon) Start() error {
 	have := map[lease.Key]firewall.Rule{}
 	stale := 0
 	for _, r := range installed {
-		k := lease.Key{IP: r.IP.Unmap(), Port: r.Port}
+		k := lease.Key{IP: r.IP.Unmap(), Proto: firewall.Proto(r.Proto), Port: r.Port}
 		if _, ok := want[k]; !ok {
-			if err := d.fw.Delete(r.IP, r.Port); err != nil {
+			if err := d.fw.Delete(r.IP, k.Proto, r.Port); err != nil {
 				return err
 			}
 			stale++
@@ -212,7 +213,7 @@ func (d *Daemon) Start() error {
 		if ok && !r.Until.IsZero() && absDur(r.Until.Sub(until)) <= time.Second {
 			continue
 		}
-		if err := d.fw.Set(firewall.Rule{IP: k.IP, Port: k.Port, Until: until}); err != nil {
+		if err := d.fw.Set(firewall.Rule{IP: k.IP, Proto: k.Proto, Port: k.Port, Until: until}); err != nil {
 			return err
 		}
 		restored++
@@ -403,9 +404,9 @@ func (d *Daemon) ExpireDue() error {
 // syncRuleLocked makes the rule for k match the leases left on it.
 func (d *Daemon) syncRuleLocked(k lease.Key, now time.Time) error {
 	if until, ok := d.table.Until(k, now); ok {
-		return d.fw.Set(firewall.Rule{IP: k.IP, Port: k.Port, Until: until})
+		return d.fw.Set(firewall.Rule{IP: k.IP, Proto: k.Proto, Port: k.Port, Until: until})
 	}
-	return d.fw.Delete(k.IP, k.Port)
+	return d.fw.Delete(k.IP, k.Proto, k.Port)
 }
 
 // syncOrRetryLocked syncs the rule for k, and leaves it to Retry when the
@@ -540,11 +541,17 @@ func (d *Daemon) Open(ctx context.Context, req api.OpenRequest, src netip.Addr) 
 	if den := d.auth.Request(src); den != nil {
 		return api.Granted{}, d.denied(den, req.User, src, req.Port)
 	}
-	ev := audit.Event{User: req.User, Source: src, Port: req.Port}
-	if !slices.Contains(d.cfg.Ports, req.Port) {
+	ev := audit.Event{User: req.User, Source: src, Port: req.Port, Proto: udpOnly(req.Proto)}
+	want, ok := d.cfg.Allowed(req.Port, req.Proto)
+	if !ok {
 		ev.Reason = "port_not_allowed"
-		return api.Granted{}, d.refuse(api.CodePortNotAllowed, http.StatusForbidden, fmt.Sprintf("port %d is not one portgate opens", req.Port), ev)
+		what := strconv.Itoa(int(req.Port))
+		if req.Proto != "" {
+			what += "/" + req.Proto
+		}
+		return api.Granted{}, d.refuse(api.CodePortNotAllowed, http.StatusForbidden, fmt.Sprintf("port %s is not one portgate opens", what), ev)
 	}
+	ev.Proto = udpOnly(want.Proto)
 	if req.Duration != 0 && (req.Duration < d.cfg.Lease.Min || req.Duration > d.cfg.Lease.Max) {
 		ev.Reason = "duration_out_of_range"
 		return api.Granted{}, d.refuse(api.CodeBadRequest, http.StatusBadRequest, fmt.Sprintf("duration: must be from %s to %s", d.cfg.Lease.Min, d.cfg.Lease.Max), ev)
@@ -570,7 +577,7 @@ func (d *Daemon) Open(ctx context.Context, req api.OpenRequest, src netip.Addr) 
 		}
 		ip = req.IP
 	}
-	if len(pol.Ports) > 0 && !slices.Contains(pol.Ports, req.Port) {
+	if len(pol.Ports) > 0 && !slices.Contains(pol.Ports, want) {
 		ev.Reason = "port_not_allowed_for_user"
 		return api.Granted{}, d.floorAfter(g, d.refuse(api.CodePortNotAllowed, http.StatusForbidden, fmt.Sprintf("port %d is not one this user may open", req.Port), ev))
 	}
@@ -586,7 +593,16 @@ func (d *Daemon) Open(ctx context.Context, req api.OpenRequest, src netip.Addr) 
 		}
 		dur = limit
 	}
-	return d.grantLocked(g, ip, src, req.Port, dur)
+	return d.grantLocked(g, ip, src, want, dur)
+}
+
+// udpOnly is the audit's proto field: set for UDP, empty for TCP (as in
+// audit logs from before UDP).
+func udpOnly(proto string) string {
+	if proto == firewall.UDP {
+		return proto
+	}
+	return ""
 }
 
 // floorAfter persists the replay floor an accepted code moved, then
@@ -600,11 +616,12 @@ func (d *Daemon) floorAfter(g auth.Grant, err error) error {
 
 // grantLocked installs the rule, then persists the lease (with the replay
 // floor the code moved, when a code was used).
-func (d *Daemon) grantLocked(g auth.Grant, ip, src netip.Addr, port uint16, dur time.Duration) (api.Granted, error) {
+func (d *Daemon) grantLocked(g auth.Grant, ip, src netip.Addr, p firewall.Port, dur time.Duration) (api.Granted, error) {
 	now := d.now()
 	user := g.User
+	port := p.Num
 	token, hash := lease.NewToken()
-	k := lease.Key{IP: ip, Port: port}
+	k := lease.Key{IP: ip, Proto: p.Proto, Port: port}
 	l, extend := d.table.Find(user, k, now)
 	switch {
 	case extend:
@@ -622,7 +639,7 @@ func (d *Daemon) grantLocked(g auth.Grant, ip, src netip.Addr, port uint16, dur 
 			"portgate holds the most leases allowed (lease.max_total); try again later",
 			audit.Event{User: user, Source: src, IP: ip, Port: port, Reason: "too_many_leases"}))
 	default:
-		l = lease.Lease{ID: lease.NewID(), User: user, IP: ip, Source: src, Port: port, Created: now, Expires: now.Add(dur), TokenHash: hash}
+		l = lease.Lease{ID: lease.NewID(), User: user, IP: ip, Source: src, Port: port, Proto: p.Proto, Created: now, Expires: now.Add(dur), TokenHash: hash}
 	}
 	old, had := d.table.Get(l.ID)
 	d.table.Add(l)
@@ -655,7 +672,7 @@ func (d *Daemon) grantLocked(g auth.Grant, ip, src netip.Addr, port uint16, dur 
 		d.audit.Write(audit.Event{Event: audit.Deny, User: user, Source: src, IP: ip, Port: port, Reason: "state_error"})
 		return api.Granted{}, err
 	}
-	ev := audit.Event{Event: audit.Open, User: user, Source: src, IP: ip, Port: port, Lease: l.ID, Expires: l.Expires}
+	ev := audit.Event{Event: audit.Open, User: user, Source: src, IP: ip, Port: port, Proto: udpOnly(p.Proto), Lease: l.ID, Expires: l.Expires}
 	if extend {
 		ev.Reason = "extended"
 	}
@@ -686,7 +703,7 @@ func (d *Daemon) OpenFixed(ctx context.Context, password string, ip netip.Addr, 
 		}
 		target = ip
 	}
-	return d.grantLocked(auth.Grant{User: fixedUser}, target, src, fp.Port, d.cfg.Lease.Default)
+	return d.grantLocked(auth.Grant{User: fixedUser}, target, src, firewall.Port{Proto: firewall.TCP, Num: fp.Port}, d.cfg.Lease.Default)
 }
 
 // authorize decides who cred is: an admin, a user (TOTP credentials), or

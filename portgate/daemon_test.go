@@ -34,7 +34,7 @@ import (
 // lets the daemon's decisions be checked with a hand-driven clock.
 type memFirewall struct {
 	rules map[lease.Key]time.Time
-	ports []uint16
+	ports []firewall.Port
 	fail  error
 	calls []string
 }
@@ -42,7 +42,7 @@ type memFirewall struct {
 func newMemFirewall() *memFirewall { return &memFirewall{rules: map[lease.Key]time.Time{}} }
 
 func (m *memFirewall) Name() string { return "memory" }
-func (m *memFirewall) Init(p []uint16) error {
+func (m *memFirewall) Init(p []firewall.Port) error {
 	m.ports = p
 	m.calls = append(m.calls, "init")
 	return m.fail
@@ -52,21 +52,21 @@ func (m *memFirewall) Set(r firewall.Rule) error {
 	if m.fail != nil {
 		return m.fail
 	}
-	m.rules[lease.Key{IP: r.IP, Port: r.Port}] = r.Until
+	m.rules[lease.Key{IP: r.IP, Proto: firewall.Proto(r.Proto), Port: r.Port}] = r.Until
 	return nil
 }
-func (m *memFirewall) Delete(ip netip.Addr, port uint16) error {
+func (m *memFirewall) Delete(ip netip.Addr, proto string, port uint16) error {
 	m.calls = append(m.calls, "delete "+ip.String())
 	if m.fail != nil {
 		return m.fail
 	}
-	delete(m.rules, lease.Key{IP: ip, Port: port})
+	delete(m.rules, lease.Key{IP: ip, Proto: firewall.Proto(proto), Port: port})
 	return nil
 }
 func (m *memFirewall) List() ([]firewall.Rule, error) {
 	var out []firewall.Rule
 	for k, u := range m.rules {
-		out = append(out, firewall.Rule{IP: k.IP, Port: k.Port, Until: u})
+		out = append(out, firewall.Rule{IP: k.IP, Proto: k.Proto, Port: k.Port, Until: u})
 	}
 	return out, m.fail
 }
@@ -175,7 +175,7 @@ func TestOpenInstallsRulePersistsAndAudits(t *testing.T) {
 	assert.Equal(t, client, g.Lease.IP)
 	assert.Equal(t, t0.Add(5*time.Minute), g.Lease.Expires, "default lease")
 	assert.NotEmpty(t, g.Token)
-	assert.Equal(t, map[lease.Key]time.Time{{IP: client, Port: 22}: t0.Add(5 * time.Minute)}, f.fw.rules)
+	assert.Equal(t, map[lease.Key]time.Time{{IP: client, Proto: "tcp", Port: 22}: t0.Add(5 * time.Minute)}, f.fw.rules)
 
 	st := f.saved(t)
 	require.Len(t, st.Leases, 1)
@@ -271,7 +271,7 @@ func TestReplayedCodeOpensNothing(t *testing.T) {
 	e := apiErr(t, err)
 	assert.Equal(t, http.StatusUnauthorized, e.Status)
 	assert.Equal(t, "replay", f.last(t).Reason)
-	_, opened := f.fw.rules[lease.Key{IP: other, Port: 22}]
+	_, opened := f.fw.rules[lease.Key{IP: other, Proto: "tcp", Port: 22}]
 	assert.False(t, opened)
 
 	// A restarted daemon still refuses it: the floor was persisted.
@@ -330,7 +330,7 @@ func TestExpiry(t *testing.T) {
 	f := newFixture(t, "")
 	g, err := f.d.Open(context.Background(), api.OpenRequest{User: "alice", Code: f.code(0), Port: 22, Duration: 10 * time.Second}, client)
 	require.NoError(t, err)
-	assert.Equal(t, t0.Add(10*time.Second), f.fw.rules[lease.Key{IP: client, Port: 22}])
+	assert.Equal(t, t0.Add(10*time.Second), f.fw.rules[lease.Key{IP: client, Proto: "tcp", Port: 22}])
 
 	f.clk.Advance(9999 * time.Millisecond)
 	require.NoError(t, f.d.ExpireDue())
@@ -350,7 +350,7 @@ func TestExpiry(t *testing.T) {
 
 func TestOverlappingLeasesShareOneRule(t *testing.T) {
 	f := newFixture(t, "  - {name: carol, secret: "+testSecret+"}\n")
-	k := lease.Key{IP: client, Port: 22}
+	k := lease.Key{IP: client, Proto: "tcp", Port: 22}
 	long, err := f.d.Open(context.Background(), api.OpenRequest{User: "alice", Code: f.code(0), Port: 22, Duration: time.Hour}, client)
 	require.NoError(t, err)
 	f.clk.Advance(30 * time.Second)
@@ -467,7 +467,7 @@ func TestStatedIPWithinRange(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, stated, g.Lease.IP)
 	assert.Equal(t, client, g.Lease.Source)
-	_, ok := f.fw.rules[lease.Key{IP: stated, Port: 3389}]
+	_, ok := f.fw.rules[lease.Key{IP: stated, Proto: "tcp", Port: 3389}]
 	assert.True(t, ok)
 }
 
@@ -508,18 +508,18 @@ func TestStartReconciles(t *testing.T) {
 		Leases: []lease.Lease{live, drifted, expired, kept}, Floors: map[string]uint64{"alice": 7},
 	}))
 	fw := newMemFirewall()
-	fw.rules[lease.Key{IP: ip("192.0.2.2"), Port: 22}] = t0.Add(time.Hour)         // wrong end
-	fw.rules[lease.Key{IP: ip("192.0.2.3"), Port: 22}] = t0.Add(time.Hour)         // lease ended
-	fw.rules[lease.Key{IP: ip("192.0.2.9"), Port: 22}] = t0.Add(time.Hour)         // no lease at all
-	fw.rules[lease.Key{IP: ip("192.0.2.4"), Port: 80}] = t0.Add(time.Minute + 1e8) // fine
+	fw.rules[lease.Key{IP: ip("192.0.2.2"), Proto: "tcp", Port: 22}] = t0.Add(time.Hour)         // wrong end
+	fw.rules[lease.Key{IP: ip("192.0.2.3"), Proto: "tcp", Port: 22}] = t0.Add(time.Hour)         // lease ended
+	fw.rules[lease.Key{IP: ip("192.0.2.9"), Proto: "tcp", Port: 22}] = t0.Add(time.Hour)         // no lease at all
+	fw.rules[lease.Key{IP: ip("192.0.2.4"), Proto: "tcp", Port: 80}] = t0.Add(time.Minute + 1e8) // fine
 	f := newFixtureFrom(t, cfg, fw, &clock{t: t0}, Options{})
 
 	assert.Equal(t, map[lease.Key]time.Time{
-		{IP: ip("192.0.2.1"), Port: 22}: t0.Add(time.Minute),
-		{IP: ip("192.0.2.2"), Port: 22}: t0.Add(2 * time.Minute),
-		{IP: ip("192.0.2.4"), Port: 80}: t0.Add(time.Minute + 1e8),
+		{IP: ip("192.0.2.1"), Proto: "tcp", Port: 22}: t0.Add(time.Minute),
+		{IP: ip("192.0.2.2"), Proto: "tcp", Port: 22}: t0.Add(2 * time.Minute),
+		{IP: ip("192.0.2.4"), Proto: "tcp", Port: 80}: t0.Add(time.Minute + 1e8),
 	}, fw.rules)
-	assert.Equal(t, []uint16{22, 80}, fw.ports)
+	assert.Equal(t, []firewall.Port{{Proto: "tcp", Num: 22}, {Proto: "tcp", Num: 80}}, fw.ports)
 	assert.Len(t, f.d.Leases(), 3)
 	assert.Len(t, f.saved(t).Leases, 3, "the expired lease is gone from the state file")
 	assert.Equal(t, uint64(7), f.d.Auth().Floors()["alice"])
@@ -598,7 +598,7 @@ func TestHTTPAPI(t *testing.T) {
 
 	resp, m = post(`{"user":"alice","code":"123456","port":22,"extra":1}`)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
-	assert.Equal(t, `"extra": unknown field (known: user, code, password, port, ip, duration)`, m["message"])
+	assert.Equal(t, `"extra": unknown field (known: user, code, password, port, proto, ip, duration)`, m["message"])
 	resp, m = post(fmt.Sprintf(`{"user":"alice","code":%q,"port":25}`, f.code(0)))
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.Equal(t, api.CodePortNotAllowed, m["error"])

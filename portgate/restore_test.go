@@ -63,11 +63,11 @@ func TestRestoreCapsAndDrops(t *testing.T) {
 	port := lease.Lease{ID: "pg-00000000000000a3", User: "alice", IP: ip("192.0.2.3"), Port: 8080, Created: t0, Expires: t0.Add(time.Minute)}
 	require.NoError(t, (&lease.File{Path: cfg.StateFile}).Save(lease.State{Leases: []lease.Lease{ahead, gone, port}}))
 	fw := newMemFirewall()
-	fw.rules[lease.Key{IP: ip("192.0.2.1"), Port: 22}] = t0.Add(48 * time.Hour)
-	fw.rules[lease.Key{IP: ip("192.0.2.2"), Port: 22}] = t0.Add(time.Minute)
+	fw.rules[lease.Key{IP: ip("192.0.2.1"), Proto: "tcp", Port: 22}] = t0.Add(48 * time.Hour)
+	fw.rules[lease.Key{IP: ip("192.0.2.2"), Proto: "tcp", Port: 22}] = t0.Add(time.Minute)
 	f := newFixtureFrom(t, cfg, fw, &clock{t: t0}, Options{})
 
-	assert.Equal(t, map[lease.Key]time.Time{{IP: ip("192.0.2.1"), Port: 22}: t0.Add(time.Hour)}, fw.rules,
+	assert.Equal(t, map[lease.Key]time.Time{{IP: ip("192.0.2.1"), Proto: "tcp", Port: 22}: t0.Add(time.Hour)}, fw.rules,
 		"capped at now + lease.max; the removed user's rule is gone")
 	require.Len(t, f.d.Leases(), 1)
 	assert.Equal(t, t0.Add(time.Hour), f.d.Leases()[0].Expires)
@@ -93,7 +93,7 @@ func TestClockSteps(t *testing.T) {
 	f := newFixtureFrom(t, cfg, fw, clk, Options{})
 	g, err := f.d.Open(context.Background(), api.OpenRequest{User: "alice", Code: f.code(0), Port: 22, Duration: 30 * time.Minute}, client)
 	require.NoError(t, err)
-	k := lease.Key{IP: client, Port: 22}
+	k := lease.Key{IP: client, Proto: "tcp", Port: 22}
 	require.NoError(t, f.d.Shutdown())
 
 	// Restart with the clock a day behind: the stored end is 1d30m away,
@@ -196,4 +196,34 @@ func TestThrottlePersisted(t *testing.T) {
 	assert.Equal(t, 429, apiErr(t, err).Status, "still backed off after the restart")
 	_, err = f2.open("alice", f2.code(0), 22, client)
 	assert.NoError(t, err)
+}
+
+// TestUDPLease: RDP's UDP 3389 is leased on its own key; a request without
+// proto takes TCP where it is allowed.
+func TestUDPLease(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := ParseConfig(strings.NewReader(fmt.Sprintf("ports: [22, 3389, 3389/udp, 5000/udp]\nstate_file: %s\nusers:\n  - {name: alice, secret: %s}\n",
+		filepath.Join(dir, "state.json"), testSecret)), dir)
+	require.NoError(t, err)
+	f := newFixtureFrom(t, cfg, newMemFirewall(), &clock{t: t0}, Options{})
+	ctx := context.Background()
+	open := func(port uint16, proto string) (api.Granted, error) {
+		f.clk.Advance(30 * time.Second)
+		return f.d.Open(ctx, api.OpenRequest{User: "alice", Code: f.code(0), Port: port, Proto: proto}, client)
+	}
+	g, err := open(3389, "udp")
+	require.NoError(t, err)
+	assert.Equal(t, "udp", g.Lease.Proto)
+	_, err = open(3389, "")
+	require.NoError(t, err)
+	g5, err := open(5000, "")
+	require.NoError(t, err)
+	assert.Equal(t, "udp", g5.Lease.Proto, "the only protocol allowed on 5000")
+	_, err = open(22, "udp")
+	assert.Equal(t, 403, apiErr(t, err).Status)
+	assert.Len(t, f.fw.rules, 3)
+	for _, k := range []lease.Key{{IP: client, Proto: "udp", Port: 3389}, {IP: client, Proto: "tcp", Port: 3389}, {IP: client, Proto: "udp", Port: 5000}} {
+		assert.Contains(t, f.fw.rules, k)
+	}
+	assert.Equal(t, "udp", eventFor(t, f, g.Lease.ID).Proto)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/opsdrill/opsdrill/portgate"
 	"github.com/opsdrill/opsdrill/portgate/auth"
+	"github.com/opsdrill/opsdrill/portgate/firewall"
 )
 
 // TestExampleConfig: the example configuration is valid once its key
@@ -26,7 +27,7 @@ func TestExampleConfig(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "carol.b32"), []byte("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n"), 0o600))
 	c, err := portgate.ParseConfig(strings.NewReader(cfg), dir)
 	require.NoError(t, err)
-	assert.Equal(t, []uint16{22, 3389}, c.Ports)
+	assert.Equal(t, []firewall.Port{{Proto: "tcp", Num: 22}, {Proto: "tcp", Num: 3389}, {Proto: "udp", Num: 3389}}, c.Ports)
 }
 
 func TestFlags(t *testing.T) {

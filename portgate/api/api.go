@@ -306,6 +306,7 @@ type LeaseJSON struct {
 	IP          string `json:"ip"`
 	Source      string `json:"source"`
 	Port        uint16 `json:"port"`
+	Proto       string `json:"proto"`
 	Created     string `json:"created"`
 	Expires     string `json:"expires"`
 	ExpiresUnix int64  `json:"expires_unix"`
@@ -320,7 +321,7 @@ func leaseJSON(l lease.Lease) LeaseJSON {
 		src = l.Source.String()
 	}
 	return LeaseJSON{
-		ID: l.ID, User: l.User, IP: l.IP.String(), Source: src, Port: l.Port,
+		ID: l.ID, User: l.User, IP: l.IP.String(), Source: src, Port: l.Port, Proto: l.Protocol(),
 		Created:       l.Created.UTC().Format(time.RFC3339Nano),
 		Expires:       l.Expires.UTC().Format(time.RFC3339Nano),
 		ExpiresUnix:   l.Expires.Unix(),

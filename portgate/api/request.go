@@ -24,6 +24,9 @@ type OpenRequest struct {
 	// Password is the second factor, for users who have one.
 	Password string
 	Port     uint16
+	// Proto is "tcp" or "udp"; empty means TCP when the port is allowed
+	// over TCP, else UDP.
+	Proto string
 	// IP is the address to let in; invalid means the request's source.
 	IP netip.Addr
 	// Duration is the lease length; 0 means the configured default.
@@ -95,6 +98,8 @@ func ParseOpenRequest(body []byte) (OpenRequest, error) {
 			err = decodeString(dec, &ipText)
 		case "duration":
 			err = decodeString(dec, &durText)
+		case "proto":
+			err = decodeString(dec, &r.Proto)
 		case "port":
 			havePort = true
 			var raw json.RawMessage
@@ -102,7 +107,7 @@ func ParseOpenRequest(body []byte) (OpenRequest, error) {
 				r.Port, err = parsePort(string(raw))
 			}
 		default:
-			return r, bad(safeKey(key), "unknown field (known: user, code, password, port, ip, duration)")
+			return r, bad(safeKey(key), "unknown field (known: user, code, password, port, proto, ip, duration)")
 		}
 		if err != nil {
 			return r, bad(key, "%v", err)
@@ -125,6 +130,9 @@ func ParseOpenRequest(body []byte) (OpenRequest, error) {
 	}
 	if !havePort {
 		return r, bad("port", "required")
+	}
+	if r.Proto != "" && r.Proto != "tcp" && r.Proto != "udp" {
+		return r, bad("proto", "must be tcp or udp")
 	}
 	if ipText != "" {
 		if r.IP, err = ParseIP(ipText); err != nil {

@@ -221,3 +221,11 @@ func FuzzParseAuthorization(f *testing.F) {
 		}
 	})
 }
+
+func TestParseProto(t *testing.T) {
+	r, err := ParseOpenRequest([]byte(`{"user":"alice","code":"123456","port":3389,"proto":"udp"}`))
+	require.NoError(t, err)
+	assert.Equal(t, "udp", r.Proto)
+	_, err = ParseOpenRequest([]byte(`{"user":"alice","code":"123456","port":3389,"proto":"sctp"}`))
+	assert.EqualError(t, err, "proto: must be tcp or udp")
+}

@@ -61,6 +61,7 @@ type Event struct {
 	Source  netip.Addr `json:"source,omitzero"` // who asked
 	IP      netip.Addr `json:"ip,omitzero"`     // who is let in
 	Port    uint16     `json:"port,omitempty"`
+	Proto   string     `json:"proto,omitempty"` // udp; empty for tcp
 	Lease   string     `json:"lease,omitempty"`
 	Expires time.Time  `json:"expires,omitzero"`
 	Reason  string     `json:"reason,omitempty"`

@@ -24,7 +24,7 @@ func BenchmarkSetDelete(b *testing.B) {
 					if fw, err = New(Config{Backend: c.name}, time.Now); err != nil {
 						return err
 					}
-					if err := fw.Init([]uint16{22}); err != nil {
+					if err := fw.Init([]Port{{Proto: TCP, Num: 22}}); err != nil {
 						return err
 					}
 					for i := range others {
@@ -44,7 +44,7 @@ func BenchmarkSetDelete(b *testing.B) {
 						if err := fw.Set(Rule{IP: ip, Port: 22, Until: time.Now().Add(time.Minute)}); err != nil {
 							return err
 						}
-						if err := fw.Delete(ip, 22); err != nil {
+						if err := fw.Delete(ip, TCP, 22); err != nil {
 							return err
 						}
 					}

@@ -18,20 +18,80 @@
 package firewall
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
-// Rule lets IP connect to TCP Port until Until.
+// Protocols a port can be guarded for.
+const (
+	TCP = "tcp"
+	UDP = "udp"
+)
+
+// Port is a guarded port: a protocol and a number.
+type Port struct {
+	Proto string // TCP or UDP
+	Num   uint16
+}
+
+func (p Port) String() string { return strconv.Itoa(int(p.Num)) + "/" + p.Proto }
+
+// ParsePort reads "22" (TCP), "22/tcp" or "3389/udp".
+func ParsePort(s string) (Port, error) {
+	num, proto, hasProto := strings.Cut(s, "/")
+	p := Port{Proto: TCP}
+	if hasProto {
+		p.Proto = strings.ToLower(proto)
+		if p.Proto != TCP && p.Proto != UDP {
+			return Port{}, fmt.Errorf("%q: the protocol must be tcp or udp", s)
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 16)
+	if err != nil || n == 0 {
+		return Port{}, fmt.Errorf("%q: expected a port 1 to 65535, optionally with /tcp or /udp", s)
+	}
+	p.Num = uint16(n)
+	return p, nil
+}
+
+// UnmarshalYAML takes a number (TCP) or "PORT/PROTO".
+func (p *Port) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a port is a number or \"PORT/PROTO\"", n.Line)
+	}
+	v, err := ParsePort(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: port %w", n.Line, err)
+	}
+	*p = v
+	return nil
+}
+
+// Proto returns the protocol of a rule or lease: "" is TCP, as before
+// UDP could be guarded.
+func Proto(p string) string {
+	if p == "" {
+		return TCP
+	}
+	return p
+}
+
+// Rule lets IP reach Port over Proto (TCP when empty) until Until.
 type Rule struct {
 	IP    netip.Addr
+	Proto string
 	Port  uint16
 	Until time.Time
 }
 
 func (r Rule) String() string {
-	return fmt.Sprintf("%s -> tcp/%d until %s", r.IP, r.Port, r.Until.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("%s -> %s/%d until %s", r.IP, Proto(r.Proto), r.Port, r.Until.UTC().Format(time.RFC3339))
 }
 
 // Backend is a firewall portgate drives. Methods are called one at a time.
@@ -40,13 +100,13 @@ type Backend interface {
 	Name() string
 	// Init creates what portgate owns when missing and sets the guarded
 	// ports. Installed lease rules are kept.
-	Init(ports []uint16) error
-	// Set installs the rule for (r.IP, r.Port), replacing an installed one,
-	// so that it ends at r.Until.
+	Init(ports []Port) error
+	// Set installs the rule for (r.IP, r.Proto, r.Port), replacing an
+	// installed one, so that it ends at r.Until.
 	Set(r Rule) error
-	// Delete removes the rule for (ip, port); a missing rule is not an
-	// error.
-	Delete(ip netip.Addr, port uint16) error
+	// Delete removes the rule for (ip, proto, port); a missing rule is not
+	// an error.
+	Delete(ip netip.Addr, proto string, port uint16) error
 	// List returns the lease rules installed, with their end where the
 	// firewall records it (zero when it does not).
 	List() ([]Rule, error)
@@ -60,21 +120,46 @@ type Config struct {
 	IPTables IPTablesConfig `yaml:"iptables"`
 	// KeepEstablished lets connections opened during a lease continue
 	// after it ends (an SSH session is not cut); new connections are
-	// refused. Default true.
+	// refused. Default true, false with CloseEstablished.
 	KeepEstablished *bool `yaml:"keep_established"`
+	// CloseEstablished ends a lease's sessions with it: its conntrack
+	// entries are deleted and guarded ports accept no packet without a
+	// lease (a TCP session picked up mid-stream by conntrack would
+	// otherwise pass as established).
+	CloseEstablished bool `yaml:"close_established"`
 }
 
 // New returns the configured backend.
 func New(c Config, now func() time.Time) (Backend, error) {
-	keep := c.KeepEstablished == nil || *c.KeepEstablished
+	if c.CloseEstablished && c.KeepEstablished != nil && *c.KeepEstablished {
+		return nil, errors.New("firewall: keep_established and close_established contradict each other; choose one")
+	}
+	keep := (c.KeepEstablished == nil || *c.KeepEstablished) && !c.CloseEstablished
 	if now == nil {
 		now = time.Now
 	}
+	var s *sessions
+	if c.CloseEstablished {
+		var err error
+		if s, err = openSessions(); err != nil {
+			return nil, err
+		}
+	}
 	switch c.Backend {
 	case "", "nftables":
-		return NewNFTables(c.NFTables, keep, now)
+		n, err := NewNFTables(c.NFTables, keep, now)
+		if err != nil {
+			return nil, errors.Join(err, s.close())
+		}
+		n.sessions = s
+		return n, nil
 	case "iptables":
-		return NewIPTables(c.IPTables, keep, now)
+		b, err := NewIPTables(c.IPTables, keep, now)
+		if err != nil {
+			return nil, errors.Join(err, s.close())
+		}
+		b.sessions = s
+		return b, nil
 	}
-	return nil, fmt.Errorf("firewall.backend: must be nftables or iptables, got %q", c.Backend)
+	return nil, errors.Join(fmt.Errorf("firewall.backend: must be nftables or iptables, got %q", c.Backend), s.close())
 }

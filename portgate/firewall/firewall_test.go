@@ -83,7 +83,7 @@ func newBackend(t *testing.T, g *netnstest.Gate, name string, now func() time.Ti
 		if b, err = New(Config{Backend: name}, now); err != nil {
 			return err
 		}
-		return b.Init([]uint16{guarded})
+		return b.Init([]Port{{Proto: TCP, Num: guarded}})
 	}))
 	return b
 }
@@ -164,9 +164,9 @@ func TestBackendRules(t *testing.T) {
 			}
 
 			// Delete closes it; deleting twice is fine.
-			in(t, g, func() error { return b.Delete(c1, guarded) })
-			in(t, g, func() error { return b.Delete(c1, guarded) })
-			in(t, g, func() error { return b.Delete(c16, guarded) })
+			in(t, g, func() error { return b.Delete(c1, TCP, guarded) })
+			in(t, g, func() error { return b.Delete(c1, TCP, guarded) })
+			in(t, g, func() error { return b.Delete(c16, TCP, guarded) })
 			assert.False(t, g.C1.Probe(addr(g.GateIP1, guarded), closedWait), "closed again")
 			in(t, g, func() error { var err error; rules, err = b.List(); return err })
 			assert.Empty(t, rules)
@@ -257,7 +257,7 @@ func TestIPTablesParsing(t *testing.T) {
 	assert.Equal(t, "portgate:lease:until=1777636801", spec[len(spec)-3])
 	r, ok := parseLease(spec)
 	require.True(t, ok)
-	assert.Equal(t, Rule{IP: netip.MustParseAddr("10.0.0.5"), Port: 22, Until: time.Unix(1777636801, 0)}, r)
+	assert.Equal(t, Rule{IP: netip.MustParseAddr("10.0.0.5"), Proto: TCP, Port: 22, Until: time.Unix(1777636801, 0)}, r)
 
 	for _, l := range []string{
 		`-A OTHER -s 10.0.0.5/32 -p tcp --dport 22 -m comment --comment portgate:lease:until=1 -j ACCEPT`,
@@ -282,13 +282,16 @@ func TestIPTablesParsing(t *testing.T) {
 func TestNFTablesKeys(t *testing.T) {
 	n := &NFTables{set4: nil}
 	for _, s := range []string{"192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1"} {
-		_, key := n.setFor(netip.MustParseAddr(s), 443)
-		ip, port, ok := decodeKey(key)
-		require.True(t, ok)
-		assert.Equal(t, netip.MustParseAddr(s).Unmap(), ip)
-		assert.Equal(t, uint16(443), port)
+		for _, proto := range []string{TCP, UDP} {
+			_, key := n.setFor(netip.MustParseAddr(s), proto, 443)
+			ip, gotProto, port, ok := decodeKey(key)
+			require.True(t, ok)
+			assert.Equal(t, netip.MustParseAddr(s).Unmap(), ip)
+			assert.Equal(t, proto, gotProto)
+			assert.Equal(t, uint16(443), port)
+		}
 	}
-	_, _, ok := decodeKey([]byte{1, 2, 3})
+	_, _, _, ok := decodeKey([]byte{1, 2, 3})
 	assert.False(t, ok)
 }
 
@@ -318,13 +321,123 @@ func TestReopenAfterKernelExpiry(t *testing.T) {
 				time.Sleep(time.Until(until) + 300*time.Millisecond)
 				assert.False(t, g.C1.Probe(addr(g.GateIP1, guarded), closedWait), "ended by the kernel")
 				if reaped {
-					in(t, g, func() error { return b.Delete(c1, guarded) })
+					in(t, g, func() error { return b.Delete(c1, TCP, guarded) })
 				}
 				in(t, g, func() error { return b.Set(Rule{IP: c1, Port: guarded, Until: time.Now().Add(time.Minute)}) })
 				assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 5*time.Second), "open again")
 				var rules []Rule
 				in(t, g, func() error { var err error; rules, err = b.List(); return err })
 				assert.Len(t, rules, 1)
+			})
+		}
+	}
+}
+
+// TestUDPLeases: a UDP port is guarded and leased like a TCP one, and the
+// two never stand in for each other.
+func TestUDPLeases(t *testing.T) {
+	for _, c := range backendCases {
+		t.Run(c.name, func(t *testing.T) {
+			netnstest.RequireTool(t, c.tool)
+			g := netnstest.NewGate(t)
+			g.ServeUDP(t, guarded)
+			g.Serve(t, guarded)
+			var b Backend
+			require.NoError(t, g.Gate.Do(func() error {
+				var err error
+				if b, err = New(Config{Backend: c.name}, time.Now); err != nil {
+					return err
+				}
+				return b.Init([]Port{{Proto: UDP, Num: guarded}, {Proto: TCP, Num: guarded}})
+			}))
+			c1 := netip.MustParseAddr(g.C1IP)
+			udp := addr(g.GateIP1, guarded)
+			assert.False(t, g.C1.ProbeUDP(udp, closedWait), "UDP closed by default")
+			in(t, g, func() error { return b.Set(Rule{IP: c1, Proto: UDP, Port: guarded, Until: time.Now().Add(time.Hour)}) })
+			assert.True(t, g.C1.ProbeUDP(udp, 3*time.Second), "UDP open for the lease's address")
+			assert.False(t, g.C2.ProbeUDP(addr(g.GateIP2, guarded), closedWait), "not for another")
+			assert.False(t, g.C1.Probe(udp, closedWait), "a UDP lease does not open TCP")
+			var rules []Rule
+			in(t, g, func() error { var err error; rules, err = b.List(); return err })
+			require.Len(t, rules, 1)
+			assert.Equal(t, UDP, rules[0].Proto)
+			in(t, g, func() error { return b.Delete(c1, UDP, guarded) })
+			// The echo exchange above left a conntrack entry: a fresh source
+			// port is a new flow.
+			assert.False(t, g.C1.ProbeUDP(udp, closedWait), "closed again")
+		})
+	}
+}
+
+// TestIP6GuardWithoutIPv6Leases: with firewall.iptables.ipv6: false the
+// guarded port is still closed over IPv6 (no lease can open it there).
+func TestIP6GuardWithoutIPv6Leases(t *testing.T) {
+	netnstest.RequireTool(t, "ip6tables")
+	g := netnstest.NewGate(t)
+	g.Serve(t, guarded)
+	g.Serve(t, free)
+	off := false
+	var b Backend
+	require.NoError(t, g.Gate.Do(func() error {
+		var err error
+		if b, err = New(Config{Backend: "iptables", IPTables: IPTablesConfig{IPv6: &off}}, time.Now); err != nil {
+			return err
+		}
+		return b.Init([]Port{{Proto: TCP, Num: guarded}})
+	}))
+	assert.False(t, g.C1.Probe(addr(g.GateIP6_1, guarded), closedWait), "guarded over IPv6 too")
+	assert.True(t, g.C1.Probe(addr(g.GateIP6_1, free), 3*time.Second), "other ports untouched")
+	in(t, g, func() error { return b.Set(Rule{IP: netip.MustParseAddr(g.C1IP), Proto: TCP, Port: guarded, Until: time.Now().Add(time.Hour)}) })
+	assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 3*time.Second))
+	assert.False(t, g.C1.Probe(addr(g.GateIP6_1, guarded), closedWait))
+	err := g.Gate.Do(func() error {
+		return b.Set(Rule{IP: netip.MustParseAddr(g.C1IP6), Proto: TCP, Port: guarded, Until: time.Now().Add(time.Hour)})
+	})
+	assert.ErrorContains(t, err, "ipv6 is false")
+	out := g.Gate.MustRun(t, "ip6tables", "-S", "PORTGATE")
+	assert.Contains(t, out, `--dport 7022 -m comment --comment "portgate:guard" -j DROP`)
+}
+
+// TestCloseEstablished: with close_established a session opened during a
+// lease ends with it (its conntrack entry goes, its packets are dropped);
+// without, it goes on.
+func TestCloseEstablished(t *testing.T) {
+	const echo = 7030
+	for _, c := range backendCases {
+		for _, closeEst := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/close_established=%v", c.name, closeEst), func(t *testing.T) {
+				netnstest.RequireTool(t, c.tool)
+				g := netnstest.NewGate(t)
+				g.ServeEcho(t, echo)
+				var b Backend
+				require.NoError(t, g.Gate.Do(func() error {
+					var err error
+					if b, err = New(Config{Backend: c.name, CloseEstablished: closeEst}, time.Now); err != nil {
+						return err
+					}
+					return b.Init([]Port{{Proto: TCP, Num: echo}})
+				}))
+				c1 := netip.MustParseAddr(g.C1IP)
+				in(t, g, func() error { return b.Set(Rule{IP: c1, Proto: TCP, Port: echo, Until: time.Now().Add(time.Hour)}) })
+				conn, err := g.C1.Dial(t.Context(), "tcp", addr(g.GateIP1, echo), 3*time.Second)
+				require.NoError(t, err)
+				defer conn.Close()
+				roundTrip := func() bool {
+					_ = conn.SetDeadline(time.Now().Add(time.Second))
+					if _, err := conn.Write([]byte("x")); err != nil {
+						return false
+					}
+					buf := make([]byte, 1)
+					_, err := conn.Read(buf)
+					return err == nil
+				}
+				require.True(t, roundTrip(), "the session works during the lease")
+				in(t, g, func() error { return b.Delete(c1, TCP, echo) })
+				assert.Equal(t, !closeEst, roundTrip(), "after the lease")
+				flows := g.Gate.MustRun(t, "cat", "/proc/net/nf_conntrack")
+				if closeEst {
+					assert.NotContains(t, flows, fmt.Sprintf("src=%s dst=%s sport=%d dport=%d", g.C1IP, g.GateIP1, conn.LocalAddr().(*net.TCPAddr).Port, echo))
+				}
 			})
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,7 +19,10 @@ type IPTablesConfig struct {
 	// Chain is the filter-table chain portgate owns, jumped to first
 	// thing from INPUT. Default "PORTGATE".
 	Chain string `yaml:"chain"`
-	// IPv6 also manages ip6tables (default true).
+	// IPv6 lets leases be granted to IPv6 addresses (default true). The
+	// guard is installed in ip6tables either way: with ipv6: false a
+	// guarded port is closed over IPv6, never open. Without ip6tables on a
+	// host with IPv6, portgate refuses to start.
 	IPv6 *bool `yaml:"ipv6"`
 	// KernelExpiry adds `-m time --datestop` to each lease rule, so the
 	// kernel stops matching it at the lease end even while portgate is
@@ -41,17 +45,29 @@ const (
 type IPTables struct {
 	chain  string
 	v4, v6 *iptables.IPTables
-	kexp   bool
-	keep   bool
-	now    func() time.Time
+	// leases6: IPv6 leases are granted (v6 then also holds them); v6 is
+	// nil only on a host without IPv6.
+	leases6 bool
+	kexp    bool
+	keep    bool
+	now     func() time.Time
 	// installed maps each lease key to the rule spec portgate added, so
 	// the hot path never lists the chain.
 	installed map[ruleKey][]string
+	// sessions, with close_established, ends a deleted rule's sessions.
+	sessions *sessions
 }
 
 type ruleKey struct {
-	ip   netip.Addr
-	port uint16
+	ip    netip.Addr
+	proto string
+	port  uint16
+}
+
+// hasIPv6 reports whether the kernel has IPv6 (it lists its addresses).
+var hasIPv6 = func() bool {
+	_, err := os.Stat("/proc/net/if_inet6")
+	return err == nil
 }
 
 // NewIPTables locates iptables (and ip6tables).
@@ -74,14 +90,17 @@ func NewIPTables(c IPTablesConfig, keepEstablished bool, now func() time.Time) (
 		now:       now,
 		installed: map[ruleKey][]string{},
 	}
-	if c.IPv6 == nil || *c.IPv6 {
+	b.leases6 = c.IPv6 == nil || *c.IPv6
+	if hasIPv6() {
 		path6 := ""
 		if c.Path != "" {
 			path6 = filepath.Join(filepath.Dir(c.Path), "ip6tables")
 		}
 		if b.v6, err = newIPT(iptables.ProtocolIPv6, path6); err != nil {
-			return nil, fmt.Errorf("ip6tables (set firewall.iptables.ipv6: false to manage IPv4 only): %w", err)
+			return nil, fmt.Errorf("ip6tables: needed to guard the ports over IPv6 (whatever firewall.iptables.ipv6 says; without it IPv6 would reach them unguarded): %w", err)
 		}
+	} else {
+		b.leases6 = false
 	}
 	return b, nil
 }
@@ -109,15 +128,15 @@ func (b *IPTables) family(ip netip.Addr) (*iptables.IPTables, error) {
 	if ip.Unmap().Is4() {
 		return b.v4, nil
 	}
-	if b.v6 == nil {
-		return nil, fmt.Errorf("iptables: %s is IPv6 and firewall.iptables.ipv6 is false", ip)
+	if !b.leases6 {
+		return nil, fmt.Errorf("iptables: %s is IPv6 and firewall.iptables.ipv6 is false (or the host has no IPv6)", ip)
 	}
 	return b.v6, nil
 }
 
 // Init creates the chain when missing, replaces portgate's guard rules at
 // its end and puts the jump first in INPUT. Lease rules stay.
-func (b *IPTables) Init(ports []uint16) error {
+func (b *IPTables) Init(ports []Port) error {
 	for _, ipt := range b.families() {
 		ok, err := ipt.ChainExists("filter", b.chain)
 		if err != nil {
@@ -142,7 +161,7 @@ func (b *IPTables) Init(ports []uint16) error {
 		}
 		guards := [][]string{{"-i", "lo", "-m", "comment", "--comment", tagGuard, "-j", "RETURN"}}
 		for _, p := range ports {
-			dport := []string{"-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(int(p))}
+			dport := []string{"-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.Num))}
 			if b.keep {
 				guards = append(guards, append(append([]string{}, dport...),
 					"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", tagGuard, "-j", "RETURN"))
@@ -163,10 +182,11 @@ func (b *IPTables) Init(ports []uint16) error {
 }
 
 // leaseSpec is the rule letting ip reach port until until.
-func (b *IPTables) leaseSpec(ip netip.Addr, port uint16, until time.Time) []string {
+func (b *IPTables) leaseSpec(ip netip.Addr, proto string, port uint16, until time.Time) []string {
 	ip = ip.Unmap()
 	end := ceilUnix(until)
-	spec := []string{"-s", netip.PrefixFrom(ip, ip.BitLen()).String(), "-p", "tcp", "-m", "tcp", "--dport", strconv.Itoa(int(port))}
+	proto = Proto(proto)
+	spec := []string{"-s", netip.PrefixFrom(ip, ip.BitLen()).String(), "-p", proto, "-m", proto, "--dport", strconv.Itoa(int(port))}
 	if b.kexp {
 		// xt_time matches while now (whole seconds) <= datestop, so the
 		// last matching second is the one before the lease end.
@@ -187,14 +207,14 @@ func ceilUnix(t time.Time) int64 {
 // for the same key is deleted, so there is no gap.
 func (b *IPTables) Set(r Rule) error {
 	if !r.Until.After(b.now()) {
-		return b.Delete(r.IP, r.Port)
+		return b.Delete(r.IP, r.Proto, r.Port)
 	}
 	ipt, err := b.family(r.IP)
 	if err != nil {
 		return err
 	}
-	k := ruleKey{r.IP.Unmap(), r.Port}
-	spec := b.leaseSpec(r.IP, r.Port, r.Until)
+	k := ruleKey{r.IP.Unmap(), Proto(r.Proto), r.Port}
+	spec := b.leaseSpec(r.IP, r.Proto, r.Port, r.Until)
 	old, had := b.installed[k]
 	if had && slices.Equal(old, spec) {
 		return nil
@@ -212,21 +232,24 @@ func (b *IPTables) Set(r Rule) error {
 }
 
 // Delete implements Backend.
-func (b *IPTables) Delete(ip netip.Addr, port uint16) error {
-	ipt, err := b.family(ip)
-	if err != nil {
-		return err
-	}
-	k := ruleKey{ip.Unmap(), port}
+func (b *IPTables) Delete(ip netip.Addr, proto string, port uint16) error {
+	k := ruleKey{ip.Unmap(), Proto(proto), port}
 	spec, had := b.installed[k]
 	if !had {
 		return nil
 	}
+	// Only rules portgate listed or installed get here, so their family's
+	// handle exists (an IPv6 rule from a run with ipv6: true included).
+	ipt := b.v4
+	if !k.ip.Is4() {
+		ipt = b.v6
+	}
 	if err := deleteRule(ipt, b.chain, spec); err != nil {
-		return fmt.Errorf("iptables: delete %s tcp/%d: %w", ip, port, err)
+		return fmt.Errorf("iptables: delete %s %s/%d: %w", ip, Proto(proto), port, err)
 	}
 	delete(b.installed, k)
-	return nil
+	_, err := b.sessions.end(ip, proto, port)
+	return err
 }
 
 // List implements Backend. It also rebuilds the index of installed rules,
@@ -257,7 +280,7 @@ func (b *IPTables) List() ([]Rule, error) {
 			if !ok {
 				continue
 			}
-			k := ruleKey{r.IP, r.Port}
+			k := ruleKey{r.IP, r.Proto, r.Port}
 			if _, seen := b.installed[k]; seen {
 				// Two rules for one key (a crash between insert and
 				// delete): keep the first listed, the newest.
@@ -350,6 +373,11 @@ func parseLease(spec []string) (Rule, bool) {
 				return Rule{}, false
 			}
 			r.IP = p.Addr()
+		case "-p":
+			if spec[i+1] != TCP && spec[i+1] != UDP {
+				return Rule{}, false
+			}
+			r.Proto = spec[i+1]
 		case "--dport":
 			n, err := strconv.ParseUint(spec[i+1], 10, 16)
 			if err != nil || n == 0 {
@@ -364,7 +392,7 @@ func parseLease(spec []string) (Rule, bool) {
 		}
 	}
 	sec, err := strconv.ParseInt(until, 10, 64)
-	if err != nil || !r.IP.IsValid() || r.Port == 0 {
+	if err != nil || !r.IP.IsValid() || r.Port == 0 || r.Proto == "" {
 		return Rule{}, false
 	}
 	r.Until = time.Unix(sec, 0)

@@ -34,16 +34,40 @@ const DefaultMark uint32 = 0x7067
 // ruleTag is the comment on every rule portgate installs.
 const ruleTag = "portgate"
 
+// Registers of the concatenations: addr . l4proto . port for leases and
+// l4proto . port for the guarded ports, each field in 32-bit registers.
 const (
 	chainName  = "input"
 	set4Name   = "lease4"
 	set6Name   = "lease6"
 	portsName  = "ports"
 	regSaddr   = 1                 // NFT_REG_1: 16 bytes, addresses
-	regDport4  = unix.NFT_REG32_01 // right after a 4-byte address
-	regDport6  = unix.NFT_REG32_04 // right after a 16-byte address
+	regProto4  = unix.NFT_REG32_01 // right after a 4-byte address
+	regDport4  = unix.NFT_REG32_02
+	regProto6  = unix.NFT_REG32_04 // right after a 16-byte address
+	regDport6  = unix.NFT_REG32_05
+	regPortP   = unix.NFT_REG32_00 // the guarded-ports key: l4proto ...
+	regPortN   = unix.NFT_REG32_01 // ... then the port
 	elemPrefix = "portgate until=" // element comment, readable in `nft list`
 )
+
+// protoNum maps a protocol to its IP protocol number.
+func protoNum(p string) byte {
+	if Proto(p) == UDP {
+		return unix.IPPROTO_UDP
+	}
+	return unix.IPPROTO_TCP
+}
+
+func protoName(n byte) (string, bool) {
+	switch n {
+	case unix.IPPROTO_TCP:
+		return TCP, true
+	case unix.IPPROTO_UDP:
+		return UDP, true
+	}
+	return "", false
+}
 
 // NFTables is the nftables backend.
 type NFTables struct {
@@ -61,11 +85,14 @@ type NFTables struct {
 	// batch makes the kernel wait for an RCU grace period (about 10 ms),
 	// so deletes are only sent for elements known to be there.
 	installed map[setKey]time.Time
+	// sessions, with close_established, ends a deleted rule's sessions.
+	sessions *sessions
 }
 
 type setKey struct {
-	ip   netip.Addr
-	port uint16
+	ip    netip.Addr
+	proto string
+	port  uint16
 }
 
 // NewNFTables opens a netlink connection in the network namespace of the
@@ -99,10 +126,11 @@ func NewNFTables(c NFTablesConfig, keepEstablished bool, now func() time.Time) (
 			Policy: policyRef(nftables.ChainPolicyAccept),
 		},
 		set4: &nftables.Set{Table: t, Name: set4Name, HasTimeout: true, Concatenation: true,
-			KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)},
+			KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)},
 		set6: &nftables.Set{Table: t, Name: set6Name, HasTimeout: true, Concatenation: true,
-			KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)},
-		ports:     &nftables.Set{Table: t, Name: portsName, KeyType: nftables.TypeInetService},
+			KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)},
+		ports: &nftables.Set{Table: t, Name: portsName, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)},
 		prio:      prio,
 		mark:      mark,
 		keep:      keepEstablished,
@@ -118,13 +146,14 @@ func policyRef(p nftables.ChainPolicy) *nftables.ChainPolicy { return &p }
 func (n *NFTables) Name() string { return "nftables" }
 
 // Close releases the netlink connection.
-func (n *NFTables) Close() error { return n.conn.CloseLasting() }
+func (n *NFTables) Close() error { return errors.Join(n.conn.CloseLasting(), n.sessions.close()) }
 
 // Init creates the table, sets and chain when missing, sets the guarded
 // ports and rewrites the chain's rules, in one atomic batch. Lease
 // elements already in the sets stay.
-func (n *NFTables) Init(ports []uint16) error {
+func (n *NFTables) Init(ports []Port) error {
 	c := n.conn
+	n.migrate()
 	c.AddTable(n.table)
 	for _, s := range []*nftables.Set{n.set4, n.set6, n.ports} {
 		if err := c.AddSet(s, nil); err != nil {
@@ -135,7 +164,7 @@ func (n *NFTables) Init(ports []uint16) error {
 	if len(ports) > 0 {
 		elems := make([]nftables.SetElement, len(ports))
 		for i, p := range ports {
-			elems[i] = nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)}
+			elems[i] = nftables.SetElement{Key: []byte{protoNum(p.Proto), 0, 0, 0, byte(p.Num >> 8), byte(p.Num), 0, 0}}
 		}
 		if err := c.SetAddElements(n.ports, elems); err != nil {
 			return fmt.Errorf("nftables: guarded ports: %w", err)
@@ -153,30 +182,42 @@ func (n *NFTables) Init(ports []uint16) error {
 	return nil
 }
 
+// migrate deletes a table of an earlier portgate whose sets have no
+// protocol in their keys (TCP only): it cannot be changed in place. Its
+// lease elements are lost with it; the daemon reinstalls live leases from
+// its state right after Init.
+func (n *NFTables) migrate() {
+	s, err := n.conn.GetSetByName(n.table, portsName)
+	if err != nil || s.Concatenation {
+		return
+	}
+	n.conn.DelTable(n.table)
+	_ = n.conn.Flush()
+}
+
 // ruleExprs is the chain, in order:
 //
 //	meta iiftype loopback accept
-//	ip saddr . tcp dport @lease4 meta mark set mark | MARK accept
-//	ip6 saddr . tcp dport @lease6 meta mark set mark | MARK accept
-//	tcp dport @ports ct state established,related accept   (keep_established)
-//	tcp dport @ports drop
+//	ip saddr . meta l4proto . th dport @lease4 meta mark set mark | MARK accept
+//	ip6 saddr . meta l4proto . th dport @lease6 meta mark set mark | MARK accept
+//	meta l4proto . th dport @ports ct state established,related accept   (keep_established)
+//	meta l4proto . th dport @ports drop
 func (n *NFTables) ruleExprs() [][]expr.Any {
-	tcp := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+	// th dport is the destination port of TCP and UDP alike; the sets'
+	// keys hold the protocol, so nothing else ever matches.
+	guarded := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: regPortP},
+		&expr.Payload{DestRegister: regPortN, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: regPortP, SetName: n.ports.Name, SetID: n.ports.ID},
 	}
-	guarded := append(append([]expr.Any{}, tcp...),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: 1, SetName: n.ports.Name, SetID: n.ports.ID},
-	)
-	lease := func(proto byte, addrOff, addrLen, portReg uint32, set *nftables.Set) []expr.Any {
+	lease := func(family byte, addrOff, addrLen, protoReg, portReg uint32, set *nftables.Set) []expr.Any {
 		e := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{family}},
 		}
-		e = append(e, tcp...)
 		e = append(e,
 			&expr.Payload{DestRegister: regSaddr, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: addrLen},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: protoReg},
 			&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Lookup{SourceRegister: regSaddr, SetName: set.Name, SetID: set.ID},
 		)
@@ -196,8 +237,8 @@ func (n *NFTables) ruleExprs() [][]expr.Any {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint16(unix.ARPHRD_LOOPBACK)},
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		},
-		lease(unix.NFPROTO_IPV4, 12, 4, regDport4, n.set4),
-		lease(unix.NFPROTO_IPV6, 8, 16, regDport6, n.set6),
+		lease(unix.NFPROTO_IPV4, 12, 4, regProto4, regDport4, n.set4),
+		lease(unix.NFPROTO_IPV6, 8, 16, regProto6, regDport6, n.set6),
 	}
 	if n.keep {
 		rules = append(rules, append(append([]expr.Any{}, guarded...),
@@ -219,10 +260,10 @@ func (n *NFTables) Set(r Rule) error {
 	now := n.now()
 	left := r.Until.Sub(now)
 	if left <= 0 {
-		return n.Delete(r.IP, r.Port)
+		return n.Delete(r.IP, r.Proto, r.Port)
 	}
-	set, key := n.setFor(r.IP, r.Port)
-	k := setKey{r.IP.Unmap(), r.Port}
+	set, key := n.setFor(r.IP, r.Proto, r.Port)
+	k := setKey{r.IP.Unmap(), Proto(r.Proto), r.Port}
 	// Round up to the millisecond: never end before the lease does.
 	ms := (left + time.Millisecond - 1) / time.Millisecond * time.Millisecond
 	elem := nftables.SetElement{Key: key, Timeout: ms, Comment: elemPrefix + strconv.FormatInt(r.Until.Unix(), 10)}
@@ -251,21 +292,24 @@ func (n *NFTables) Set(r Rule) error {
 
 // Delete implements Backend. An element whose timeout has passed is
 // already gone for the kernel: nothing is sent.
-func (n *NFTables) Delete(ip netip.Addr, port uint16) error {
-	k := setKey{ip.Unmap(), port}
+func (n *NFTables) Delete(ip netip.Addr, proto string, port uint16) error {
+	k := setKey{ip.Unmap(), Proto(proto), port}
 	until, ok := n.installed[k]
 	delete(n.installed, k)
 	if !ok || !until.After(n.now()) {
-		return nil
+		// Gone for the kernel; its sessions may not be.
+		_, err := n.sessions.end(ip, proto, port)
+		return err
 	}
-	set, key := n.setFor(ip, port)
+	set, key := n.setFor(ip, proto, port)
 	if err := n.conn.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
-		return fmt.Errorf("nftables: delete %s tcp/%d: %w", ip, port, err)
+		return fmt.Errorf("nftables: delete %s %s/%d: %w", ip, Proto(proto), port, err)
 	}
 	if err := n.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("nftables: delete %s tcp/%d: %w", ip, port, err)
+		return fmt.Errorf("nftables: delete %s %s/%d: %w", ip, Proto(proto), port, err)
 	}
-	return nil
+	_, err := n.sessions.end(ip, proto, port)
+	return err
 }
 
 // List implements Backend: the elements of both lease sets, with their end
@@ -281,11 +325,11 @@ func (n *NFTables) List() ([]Rule, error) {
 			return nil, fmt.Errorf("nftables: list set %s: %w", set.Name, err)
 		}
 		for _, e := range elems {
-			ip, port, ok := decodeKey(e.Key)
+			ip, proto, port, ok := decodeKey(e.Key)
 			if !ok {
 				continue
 			}
-			r := Rule{IP: ip, Port: port}
+			r := Rule{IP: ip, Proto: proto, Port: port}
 			if e.Expires > 0 {
 				r.Until = now.Add(e.Expires)
 			}
@@ -295,7 +339,7 @@ func (n *NFTables) List() ([]Rule, error) {
 			if until.IsZero() {
 				until = now.Add(100 * 365 * 24 * time.Hour)
 			}
-			n.installed[setKey{ip, port}] = until
+			n.installed[setKey{ip, proto, port}] = until
 			out = append(out, r)
 		}
 	}
@@ -303,30 +347,31 @@ func (n *NFTables) List() ([]Rule, error) {
 }
 
 // setFor returns the lease set for ip and the element key: the address,
-// then the port in network order padded to 4 bytes (concatenations are
-// register-aligned).
-func (n *NFTables) setFor(ip netip.Addr, port uint16) (*nftables.Set, []byte) {
+// the protocol number, then the port in network order, each padded to 4
+// bytes (concatenations are register-aligned).
+func (n *NFTables) setFor(ip netip.Addr, proto string, port uint16) (*nftables.Set, []byte) {
 	ip = ip.Unmap()
 	key := ip.AsSlice()
-	key = append(key, byte(port>>8), byte(port), 0, 0)
+	key = append(key, protoNum(proto), 0, 0, 0, byte(port>>8), byte(port), 0, 0)
 	if ip.Is4() {
 		return n.set4, key
 	}
 	return n.set6, key
 }
 
-func decodeKey(k []byte) (netip.Addr, uint16, bool) {
+func decodeKey(k []byte) (netip.Addr, string, uint16, bool) {
 	var ip netip.Addr
 	switch len(k) {
-	case 8:
+	case 12:
 		ip = netip.AddrFrom4([4]byte(k[:4]))
-	case 20:
+	case 24:
 		ip = netip.AddrFrom16([16]byte(k[:16]))
 	default:
-		return netip.Addr{}, 0, false
+		return netip.Addr{}, "", 0, false
 	}
-	off := len(k) - 4
-	return ip, uint16(k[off])<<8 | uint16(k[off+1]), true
+	off := len(k) - 8
+	proto, ok := protoName(k[off])
+	return ip, proto, uint16(k[off+4])<<8 | uint16(k[off+5]), ok
 }
 
 func validObjName(s string) bool {

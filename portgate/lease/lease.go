@@ -21,26 +21,38 @@ import (
 
 // Lease is one grant: IP may connect to Port until Expires.
 type Lease struct {
-	ID      string     `json:"id"`
-	User    string     `json:"user"`
-	IP      netip.Addr `json:"ip"`     // the address allowed in
-	Source  netip.Addr `json:"source"` // the address that asked
-	Port    uint16     `json:"port"`
-	Created time.Time  `json:"created"`
-	Expires time.Time  `json:"expires"`
+	ID     string     `json:"id"`
+	User   string     `json:"user"`
+	IP     netip.Addr `json:"ip"`     // the address allowed in
+	Source netip.Addr `json:"source"` // the address that asked
+	Port   uint16     `json:"port"`
+	// Proto is "tcp" or "udp"; empty (state files from before UDP could
+	// be leased) is "tcp".
+	Proto   string    `json:"proto,omitempty"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
 	// TokenHash is the SHA-256 (hex) of the bearer token that may close
 	// the lease; the token itself is only ever given to the caller.
 	TokenHash string `json:"token_sha256,omitempty"`
 }
 
-// Key is what a firewall rule matches: an address and a port.
+// Key is what a firewall rule matches: an address, a protocol and a port.
 type Key struct {
-	IP   netip.Addr
-	Port uint16
+	IP    netip.Addr
+	Proto string // "tcp" or "udp"
+	Port  uint16
 }
 
 // Key returns the rule key of the lease.
-func (l Lease) Key() Key { return Key{IP: l.IP, Port: l.Port} }
+func (l Lease) Key() Key { return Key{IP: l.IP, Proto: l.Protocol(), Port: l.Port} }
+
+// Protocol is Proto, "tcp" when empty.
+func (l Lease) Protocol() string {
+	if l.Proto == "" {
+		return "tcp"
+	}
+	return l.Proto
+}
 
 // Live reports whether the lease still holds at now.
 func (l Lease) Live(now time.Time) bool { return now.Before(l.Expires) }

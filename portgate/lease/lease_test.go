@@ -36,11 +36,11 @@ func TestTableKeysAndExpiry(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, t0.Add(time.Minute), next)
 
-	k1 := Key{ip1, 22}
+	k1 := Key{IP: ip1, Proto: "tcp", Port: 22}
 	until, ok := tb.Until(k1, t0)
 	require.True(t, ok)
 	assert.Equal(t, t0.Add(10*time.Minute), until, "a key's rule lasts as long as its longest lease")
-	assert.Equal(t, map[Key]time.Time{k1: t0.Add(10 * time.Minute), {ip2, 22}: t0.Add(time.Minute)}, tb.Rules(t0))
+	assert.Equal(t, map[Key]time.Time{k1: t0.Add(10 * time.Minute), {IP: ip2, Proto: "tcp", Port: 22}: t0.Add(time.Minute)}, tb.Rules(t0))
 
 	// Closing the longer lease shortens the rule to the other one.
 	_, ok = tb.Remove("b")

@@ -13,6 +13,7 @@ package netnstest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -236,4 +237,69 @@ func (g *Gate) Serve(t testing.TB, port int) {
 			c.Close()
 		}
 	}()
+}
+
+// ServeUDP answers every datagram to port on the gate with the same bytes:
+// a UDP "service" behind the gate. It stops when the test ends.
+func (g *Gate) ServeUDP(t testing.TB, port int) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := g.Gate.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatalf("listen udp on the gate: %v", err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// ServeEcho echoes every TCP connection to port on the gate, so a session
+// can be watched after its lease ends. It stops when the test ends.
+func (g *Gate) ServeEcho(t testing.TB, port int) {
+	t.Helper()
+	l, err := g.Gate.Listen("tcp", fmt.Sprintf(":%d", port))
+	if err != nil {
+		t.Fatalf("listen on the gate: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+}
+
+// ProbeUDP reports whether a datagram from n to addr is answered within
+// timeout.
+func (n *NS) ProbeUDP(addr string, timeout time.Duration) bool {
+	c, err := n.Dial(context.Background(), "udp", addr, timeout)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return false
+	}
+	buf := make([]byte, 16)
+	got, err := c.Read(buf)
+	return err == nil && string(buf[:got]) == "ping"
 }

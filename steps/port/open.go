@@ -62,7 +62,8 @@ type Open struct {
 	Mode          string `yaml:"mode" doc:"portgate: portgate's API with a TOTP code; form: a password form like the seed's openport.php"`
 	User          string `yaml:"user" doc:"portgate: the user"`
 	TOTP          `yaml:",inline"`
-	Port          int               `yaml:"port" doc:"the TCP port to open (required with mode: portgate)"`
+	Port          int               `yaml:"port" doc:"the port to open (required with mode: portgate)"`
+	Proto         string            `yaml:"proto" doc:"portgate: tcp or udp (default: tcp when the gate allows it, else udp)"`
 	IP            string            `yaml:"ip" doc:"the address to open for, when the opener lets callers name one (default: the caller's own)"`
 	Duration      time.Duration     `yaml:"duration" doc:"portgate: lease length in whole seconds (default: the server's, 5m)"`
 	Password      string            `yaml:"password" doc:"form: the password; portgate: the user's second factor, sent with the code"`
@@ -120,6 +121,9 @@ func (o *Open) Validate() error {
 		}
 		if o.Port == 0 {
 			return errors.New("port: required with mode: portgate")
+		}
+		if o.Proto != "" && o.Proto != "tcp" && o.Proto != "udp" {
+			return fmt.Errorf("proto: must be tcp or udp, got %q", o.Proto)
 		}
 		if err := o.TOTP.validate(true); err != nil {
 			return err
@@ -203,6 +207,9 @@ func (o *Open) runPortgate(ctx context.Context, env *steps.Env) error {
 	req := map[string]any{"user": o.User, "code": code, "port": o.Port}
 	if o.Password != "" {
 		req["password"] = o.Password
+	}
+	if o.Proto != "" {
+		req["proto"] = o.Proto
 	}
 	if o.IP != "" {
 		req["ip"] = o.IP
