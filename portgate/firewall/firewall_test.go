@@ -387,7 +387,9 @@ func TestIP6GuardWithoutIPv6Leases(t *testing.T) {
 	}))
 	assert.False(t, g.C1.Probe(addr(g.GateIP6_1, guarded), closedWait), "guarded over IPv6 too")
 	assert.True(t, g.C1.Probe(addr(g.GateIP6_1, free), 3*time.Second), "other ports untouched")
-	in(t, g, func() error { return b.Set(Rule{IP: netip.MustParseAddr(g.C1IP), Proto: TCP, Port: guarded, Until: time.Now().Add(time.Hour)}) })
+	in(t, g, func() error {
+		return b.Set(Rule{IP: netip.MustParseAddr(g.C1IP), Proto: TCP, Port: guarded, Until: time.Now().Add(time.Hour)})
+	})
 	assert.True(t, g.C1.Probe(addr(g.GateIP1, guarded), 3*time.Second))
 	assert.False(t, g.C1.Probe(addr(g.GateIP6_1, guarded), closedWait))
 	err := g.Gate.Do(func() error {
