@@ -6,7 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -71,4 +75,67 @@ func TestReportDirNeverDeletesTheUsersFiles(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.FileExists(t, release)
 	assert.Contains(t, r.stderr, dir+" holds a previous run's reports; replacing journal.jsonl, junit.xml, manifest.json, report.html, report.json")
+}
+
+// sleepers lists the processes running `sleep <arg>` whose environment
+// holds marker: the ones this test started, and no other test's.
+func sleepers(t *testing.T, arg, marker string) []string {
+	t.Helper()
+	var out []string
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || string(cmdline) != "sleep\x00"+arg+"\x00" {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && strings.Contains(string(env), marker) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// A killed runner leaves nothing running: not after SIGKILL (no cleanup
+// possible), not after SIGINT/SIGTERM, not a direct child, not a shell's
+// child, not one that left for a session of its own.
+func TestKilledRunLeavesNoProcessRunning(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			marker := "OPSDRILL_TEST_MARK=" + filepath.Base(dir) + sig.String()
+			started := filepath.Join(dir, "started")
+			scenario := filepath.Join(dir, "sleep.yaml")
+			require.NoError(t, os.WriteFile(scenario, []byte(`steps:
+  - id: shell
+    uses: exec
+    background: true
+    with: { shell: sh, script: "sleep 300; echo done" }
+  - id: escaped
+    uses: exec
+    background: true
+    with: { command: [setsid, sleep, "300"] }
+  - id: direct
+    uses: exec
+    with: { shell: sh, script: "touch `+started+`; exec sleep 300" }
+`), 0o644))
+			cmd := exec.Command(binary, "run", "--report-dir", filepath.Join(dir, "out"), scenario)
+			cmd.Env = append(os.Environ(), "NO_COLOR=1", marker)
+			require.NoError(t, cmd.Start())
+			require.Eventually(t, func() bool { return len(sleepers(t, "300", marker)) == 3 }, 20*time.Second, 20*time.Millisecond,
+				"three sleep 300 running")
+			require.NoError(t, cmd.Process.Signal(sig))
+			_ = cmd.Wait()
+			if sig != syscall.SIGKILL {
+				assert.Empty(t, sleepers(t, "300", marker), "gone when opsdrill exits")
+			}
+			assert.Eventually(t, func() bool { return len(sleepers(t, "300", marker)) == 0 }, 10*time.Second, 20*time.Millisecond,
+				"no sleep 300 survives opsdrill")
+			for _, pid := range sleepers(t, "300", marker) {
+				p, _ := strconv.Atoi(pid)
+				_ = syscall.Kill(p, syscall.SIGKILL)
+			}
+		})
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/opsdrill/opsdrill/lab"
 	"github.com/opsdrill/opsdrill/reports"
 	"github.com/opsdrill/opsdrill/runner"
+	"github.com/opsdrill/opsdrill/runner/reaper"
 	_ "github.com/opsdrill/opsdrill/steps/all"
 	"github.com/opsdrill/opsdrill/steps/host"
 )
@@ -170,6 +171,14 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		var err error
 		if shardK, shardN, err = runner.ParseShard(f.shard); err != nil {
 			return &exitError{code: exitBadInput, err: err}
+		}
+	}
+	// Nothing the run starts may outlive it, even when it is killed.
+	if self, err := os.Executable(); err == nil {
+		if r, err := reaper.Start(self); err == nil {
+			defer r.Close(10 * time.Second)
+		} else {
+			fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill: warning:", err)
 		}
 	}
 	ctx, stop := context.WithCancel(cmd.Context())
