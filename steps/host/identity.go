@@ -52,3 +52,11 @@ func (p *Pool) Identities() map[string]Identity {
 	}
 	return out
 }
+
+// Identity of an SSH host: the address connected to and the host key it
+// proved (empty until the first connection).
+func (h *SSH) Identity() Identity {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Identity{Transport: "ssh", Address: h.Addr(), HostKey: h.hostKey}
+}

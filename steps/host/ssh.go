@@ -119,6 +119,9 @@ type SSH struct {
 	mu     sync.Mutex
 	client *ssh.Client
 	closed bool
+	// hostKey is the type and SHA256 fingerprint of the key the host
+	// proved, for the report; set under mu while connecting.
+	hostKey string
 }
 
 func (h *SSH) String() string { return h.ref.String() }
@@ -377,6 +380,7 @@ func (h *SSH) hostKeyCheck() (ssh.HostKeyCallback, []string, error) {
 		var re *knownhosts.RevokedError
 		switch {
 		case err == nil:
+			h.hostKey = key.Type() + " " + ssh.FingerprintSHA256(key)
 			return nil
 		case errors.As(err, &re):
 			return &hostKeyError{h.String(), hostport, fmt.Sprintf("the %s key is revoked (%s)", key.Type(), re.Revoked.String())}
@@ -389,6 +393,7 @@ func (h *SSH) hostKeyCheck() (ssh.HostKeyCallback, []string, error) {
 				key.Type(), ssh.FingerprintSHA256(key), strings.Join(where, ", "))}
 		case errors.As(err, &ke):
 			if acceptNew && len(h.set.knownHosts) > 0 {
+				h.hostKey = key.Type() + " " + ssh.FingerprintSHA256(key) + " (accepted new)"
 				return appendKnownHost(h.set.knownHosts[0], hostport, key)
 			}
 			return &hostKeyError{h.String(), hostport, fmt.Sprintf("no %s key for it in known_hosts (%s); add the host's key (ssh-keyscan, checked out of band) or set StrictHostKeyChecking accept-new for it",
