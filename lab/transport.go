@@ -134,3 +134,16 @@ func (l *labHost) Close() error {
 	l.forget()
 	return nil
 }
+
+// Identity of a lab host for the report: its container and address, once
+// a step found it.
+func (l *labHost) Identity() host.Identity {
+	l.mu.Lock()
+	h := l.h
+	l.mu.Unlock()
+	id := host.Identity{Transport: "lab"}
+	if h != nil {
+		id.Address = h.Container + " (" + h.IP.String() + ")"
+	}
+	return id
+}
