@@ -1,9 +1,13 @@
 package reports
 
 import (
+	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"math"
+	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -19,10 +23,22 @@ type TrendRun struct {
 // maxTrendMetrics bounds the metrics drawn per scenario.
 const maxTrendMetrics = 40
 
+// TrendOptions narrow a trend.
+type TrendOptions struct {
+	// Controls keeps the scenarios that evidence one of these controls
+	// (exact names or path.Match patterns such as ISO27001:A.8.*).
+	Controls []string
+}
+
+// ErrNoControl is returned when no scenario of the runs evidences the
+// controls asked for.
+var ErrNoControl = errors.New("no scenario of these runs evidences the controls asked for")
+
 // WriteTrend renders a small self-contained HTML page comparing runs (a
-// nightly series): per scenario, the pass/fail history, and every numeric
-// output (downtime, drift, RTT, ...) over time with a sparkline.
-func WriteTrend(w io.Writer, runs []TrendRun) error {
+// nightly series): per scenario, the controls it evidences, the pass/fail
+// history, and every numeric output (downtime, drift, RTT, ...) over time
+// with a sparkline and its numbers.
+func WriteTrend(w io.Writer, runs []TrendRun, o TrendOptions) error {
 	sort.SliceStable(runs, func(i, j int) bool { return runs[i].Run.Started.Before(runs[j].Run.Started) })
 	type cell struct{ Status, Title string }
 	type metric struct {
@@ -33,23 +49,37 @@ func WriteTrend(w io.Writer, runs []TrendRun) error {
 		Values    int
 	}
 	type row struct {
-		Name    string
-		Cells   []cell
-		Metrics []metric
+		Name     string
+		Controls []string
+		Cells    []cell
+		Metrics  []metric
 	}
 	var names []string
 	seen := map[string]bool{}
+	controls := map[string][]string{}
 	for _, r := range runs {
 		for _, sc := range r.Run.Scenarios {
-			if !seen[sc.Name] {
+			for _, c := range sc.Controls {
+				if !slices.Contains(controls[sc.Name], c) {
+					controls[sc.Name] = append(controls[sc.Name], c)
+				}
+			}
+		}
+	}
+	for _, r := range runs {
+		for _, sc := range r.Run.Scenarios {
+			if !seen[sc.Name] && evidences(controls[sc.Name], o.Controls) {
 				seen[sc.Name] = true
 				names = append(names, sc.Name)
 			}
 		}
 	}
+	if len(names) == 0 && len(o.Controls) > 0 {
+		return fmt.Errorf("%w: %s", ErrNoControl, strings.Join(o.Controls, ", "))
+	}
 	var rows []row
 	for _, name := range names {
-		rw := row{Name: name}
+		rw := row{Name: name, Controls: controls[name]}
 		series := map[string][]float64{}
 		var order []string
 		for i, r := range runs {
@@ -101,7 +131,8 @@ func WriteTrend(w io.Writer, runs []TrendRun) error {
 				continue // constant or single values are not a trend
 			}
 			m.Last, m.Min, m.Max, m.Values = fmtNum(last), fmtNum(lo), fmtNum(hi), n
-			m.Sparkline = template.HTML(renderChart(steps.Evidence{Title: key, Series: []steps.Series{{Points: pts, XUnit: "run"}}}))
+			ev := steps.Evidence{Title: key, Series: []steps.Series{{Name: key, Points: pts, XUnit: "run"}}}
+			m.Sparkline = template.HTML(renderChart(ev) + chartData(ev))
 			rw.Metrics = append(rw.Metrics, m)
 			if len(rw.Metrics) == maxTrendMetrics {
 				break
@@ -117,7 +148,23 @@ func WriteTrend(w io.Writer, runs []TrendRun) error {
 	if err != nil {
 		return err
 	}
-	return trendTmpl.Execute(w, map[string]any{"Runs": runs, "Headers": headers, "Rows": rows, "CSS": template.CSS(css)})
+	return trendTmpl.Execute(w, map[string]any{"Runs": runs, "Headers": headers, "Rows": rows, "CSS": template.CSS(css), "Controls": o.Controls})
+}
+
+// evidences reports whether a scenario mapped to have evidences one of
+// the controls wanted (all of them when none is asked for).
+func evidences(have, want []string) bool {
+	if len(want) == 0 {
+		return true
+	}
+	for _, w := range want {
+		for _, h := range have {
+			if ok, err := path.Match(w, h); h == w || (err == nil && ok) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func number(v any) (float64, bool) {
@@ -145,11 +192,12 @@ var trendTmpl = template.Must(template.New("trend").Funcs(template.FuncMap{"uppe
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>opsdrill trend</title><style>{{.CSS}}
 .trend td.cell{text-align:center;padding:2px}.trend .badge{min-width:0;padding:0 5px}</style></head>
-<body><header role="banner" class="banner"><div class="wrap"><p class="tool">opsdrill trend</p><h1>{{len .Runs}} runs</h1></div></header>
+<body><header role="banner" class="banner"><div class="wrap"><p class="tool">opsdrill trend</p><h1>{{len .Runs}} runs</h1>
+{{if .Controls}}<p>Drills evidencing {{range $i, $c := .Controls}}{{if $i}}, {{end}}<code>{{$c}}</code>{{end}}</p>{{end}}</div></header>
 <main class="wrap">
 <section aria-labelledby="hist"><h2 id="hist">Pass/fail history</h2>
 <div class="scroll"><table class="data trend"><thead><tr><th scope="col">Scenario</th>{{range .Headers}}<th scope="col">{{.}}</th>{{end}}</tr></thead><tbody>
-{{range .Rows}}<tr><th scope="row">{{.Name}}</th>{{range .Cells}}<td class="cell" title="{{.Title}}"><span class="badge st-{{.Status}}">{{upper .Status}}</span></td>{{end}}</tr>
+{{range .Rows}}<tr><th scope="row">{{.Name}}{{if .Controls}}<br><small class="muted">{{range $i, $c := .Controls}}{{if $i}}, {{end}}{{$c}}{{end}}</small>{{end}}</th>{{range .Cells}}<td class="cell" title="{{.Title}}"><span class="badge st-{{.Status}}">{{upper .Status}}</span></td>{{end}}</tr>
 {{end}}</tbody></table></div></section>
 {{range .Rows}}{{if .Metrics}}<section aria-label="Metrics of {{.Name}}"><h2>{{.Name}}</h2>
 <table class="data"><thead><tr><th scope="col">Metric</th><th scope="col">Last</th><th scope="col">Min</th><th scope="col">Max</th><th scope="col">Over time</th></tr></thead><tbody>

@@ -91,7 +91,7 @@ func TestTrend(t *testing.T) {
 		runs = append(runs, TrendRun{Dir: "night" + string(rune('1'+i)), Run: run})
 	}
 	var buf bytes.Buffer
-	require.NoError(t, WriteTrend(&buf, runs))
+	require.NoError(t, WriteTrend(&buf, runs, TrendOptions{}))
 	out := buf.String()
 	assert.Equal(t, 2, strings.Count(out, `<span class="badge st-passed">PASSED</span>`))
 	assert.Equal(t, 1, strings.Count(out, `<span class="badge st-failed">FAILED</span>`))

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -211,14 +213,16 @@ that key. Exit 0 when intact, 1 when not, 2 on bad input.`,
 
 func newReportTrendCmd() *cobra.Command {
 	var out string
+	var controls []string
 	cmd := &cobra.Command{
 		Use:   "trend [-o FILE] DIR...",
 		Short: "Compare runs: pass/fail history and metrics over time, as HTML",
 		Long: `Trend reads report.json from each report folder (e.g. one per nightly run)
-and writes a small self-contained HTML page: per scenario, the pass/fail
-history, and every numeric output that varies (downtime, drift, RTT, ...)
-with a chart over the runs.`,
-		Example: "  opsdrill report trend -o trend.html nightly/2026-11-*/",
+and writes a small self-contained HTML page: per scenario, the controls it
+evidences, the pass/fail history, and every numeric output that varies
+(downtime, drift, RTT, ...) with a chart over the runs and its numbers.
+--control keeps the drills that evidence a control (exit 2 when none does).`,
+		Example: "  opsdrill report trend -o trend.html nightly/2026-11-*/\n  opsdrill report trend --control SOC2:CC6.1 --control 'ISO27001:A.8.*' -o access.html nightly/*/",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var runs []reports.TrendRun
@@ -229,22 +233,23 @@ with a chart over the runs.`,
 				}
 				runs = append(runs, reports.TrendRun{Dir: dir, Run: run})
 			}
-			f, err := os.Create(out)
-			if err != nil {
+			// Rendered first, so a bad --control leaves any existing file alone.
+			var page bytes.Buffer
+			if err := reports.WriteTrend(&page, runs, reports.TrendOptions{Controls: controls}); err != nil {
+				if errors.Is(err, reports.ErrNoControl) {
+					return &exitError{code: exitBadInput, err: err}
+				}
+				return err
+			}
+			if err := os.WriteFile(out, page.Bytes(), 0o644); err != nil {
 				return &exitError{code: exitBadInput, err: err}
-			}
-			if err := reports.WriteTrend(f, runs); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%d runs)\n", out, len(runs))
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "trend.html", "HTML file to write")
+	cmd.Flags().StringArrayVar(&controls, "control", nil, "only drills that evidence this control (repeatable; patterns such as ISO27001:A.8.* allowed)")
 	return cmd
 }
 
