@@ -776,9 +776,11 @@ func (p *MariaDBPair) Heal(ctx context.Context, h *Host) error {
 }
 
 // EnsureStandby makes the pair whole after any fault: the host that is
-// not the writer is reconnected when cut off and, unless it already
-// replicates from the writer and has caught up, rebuilt as its standby
-// (booted first when down). It does nothing to a healthy pair.
+// not the writer is reconnected when cut off and, unless it runs as a
+// replica of the writer without a replication error, rebuilt as its
+// standby (booted first when down). A replica whose I/O thread was merely
+// stopped (a lagging standby, a fault some drills inject on purpose) is
+// left as it is.
 func (p *MariaDBPair) EnsureStandby(ctx context.Context) error {
 	w, err := p.Writer(ctx)
 	if err != nil {
@@ -793,7 +795,8 @@ func (p *MariaDBPair) EnsureStandby(ctx context.Context) error {
 		return err
 	}
 	if st, err := s.State(ctx); err == nil && st == "running" {
-		if lag, err := p.replicationLag(ctx, w, s, mode); err == nil && lag == "" {
+		rs, err := p.status(ctx, s, "SHOW SLAVE STATUS")
+		if err == nil && rs["Master_Host"] == w.Name && rs["Slave_SQL_Running"] == "Yes" && rs["Last_IO_Error"] == "" {
 			return nil
 		}
 	}
@@ -801,6 +804,17 @@ func (p *MariaDBPair) EnsureStandby(ctx context.Context) error {
 		return err
 	}
 	// A fenced writer had semi-sync switched off: the mode holds for both.
+	rows, err := p.SQL(ctx, s, "SELECT @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled")
+	if err != nil {
+		return err
+	}
+	want := "0"
+	if mode == SemiSync {
+		want = "1"
+	}
+	if len(rows) == 1 && len(rows[0]) == 2 && rows[0][0] == want && rows[0][1] == want {
+		return nil
+	}
 	return p.SetReplication(ctx, mode)
 }
 
