@@ -279,7 +279,9 @@ func (pl *pairLab) killTrial(t *testing.T, mode string, trial int, lagStandby bo
 	ctx := context.Background()
 	dir := t.TempDir()
 	t0 := time.Now()
-	phase := func(what string) { t.Logf("%s trial %d: %s at +%s", mode, trial, what, time.Since(t0).Round(10*time.Millisecond)) }
+	phase := func(what string) {
+		t.Logf("%s trial %d: %s at +%s", mode, trial, what, time.Since(t0).Round(10*time.Millisecond))
+	}
 	fl := pl.floodUntilStopped(t, dir, 10)
 	require.Eventually(t, func() bool { return fl.acked.Load() > 50 }, time.Minute, 10*time.Millisecond)
 	if lagStandby {
