@@ -13,6 +13,8 @@ import (
 	_ "github.com/opsdrill/opsdrill/steps/ping"
 	_ "github.com/opsdrill/opsdrill/steps/port"
 	_ "github.com/opsdrill/opsdrill/steps/scanner"
+	_ "github.com/opsdrill/opsdrill/steps/sshd"
+	_ "github.com/opsdrill/opsdrill/steps/sshfwd"
 	_ "github.com/opsdrill/opsdrill/steps/tcp"
 	_ "github.com/opsdrill/opsdrill/steps/totp"
 	_ "github.com/opsdrill/opsdrill/steps/vpn"

@@ -64,6 +64,14 @@ func WriteKey(t *testing.T, path string) ssh.PublicKey {
 // user), until the test ends.
 func Start(t *testing.T) *Server {
 	t.Helper()
+	return StartWith(t, "")
+}
+
+// StartWith is Start with extra sshd_config lines placed before the
+// defaults (sshd keeps the first value of a keyword), e.g.
+// "GatewayPorts yes\nClientAliveInterval 180".
+func StartWith(t *testing.T, extra string) *Server {
+	t.Helper()
 	bin := needSSHD(t)
 	require.NoError(t, os.MkdirAll("/run/sshd", 0o755))
 	dir := t.TempDir()
@@ -76,7 +84,7 @@ func Start(t *testing.T) *Server {
 	require.NoError(t, err)
 	s.Port = ln.Addr().(*net.TCPAddr).Port
 	require.NoError(t, ln.Close())
-	cfg := fmt.Sprintf(`ListenAddress 127.0.0.1:%d
+	cfg := extra + "\n" + fmt.Sprintf(`ListenAddress 127.0.0.1:%d
 HostKey %s/host_key
 AuthorizedKeysFile %s/authorized_keys
 PasswordAuthentication no
