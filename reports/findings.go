@@ -248,13 +248,24 @@ func findings(run *Run) []Finding {
 	for _, sc := range run.Scenarios {
 		f := Finding{Scenario: sc.Name, File: sc.File, Claim: claim(sc), Status: sc.Status,
 			Controls: sc.Controls, Figures: []Figure{}}
-		var texts []string
+		seen := map[string]int{}
 		for _, st := range sc.Steps {
 			for _, fig := range st.Figures {
 				fig.Status = st.Status
+				// Two steps measuring the same thing (dns.watch and
+				// db.verify both time the DNS switch) give one figure,
+				// with every limit set on it.
+				if i, dup := seen[fig.Phrase]; dup && fig.Phrase != "" {
+					f.Figures[i] = withLimits(f.Figures[i], fig)
+					continue
+				}
+				seen[fig.Phrase] = len(f.Figures)
 				f.Figures = append(f.Figures, fig)
-				texts = append(texts, fig.Text)
 			}
+		}
+		texts := make([]string, len(f.Figures))
+		for i, fig := range f.Figures {
+			texts[i] = fig.Text
 		}
 		f.Summary = strings.Join(texts, "; ")
 		if sc.Status != StatusPassed {
@@ -263,6 +274,30 @@ func findings(run *Run) []Finding {
 		out = append(out, f)
 	}
 	return out
+}
+
+// withLimits adds the limits of b, a figure with the same phrase, to a.
+func withLimits(a, b Figure) Figure {
+	if b.Status == StatusFailed || b.Status == StatusErrored {
+		a.Status = b.Status
+	}
+	for _, l := range b.Limits {
+		dup := false
+		for _, have := range a.Limits {
+			dup = dup || have.Text == l.Text
+		}
+		if !dup {
+			a.Limits = append(a.Limits, l)
+		}
+	}
+	if len(a.Limits) > 0 {
+		texts := make([]string, len(a.Limits))
+		for i, l := range a.Limits {
+			texts[i] = l.Text
+		}
+		a.Text = a.Phrase + " (" + strings.Join(texts, "; ") + ")"
+	}
+	return a
 }
 
 func claim(sc *Scenario) string {

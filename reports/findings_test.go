@@ -90,3 +90,17 @@ func TestFindingsInJSONAndMarkdown(t *testing.T) {
 	assert.Contains(t, md.String(), "**Findings**")
 	assert.Contains(t, md.String(), "| ❌ | drill &lt;&> | Writes survive a failover. | 0 of 6,652 acknowledged writes lost (limit 0)<br>❌ writes stopped 41 s (limit 30 s)<br>**why:** bad: expected outputs.lost == 0 (outputs.lost = 3) |")
 }
+
+// TestFindingsMergeTheSameFigure: two steps that measure the same thing
+// give one figure in the findings, with the limits of both.
+func TestFindingsMergeTheSameFigure(t *testing.T) {
+	events := sampleEvents()
+	events[4].Result.Figures = []Figure{{Step: "ok", Output: "switch_ms", Phrase: "DNS moved 3.6 s after the trigger",
+		Text: "DNS moved 3.6 s after the trigger (limit 60 s)", Limits: []Limit{{Op: "<", Value: 60000, OK: true, Text: "limit 60 s"}}}}
+	events[6].Result.Figures = []Figure{{Step: "bad", Output: "dns_switch_ms", Phrase: "DNS moved 3.6 s after the trigger", Text: "DNS moved 3.6 s after the trigger"},
+		{Step: "bad", Output: "split_brain", Phrase: "no split brain", Text: "no split brain"}}
+	f := build(events).Findings[0]
+	require.Len(t, f.Figures, 2)
+	assert.Equal(t, "DNS moved 3.6 s after the trigger (limit 60 s); no split brain", f.Summary)
+	assert.Equal(t, StatusFailed, f.Figures[0].Status, "the figure is marked when either step failed")
+}
