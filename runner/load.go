@@ -107,6 +107,10 @@ func LoadFile(path string, opts LoadOptions) (*Scenario, error) {
 	if err != nil {
 		return nil, Problems{{Pos: Pos{File: path, Line: 1, Column: 1}, Msg: err.Error()}}
 	}
+	if IsStepFile(path) {
+		return nil, Problems{{Pos: Pos{File: path, Line: 1, Column: 1},
+			Msg: "a step file (it declares inputs or outputs), not a scenario: use it from a scenario with uses: ./" + filepath.ToSlash(path) + "; `opsdrill steps " + path + "` documents it"}}
+	}
 	return Load(path, data, opts)
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -99,7 +98,7 @@ func (f *StepFile) inputNames() []string {
 // LoadStepFile reads and checks a step file on its own (for `opsdrill
 // steps ./file.yaml`).
 func LoadStepFile(path string) (*StepFile, error) {
-	data, err := os.ReadFile(path)
+	data, err := readInput(path)
 	if err != nil {
 		return nil, Problems{{Pos: Pos{File: path, Line: 1, Column: 1}, Msg: err.Error()}}
 	}
@@ -141,7 +140,7 @@ func (l *loader) stepFile(at *yaml.Node, ref, where string) *StepFile {
 	if sf, seen := l.files[abs]; seen {
 		return sf
 	}
-	data, err := os.ReadFile(path)
+	data, err := readInput(path)
 	if err != nil {
 		l.errAt(at, "%s.uses: step file %s: %s", where, path, strings.TrimPrefix(err.Error(), "open "+path+": "))
 		return nil
@@ -483,4 +482,24 @@ func coerceInput(in *Input, v any) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("input %s: expected %s, got %s", in.Name, typeWord(in.Type), formatValue(v))
+}
+
+// IsStepFile reports whether the YAML file at path is a step file (it
+// declares inputs: or outputs:) rather than a scenario.
+func IsStepFile(path string) bool {
+	data, err := readInput(path)
+	if err != nil {
+		return false
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return false
+	}
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if k := root.Content[i].Value; k == "inputs" || k == "outputs" {
+			return true
+		}
+	}
+	return false
 }

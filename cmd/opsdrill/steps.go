@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"text/tabwriter"
@@ -17,13 +18,16 @@ func init() { subcommands = append(subcommands, newStepsCmd) }
 
 func newStepsCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "steps [NAME]",
-		Short: "List step types, or document one",
+		Use:   "steps [NAME | ./STEP-FILE.yaml]",
+		Short: "List step types, or document one (or a step file)",
 		Long: `Without NAME, steps lists every step type with its summary. With NAME, it
 prints the step's documentation: parameters (type, default, required),
-outputs (secret ones marked) and examples.`,
+outputs (secret ones marked) and examples. With the path of a step file
+(a step written in YAML, used as uses: ./path.yaml), it checks the file and
+documents its inputs, steps and outputs.`,
 		Example: `  opsdrill steps
-  opsdrill steps tcp.probe`,
+  opsdrill steps tcp.probe
+  opsdrill steps ./scenarios/lib/port-closed.yaml`,
 		Args: cobra.MaximumNArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 			var names []string
@@ -41,6 +45,14 @@ outputs (secret ones marked) and examples.`,
 				}
 				return tw.Flush()
 			}
+			if isStepFilePath(args[0]) {
+				sf, err := runner.LoadStepFile(args[0])
+				if err != nil {
+					return &exitError{code: exitBadInput, err: err}
+				}
+				printStepFileDoc(w, args[0], sf)
+				return nil
+			}
 			spec, ok := steps.Lookup(args[0])
 			if !ok {
 				return &exitError{code: exitBadInput, err: fmt.Errorf("unknown step %q; `opsdrill steps` lists them", args[0])}
@@ -49,6 +61,73 @@ outputs (secret ones marked) and examples.`,
 			return nil
 		},
 	}
+}
+
+func isStepFilePath(arg string) bool {
+	return strings.HasPrefix(arg, "./") || strings.HasPrefix(arg, "../") || strings.HasPrefix(arg, "/") ||
+		strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml")
+}
+
+// printStepFileDoc documents a step file the way printStepDoc documents a
+// Go step.
+func printStepFileDoc(w io.Writer, path string, sf *runner.StepFile) {
+	fmt.Fprintf(w, "%s — %s (step file)\n\n", path, sf.Name)
+	if sf.Description != "" {
+		fmt.Fprintf(w, "%s\n\n", wrap(sf.Description, 78))
+	}
+	fmt.Fprintln(w, "Inputs (with:):")
+	if len(sf.Inputs) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, in := range sf.Inputs {
+		var notes []string
+		if in.Required {
+			notes = append(notes, "required")
+		}
+		if in.HasDefault {
+			notes = append(notes, "default "+formatDefault(in.Default))
+		}
+		if in.Secret {
+			notes = append(notes, "secret: redacted in every report")
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", in.Name, in.Type, strings.Join(notes, ", "), in.Description)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "\nSteps (reported as ID/step):")
+	for _, st := range sf.Steps {
+		suffix := ""
+		if st.ForEach != nil {
+			suffix = " (for_each)"
+		}
+		fmt.Fprintf(w, "  %s\t%s%s\n", st.ID, st.Uses, suffix)
+	}
+	fmt.Fprintln(w, "\nOutputs (steps.ID.outputs.NAME):")
+	if len(sf.Outputs) == 0 {
+		fmt.Fprintln(w, "  none")
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, o := range sf.Outputs {
+		desc := o.Description
+		if o.Secret {
+			desc = strings.TrimSpace("secret; " + desc)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", o.Name, o.Value.Raw, desc)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nUse (the path relative to the scenario file):\n  - id: ID\n    uses: ./%s\n    with:\n", filepath.ToSlash(filepath.Clean(path)))
+	for _, in := range sf.Inputs {
+		if in.Required {
+			fmt.Fprintf(w, "      %s: ...\n", in.Name)
+		}
+	}
+}
+
+func formatDefault(v any) string {
+	if s, ok := v.(string); ok {
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprint(v)
 }
 
 func printStepDoc(w io.Writer, s steps.Spec) {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/opsdrill/opsdrill/runner"
 )
 
 func init() { subcommands = append(subcommands, newValidateCmd) }
@@ -25,11 +28,42 @@ secrets, steps and their outputs), and the order of background steps.`,
 			if err := useSSHConfig(sshConfig); err != nil {
 				return err
 			}
-			scenarios, _, err := loadInput(args, varsFiles, nil)
-			if err != nil {
-				return err
+			// Step files given by name are checked as step files.
+			var paths []string
+			var probs runner.Problems
+			stepFiles := 0
+			for _, p := range args {
+				if !runner.IsStepFile(p) {
+					paths = append(paths, p)
+					continue
+				}
+				stepFiles++
+				if _, err := runner.LoadStepFile(p); err != nil {
+					probs = appendProblems(probs, err)
+				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d scenario(s) valid\n", len(scenarios))
+			n := 0
+			if len(paths) > 0 {
+				scenarios, _, err := loadInput(paths, varsFiles, nil)
+				if err != nil {
+					var ee *exitError
+					if errors.As(err, &ee) {
+						if ps, ok := ee.err.(runner.Problems); ok {
+							probs = append(probs, ps...)
+						} else {
+							return err
+						}
+					}
+				}
+				n = len(scenarios)
+			}
+			if len(probs) > 0 {
+				return &exitError{code: exitBadInput, err: probs}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d scenario(s) valid\n", n)
+			if stepFiles > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "ok: %d step file(s) valid\n", stepFiles)
+			}
 			return nil
 		},
 	}

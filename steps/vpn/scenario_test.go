@@ -74,7 +74,7 @@ func TestScenarioAgainstTheLab(t *testing.T) {
 		byID[st.ID] = st.Outputs
 	}
 	require.Equal(t, "passed", got.Status)
-	for _, id := range []string{"config", "up", "keepalive", "ping_vgw", "ping_ec2", "status", "down", "ping_after_down"} {
+	for _, id := range []string{"config", "up", "up/tunnel", "up/ping", "keepalive", "ping_ec2", "status", "down", "ping_after_down"} {
 		require.Contains(t, byID, id)
 	}
 	assert.Equal(t, "***", byID["config"]["psk"])
@@ -106,7 +106,8 @@ func TestScenarioCatchesAPSKMismatch(t *testing.T) {
 	}
 	assert.Equal(t, "passed", status["config"])
 	assert.Equal(t, "failed", status["up"])
-	for _, id := range []string{"ping_vgw", "ping_ec2", "status", "down"} {
+	assert.Equal(t, "failed", status["up/tunnel"])
+	for _, id := range []string{"up/ping", "ping_ec2", "status", "down"} {
 		assert.Equal(t, "skipped", status[id], id)
 	}
 	var undone bool
