@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/expr-lang/expr"
 	"gopkg.in/yaml.v3"
 
 	"github.com/opsdrill/opsdrill/steps"
@@ -160,6 +161,12 @@ type loader struct {
 	stack []string
 	// stepFile is set while loading a step file rather than a scenario.
 	inFile bool
+	// autoIDOffset is added to a step's position in its list for its
+	// generated id, so ids of different lists never clash.
+	autoIDOffset int
+	// vars are the scenario's declared vars, whose types let `if:` and
+	// `expect:` be checked for a boolean at load.
+	declared map[string]any
 }
 
 func (l *loader) add(p Problem) { l.probs = append(l.probs, p) }
@@ -185,11 +192,15 @@ func (l *loader) load(data []byte) *Scenario {
 		l.add(Pos{File: l.file, Line: 1, Column: 1}.problem("empty scenario: expected a mapping with name and steps"))
 		return nil
 	}
+	if !l.resolveRefs(&doc) {
+		return nil
+	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		l.errAt(root, "a scenario must be a mapping with name and steps, got %s", kindName(root))
 		return nil
 	}
+	dropExtensions(root)
 	var stepsNode, cleanupNode, steadyNode *yaml.Node
 	l.mapping(root, scenarioKeys, "scenario", func(k, v *yaml.Node) {
 		switch k.Value {
@@ -226,13 +237,24 @@ func (l *loader) load(data []byte) *Scenario {
 		l.errAt(at, "empty scenario: no steps")
 		return sc
 	}
+	// Generated ids (exec#3) number the steps across the scenario:
+	// main steps first, then cleanup, then steady state, so no two clash.
+	l.declared = sc.Vars
+	nMain, nCleanup := len(stepsNode.Content), 0
+	if cleanupNode != nil {
+		nCleanup = len(cleanupNode.Content)
+	}
 	if steadyNode != nil {
+		l.autoIDOffset = nMain + nCleanup
 		sc.SteadyState = l.stepList(steadyNode, phaseSteady)
 	}
+	l.autoIDOffset = 0
 	sc.Steps = l.stepList(stepsNode, reportsPhaseMain)
 	if cleanupNode != nil {
+		l.autoIDOffset = nMain
 		sc.Cleanup = l.stepList(cleanupNode, reportsPhaseCleanup)
 	}
+	l.autoIDOffset = 0
 	l.checkIDs(sc.SteadyState, sc.Steps, sc.Cleanup)
 	l.checkRefs(&refUnit{vars: sc.Vars, secrets: sc.Secrets}, sc.SteadyState, sc.Steps, sc.Cleanup)
 	return sc
@@ -501,7 +523,7 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 		return nil
 	}
 	if st.ID == "" {
-		st.ID = fmt.Sprintf("%s#%d", st.Uses, index+1)
+		st.ID = fmt.Sprintf("%s#%d", st.Uses, index+1+l.autoIDOffset)
 		st.autoID = true
 	}
 	if st.Background && phase == reportsPhaseCleanup {
@@ -516,6 +538,7 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 	l.forEach(st, forEachNode, parallelNode, where)
 	if ifNode != nil {
 		st.If = l.exprField(ifNode, where+".if")
+		l.checkBoolean(st.If, ifNode, where+".if")
 	}
 	if expectNode != nil {
 		var items []*yaml.Node
@@ -529,6 +552,7 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 		}
 		for _, it := range items {
 			if e := l.exprField(it, where+".expect"); e != nil {
+				l.checkBoolean(e, it, where+".expect")
 				st.Expect = append(st.Expect, e)
 			}
 		}
@@ -640,6 +664,29 @@ func (l *loader) exprField(n *yaml.Node, where string) *Expr {
 		return nil
 	}
 	return e
+}
+
+// checkBoolean reports an `if:` or `expect:` expression whose value is
+// known at load not to be true or false: a literal, a function of known
+// type (len(...)), or a declared var that no vars file may change. Others
+// are checked when they run (the step errors).
+func (l *loader) checkBoolean(e *Expr, n *yaml.Node, where string) {
+	if e == nil {
+		return
+	}
+	if _, err := expr.Compile(e.Src, expr.AsBool()); err != nil && strings.Contains(err.Error(), "expected bool") {
+		l.errAt(n, "%s: %s gives %s, not true or false", where, e.Src, strings.TrimPrefix(firstLine(err.Error()), "expected bool, but got "))
+		return
+	}
+	name, ok := strings.CutPrefix(e.Src, "vars.")
+	if !ok || !isIdent(name) || l.opts.ExtraVars[name] {
+		return
+	}
+	if v, declared := l.declared[name]; declared {
+		if _, isBool := v.(bool); !isBool && v != nil {
+			l.errAt(n, "%s: vars.%s is %s, not true or false (compare it: vars.%s > 0, vars.%s != \"\")", where, name, formatValue(v), name, name)
+		}
+	}
 }
 
 // templates compiles every ${{ }} below n.

@@ -100,7 +100,15 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 		opts.StopGrace = 10 * time.Second
 	}
 	red := &redact.Redactor{}
-	secretVals, err := resolveSecrets(scenarios, opts.Secrets, red)
+	// Scenarios filtered out (tags) run nothing: their secrets are not
+	// needed, so not required.
+	skipped := make([]bool, len(scenarios))
+	for i, sc := range scenarios {
+		if opts.Skip != nil {
+			skipped[i], _ = opts.Skip(sc)
+		}
+	}
+	secretVals, err := resolveSecrets(scenarios, skipped, opts.Secrets, red)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +260,7 @@ func writeAtomic(path string, write func(*os.File) error) error {
 
 // resolveSecrets reads every scenario's secrets before anything runs, so a
 // missing secret is bad input rather than a failure half-way through a drill.
-func resolveSecrets(scenarios []*Scenario, given map[string]string, red *redact.Redactor) ([]map[string]any, error) {
+func resolveSecrets(scenarios []*Scenario, skipped []bool, given map[string]string, red *redact.Redactor) ([]map[string]any, error) {
 	out := make([]map[string]any, len(scenarios))
 	var probs Problems
 	for _, v := range given {
@@ -260,6 +268,10 @@ func resolveSecrets(scenarios []*Scenario, given map[string]string, red *redact.
 	}
 	for i, sc := range scenarios {
 		vals := map[string]any{}
+		if skipped[i] {
+			out[i] = vals
+			continue
+		}
 		for name, src := range sc.Secrets {
 			v, ok := given[name]
 			switch {

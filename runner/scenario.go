@@ -548,7 +548,12 @@ func (sr *scenarioRun) execOne(ctx context.Context, id string, st *Step, phase s
 		if err != nil {
 			return sr.finish(st, info, time.Now(), 0, &outcome{status: reports.StatusErrored, err: "if: " + err.Error()}, nil, nil)
 		}
-		if b, ok := v.(bool); !ok || !b {
+		b, ok := v.(bool)
+		if !ok {
+			return sr.finish(st, info, time.Now(), 0, &outcome{status: reports.StatusErrored,
+				err: fmt.Sprintf("if: %s is %s, not true or false", st.If.Src, formatValue(sr.maskValue(v)))}, nil, nil)
+		}
+		if !b {
 			reason := "if: " + st.If.Src + " is false"
 			sr.skipID(id, st, phase, reason)
 			return &outcome{status: reports.StatusSkipped}
@@ -679,6 +684,13 @@ func (sr *scenarioRun) attempt(ctx context.Context, id string, st *Step, phase s
 	for _, e := range exps {
 		if !e.OK && out.status == reports.StatusPassed {
 			out.status = reports.StatusFailed
+		}
+	}
+	for _, e := range exps {
+		// An expectation that could not say true or false is a mistake
+		// in the scenario, not a verdict on the system.
+		if e.Error != "" {
+			out.status = reports.StatusErrored
 		}
 	}
 	out.figures = figures(st, step, with, outputs, limits)

@@ -164,6 +164,11 @@ func (l *loader) loadStepFile(data []byte) *StepFile {
 		l.probs = append(l.probs, yamlProblems(l.file, err)...)
 		return nil
 	}
+	if !l.resolveRefs(&doc) {
+		return nil
+	}
+	defer func(offset int, declared map[string]any) { l.autoIDOffset, l.declared = offset, declared }(l.autoIDOffset, l.declared)
+	l.autoIDOffset, l.declared = 0, nil
 	if doc.Kind == 0 || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		l.add(Pos{File: l.file, Line: 1, Column: 1}.problem("a step file must be a mapping with inputs, steps and outputs"))
 		return nil
