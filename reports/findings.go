@@ -23,7 +23,7 @@ type Finding struct {
 	Figures []Figure `json:"figures"`
 	// Why says, for a drill that did not pass, what broke first.
 	Why      string   `json:"why,omitempty"`
-	Controls []string `json:"controls,omitempty"`
+	Controls []string `json:"controls"`
 }
 
 // Figure is a key figure of a step (declared in its spec), in words, with
@@ -248,6 +248,9 @@ func findings(run *Run) []Finding {
 	for _, sc := range run.Scenarios {
 		f := Finding{Scenario: sc.Name, File: sc.File, Claim: claim(sc), Status: sc.Status,
 			Controls: sc.Controls, Figures: []Figure{}}
+		if f.Controls == nil {
+			f.Controls = []string{}
+		}
 		seen := map[string]int{}
 		for _, st := range sc.Steps {
 			for _, fig := range st.Figures {

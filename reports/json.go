@@ -45,6 +45,9 @@ func Complete(run *Run) {
 		if sc.Steps == nil {
 			sc.Steps = []*Step{}
 		}
+		if sc.Controls == nil {
+			sc.Controls = []string{}
+		}
 		for _, st := range sc.Steps {
 			if st.Phase == "" {
 				st.Phase = PhaseMain
@@ -60,6 +63,9 @@ func Complete(run *Run) {
 			}
 			if st.Evidence == nil {
 				st.Evidence = []steps.Evidence{}
+			}
+			if st.Figures == nil {
+				st.Figures = []Figure{}
 			}
 			for i := range st.Expectations {
 				if st.Expectations[i].Values == nil {

@@ -118,7 +118,7 @@ type Scenario struct {
 	Description string   `json:"description,omitempty"`
 	Tags        []string `json:"tags,omitempty"`
 	// Controls are what the drill evidences (ISO27001:A.5.30, SOC2:CC7.5).
-	Controls   []string       `json:"controls,omitempty"`
+	Controls   []string       `json:"controls"`
 	Vars       map[string]any `json:"vars"`
 	Status     string         `json:"status"`
 	Started    time.Time      `json:"started"`
@@ -146,7 +146,7 @@ type Step struct {
 	Expectations []Expectation    `json:"expectations"`
 	Evidence     []steps.Evidence `json:"evidence"`
 	// Figures are the step's key figures in words.
-	Figures []Figure `json:"figures,omitempty"`
+	Figures []Figure `json:"figures"`
 	Logs    []string `json:"logs,omitempty"`
 	// Waiver is set when the step's failure is waived; WaivedStatus is
 	// what the step's status was before.

@@ -39,15 +39,17 @@ steps:
 			}
 		}
 	}
-	has(rep, "report", "version", "tool", "tool_version", "run_id", "started", "finished", "status", "scenarios")
+	has(rep, "report", "version", "tool", "tool_version", "run_id", "started", "finished", "status", "scenarios", "findings")
+	finding := rep["findings"].([]any)[0].(map[string]any)
+	has(finding, "finding", "scenario", "claim", "status", "summary", "figures", "controls")
 	sc := rep["scenarios"].([]any)[0].(map[string]any)
-	has(sc, "scenario", "name", "file", "sha256", "status", "duration_ms", "vars", "steps")
+	has(sc, "scenario", "name", "file", "sha256", "status", "duration_ms", "vars", "steps", "controls")
 	assert.Equal(t, map[string]any{}, sc["vars"])
 	steps := sc["steps"].([]any)
 	require.Len(t, steps, 3)
 	for _, s := range steps {
 		st := s.(map[string]any)
-		has(st, "step "+st["id"].(string), "id", "uses", "phase", "status", "duration_ms", "attempts", "outputs", "error", "expectations", "evidence")
+		has(st, "step "+st["id"].(string), "id", "uses", "phase", "status", "duration_ms", "attempts", "outputs", "error", "expectations", "evidence", "figures")
 		for _, e := range st["expectations"].([]any) {
 			has(e.(map[string]any), "expectation", "expr", "ok", "values")
 		}

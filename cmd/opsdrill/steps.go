@@ -173,6 +173,19 @@ func printStepDoc(w io.Writer, s steps.Spec) {
 		tw.Flush()
 		fmt.Fprintln(w)
 	}
+	if len(s.Figures) > 0 {
+		fmt.Fprintln(w, "Key figures (the report's findings; an expect: comparing the output with a value is its limit):")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, f := range s.Figures {
+			words := f.Text
+			if f.TextFalse != "" {
+				words = strings.Trim(words+" | when false: "+f.TextFalse, " |")
+			}
+			fmt.Fprintf(tw, "  %s\t%s\n", f.Output, words)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+	}
 	for _, ex := range s.Examples {
 		fmt.Fprintf(w, "Example: %s\n", ex.Title)
 		for _, line := range strings.Split(ex.YAML, "\n") {
