@@ -146,6 +146,18 @@ func (c *Conn) resolve(ctx context.Context, host string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout)
 	defer cancel()
+	if c.Via != "" && c.Resolver == "" {
+		// The far side's resolver: a private zone answers only there.
+		h, err := hostpkg.Open(ctx, c.Via)
+		if err != nil {
+			return "", &connectError{op: "resolve " + host + " via " + c.Via, err: err}
+		}
+		ip, err := hostpkg.ResolveOn(ctx, h, host)
+		if err != nil {
+			return "", &connectError{op: "resolve " + host + " via " + c.Via, err: err}
+		}
+		return ip, nil
+	}
 	ips, err := c.resolver().LookupIP(ctx, "ip4", host)
 	if err != nil {
 		via := "the system resolver"

@@ -20,6 +20,7 @@ type Failover struct {
 	// Writer identity through SQL (any driver; required for command).
 	DSN            string        `yaml:"dsn" doc:"DSN through the endpoint; when given, the writer's identity (@@hostname, @@server_id) is read before and after, and completion waits until a writable server answers"`
 	Resolver       string        `yaml:"resolver" doc:"DNS server (ip:port) resolving the DSN's host name; default: the system's"`
+	Via            string        `yaml:"via" doc:"connect the DSN through this SSH host (ssh://bastion, direct-tcpip); its host name is resolved there"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"dial and log-in timeout of identity queries"`
 
 	// aws-rds.
@@ -109,7 +110,7 @@ func (f *Failover) Validate() error {
 // conn is the identity connection built from the step's fields.
 func (f *Failover) conn() Conn {
 	c := defaultConn()
-	c.DSN, c.Resolver = f.DSN, f.Resolver
+	c.DSN, c.Resolver, c.Via = f.DSN, f.Resolver, f.Via
 	if f.ConnectTimeout > 0 {
 		c.ConnectTimeout = f.ConnectTimeout
 	}
