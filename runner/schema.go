@@ -6,9 +6,10 @@ import (
 	"github.com/opsdrill/opsdrill/steps"
 )
 
-// Schema returns a JSON Schema (draft 2020-12) of scenario files, with each
-// registered step's `with:` parameters, for YAML editors (yaml-language-
-// server: `# yaml-language-server: $schema=opsdrill.schema.json`).
+// Schema returns a JSON Schema (draft 2020-12) of scenario files and step
+// files (uses: ./file.yaml), with each registered step's `with:`
+// parameters, for YAML editors (yaml-language-server: `#
+// yaml-language-server: $schema=opsdrill.schema.json`).
 func Schema() map[string]any {
 	exprOr := func(s map[string]any) map[string]any {
 		return map[string]any{"anyOf": []any{s, map[string]any{"type": "string", "pattern": `\$\{\{.*\}\}`}}}
@@ -28,8 +29,11 @@ func Schema() map[string]any {
 		"additionalProperties": false,
 		"required":             []any{"uses"},
 		"properties": map[string]any{
-			"id":                map[string]any{"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "description": "name of the step in expressions: steps.<id>.outputs"},
-			"uses":              map[string]any{"enum": stepNames, "description": "step type; `opsdrill steps` lists them"},
+			"id": map[string]any{"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "description": "name of the step in expressions: steps.<id>.outputs"},
+			"uses": map[string]any{"anyOf": []any{
+				map[string]any{"enum": stepNames},
+				map[string]any{"type": "string", "pattern": `^\.\.?/.+\.ya?ml$`, "description": "a step file, relative to this file"},
+			}, "description": "step type (`opsdrill steps` lists them), or ./path/to/step.yaml"},
 			"with":              map[string]any{"type": "object"},
 			"expect":            map[string]any{"anyOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "array", "items": map[string]any{"type": "string"}}}, "description": "boolean expressions over outputs.NAME"},
 			"if":                map[string]any{"type": "string", "description": "run the step only when this expression is true"},
@@ -37,13 +41,44 @@ func Schema() map[string]any {
 			"retry":             map[string]any{"type": "object", "additionalProperties": false, "properties": map[string]any{"attempts": map[string]any{"type": "integer", "minimum": 1}, "delay": duration, "backoff": map[string]any{"type": "number", "minimum": 1}}},
 			"background":        map[string]any{"type": "boolean"},
 			"continue_on_error": map[string]any{"type": "boolean"},
+			"for_each": map[string]any{"anyOf": []any{
+				map[string]any{"type": "array"}, map[string]any{"type": "object"},
+				map[string]any{"type": "string", "pattern": `^\s*\$\{\{.*\}\}\s*$`},
+			}, "description": "run once per item of a list or mapping (each.key, each.value); iterations are reported as ID[KEY]"},
+			"parallel": map[string]any{"type": "integer", "minimum": 1, "description": "with for_each: iterations run at once (default 1)"},
 		},
 		"allOf": conditional,
 	}
-	return map[string]any{
-		"$schema":              "https://json-schema.org/draft/2020-12/schema",
-		"$id":                  "opsdrill.schema.json",
-		"title":                "opsdrill scenario",
+	stepList := map[string]any{"type": "array", "items": map[string]any{"$ref": "#/$defs/step"}}
+	ident := map[string]any{"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
+	stepFile := map[string]any{
+		"type":                 "object",
+		"additionalProperties": false,
+		"required":             []any{"steps"},
+		"description":          "a step written in YAML, used with uses: ./path.yaml",
+		"properties": map[string]any{
+			"name":        map[string]any{"type": "string"},
+			"description": map[string]any{"type": "string"},
+			"inputs": map[string]any{"type": "object", "propertyNames": ident, "additionalProperties": map[string]any{
+				"type": "object", "additionalProperties": false,
+				"properties": map[string]any{
+					"type":        map[string]any{"enum": stringsToAny(InputTypes), "description": "checked where the file is used (default string)"},
+					"required":    map[string]any{"type": "boolean"},
+					"default":     map[string]any{},
+					"secret":      map[string]any{"type": "boolean", "description": "redacted in every report"},
+					"description": map[string]any{"type": "string"},
+				},
+			}},
+			"steps": map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"$ref": "#/$defs/step"}},
+			"outputs": map[string]any{"type": "object", "propertyNames": ident, "additionalProperties": map[string]any{"anyOf": []any{
+				map[string]any{"type": "string", "pattern": `\$\{\{.*\}\}`},
+				map[string]any{"type": "object", "additionalProperties": false, "required": []any{"value"}, "properties": map[string]any{
+					"value": map[string]any{"type": "string", "pattern": `\$\{\{.*\}\}`}, "description": map[string]any{"type": "string"}, "secret": map[string]any{"type": "boolean"},
+				}},
+			}}},
+		},
+	}
+	scenario := map[string]any{
 		"type":                 "object",
 		"additionalProperties": false,
 		"required":             []any{"steps"},
@@ -59,11 +94,28 @@ func Schema() map[string]any {
 				"type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 2,
 				"properties": map[string]any{"env": map[string]any{"type": "string"}, "file": map[string]any{"type": "string"}, "optional": map[string]any{"type": "boolean"}},
 			}},
+			"steady_state": map[string]any{"type": "array", "items": map[string]any{"$ref": "#/$defs/step"},
+				"description": "checked before the steps (failing: not_started) and after them, before cleanup (failing: deviated)"},
 			"steps":   map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"$ref": "#/$defs/step"}},
-			"cleanup": map[string]any{"type": "array", "items": map[string]any{"$ref": "#/$defs/step"}},
+			"cleanup": stepList,
 		},
-		"$defs": map[string]any{"step": step},
 	}
+	return map[string]any{
+		"$schema":     "https://json-schema.org/draft/2020-12/schema",
+		"$id":         "opsdrill.schema.json",
+		"title":       "opsdrill scenario",
+		"description": "an opsdrill scenario, or a step file (a step written in YAML, used with uses: ./path.yaml)",
+		"anyOf":       []any{map[string]any{"$ref": "#/$defs/scenario"}, map[string]any{"$ref": "#/$defs/step_file"}},
+		"$defs":       map[string]any{"step": step, "scenario": scenario, "step_file": stepFile},
+	}
+}
+
+func stringsToAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
 
 func paramsSchema(s steps.Spec, exprOr func(map[string]any) map[string]any, duration map[string]any) map[string]any {
@@ -112,7 +164,9 @@ func typeSchema(t reflect.Type, exprOr func(map[string]any) map[string]any, dura
 	default:
 		out = map[string]any{}
 	}
-	if t.Kind() != reflect.String && t.Kind() != reflect.Interface && t != durationType && t != timeType {
+	// A parameter's value may be one ${{ }} expression; plain strings
+	// already accept one, durations and times (patterned strings) do not.
+	if t.Kind() != reflect.String && t.Kind() != reflect.Interface {
 		out = exprOr(out)
 	}
 	if doc != "" {
