@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -12,7 +14,13 @@ import (
 type Target struct {
 	Vars    map[string]any
 	Secrets map[string]string
+	// flags are the --var flags as given, typed later by ApplyFlags.
+	flags []varFlag
+	// fileVars are the values vars files and the lab gave, before --var.
+	fileVars map[string]any
 }
+
+type varFlag struct{ name, raw string }
 
 // NewTarget returns an empty Target.
 func NewTarget() *Target {
@@ -103,12 +111,143 @@ func (t *Target) SetVar(kv string) error {
 	if !ok || !isIdent(name) {
 		return fmt.Errorf("--var %q: expected name=value", kv)
 	}
+	if t.fileVars == nil {
+		t.fileVars = maps.Clone(t.Vars)
+	}
+	t.flags = append(t.flags, varFlag{name: name, raw: raw})
+	t.Vars[name] = yamlValue(raw)
+	return nil
+}
+
+func yamlValue(raw string) any {
 	var val any
 	if err := yaml.Unmarshal([]byte(raw), &val); err != nil {
-		val = raw
+		return raw
 	}
-	t.Vars[name] = val
+	return val
+}
+
+// ApplyFlags checks the --var flags against the scenarios selected to run
+// and gives each value its declared type. A flag no selected scenario
+// declares (or reads) is a mistake, reported with a did-you-mean; a value
+// takes the type of the var's default (`--var version=1.10` stays the
+// string "1.10" for `version: "1.10"`), and one that cannot is an error.
+func (t *Target) ApplyFlags(selected []*Scenario) error {
+	var msgs []string
+	for _, f := range t.flags {
+		var decl *Scenario
+		var known []string
+		for _, sc := range selected {
+			if _, ok := sc.Vars[f.name]; ok && decl == nil {
+				decl = sc
+			}
+			for k := range sc.Vars {
+				known = append(known, k)
+			}
+		}
+		if decl == nil {
+			if readBy(selected, f.name) {
+				if def, ok := t.fileVars[f.name]; ok {
+					v, err := typed(f.raw, def)
+					if err != nil {
+						msgs = append(msgs, fmt.Sprintf("--var %s=%s: %s (the vars files give %s)", f.name, f.raw, err, formatValue(def)))
+					}
+					t.Vars[f.name] = v
+				}
+				continue
+			}
+			msgs = append(msgs, fmt.Sprintf("--var %s: no selected scenario declares a var %q%s", f.name, f.name, suggest(f.name, dedupe(known))))
+			continue
+		}
+		v, err := typed(f.raw, decl.Vars[f.name])
+		if err != nil {
+			msgs = append(msgs, fmt.Sprintf("--var %s=%s: %s (%s declares %s: %s)", f.name, f.raw, err, decl.File, f.name, formatValue(decl.Vars[f.name])))
+			continue
+		}
+		t.Vars[f.name] = v
+	}
+	if len(msgs) > 0 {
+		return errors.New(strings.Join(msgs, "\n"))
+	}
 	return nil
+}
+
+// typed reads raw as a value of def's type.
+func typed(raw string, def any) (any, error) {
+	v := yamlValue(raw)
+	switch def.(type) {
+	case nil:
+		return v, nil
+	case string:
+		return raw, nil
+	case bool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+		return nil, errors.New("expected true or false")
+	case int, int64, uint64:
+		if i, ok := v.(int); ok {
+			return i, nil
+		}
+		return nil, errors.New("expected a whole number")
+	case float64:
+		switch n := v.(type) {
+		case int:
+			return float64(n), nil
+		case float64:
+			return n, nil
+		}
+		return nil, errors.New("expected a number")
+	case []any:
+		if l, ok := v.([]any); ok {
+			return l, nil
+		}
+		return nil, errors.New("expected a list such as [a, b]")
+	case map[string]any, map[any]any:
+		switch v.(type) {
+		case map[string]any, map[any]any:
+			return v, nil
+		}
+		return nil, errors.New("expected a mapping such as {a: 1}")
+	}
+	return v, nil
+}
+
+// readBy reports whether an expression of a scenario reads vars.name.
+func readBy(scenarios []*Scenario, name string) bool {
+	for _, sc := range scenarios {
+		for _, list := range [][]*Step{sc.SteadyState, sc.Steps, sc.Cleanup} {
+			for _, st := range list {
+				exprs := append([]*Expr{st.If}, st.Expect...)
+				for _, t := range st.tmpls {
+					exprs = append(exprs, t.exprs()...)
+				}
+				for _, e := range exprs {
+					if e == nil {
+						continue
+					}
+					for _, n := range e.names {
+						if n.root == "vars" && len(n.path) > 0 && n.path[0] == name {
+							return true
+						}
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+func dedupe(list []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range list {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Names returns the set of var names the target defines.

@@ -139,3 +139,37 @@ func TestKilledRunLeavesNoProcessRunning(t *testing.T) {
 		})
 	}
 }
+
+func TestSelectionAndVarMistakesExitTwo(t *testing.T) {
+	dir := t.TempDir()
+	scenario := filepath.Join(dir, "v.yaml")
+	require.NoError(t, os.WriteFile(scenario, []byte(`tags: [smoke]
+vars: { version: "1.10", writers: 5, verbose: false }
+steps:
+  - id: show
+    uses: exec
+    with: { command: [printf, "%s", "${{ vars.version }}"] }
+    expect: outputs.stdout == "1.10"
+`), 0o644))
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"tags select nothing", []string{"--tags", "nightly"}, 2, "no scenario selected: --tags nightly leave none of the 1 scenarios (their tags: smoke)"},
+		{"skip-tags select nothing", []string{"--skip-tags", "smoke"}, 2, "no scenario selected: --skip-tags smoke"},
+		{"undeclared var", []string{"--var", "writer=8"}, 2, `--var writer: no selected scenario declares a var "writer" (did you mean "writers"?)`},
+		{"var of the wrong type", []string{"--var", "writers=many"}, 2, "--var writers=many: expected a whole number"},
+		{"string var keeps its text", []string{"--var", "version=1.10"}, 0, ""},
+		{"typed var", []string{"--var", "writers=8", "--var", "verbose=true"}, 0, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"run", "--report-dir", filepath.Join(dir, "out")}, tc.args...)
+			r := opsdrill(t, append(args, scenario)...)
+			assert.Equal(t, tc.code, r.code, "%s\n%s", r.stdout, r.stderr)
+			assert.Contains(t, r.stderr, tc.want)
+		})
+	}
+}

@@ -234,6 +234,14 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		scenarios, shard = runner.SelectShard(scenarios, shardK, shardN)
 		fmt.Fprintf(cmd.ErrOrStderr(), "shard %d/%d: %d of %d scenarios\n", shardK, shardN, len(scenarios), shard.SetSize)
 	}
+	filter := tagFilter(f.tags, f.skipTags)
+	selected := selectedScenarios(scenarios, filter)
+	if len(selected) == 0 && shardN == 0 {
+		return &exitError{code: exitBadInput, err: noneSelected(scenarios, f.tags, f.skipTags)}
+	}
+	if err := target.ApplyFlags(selected); err != nil {
+		return &exitError{code: exitBadInput, err: err}
+	}
 	var waivers []reports.Waiver
 	if f.waivers != "" {
 		if waivers, err = runner.LoadWaivers(f.waivers); err != nil {
@@ -263,7 +271,7 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		Secrets:     target.Secrets,
 		Sinks:       []reports.Sink{console},
 		Progress:    console.Progress,
-		Skip:        tagFilter(f.tags, f.skipTags),
+		Skip:        filter,
 		ToolVersion: version(),
 		ToolCommit:  commit(),
 		VarsFiles:   varsFiles,
@@ -399,6 +407,48 @@ func hasAll(have, want []string) bool {
 		}
 	}
 	return true
+}
+
+// selectedScenarios are the scenarios filter lets run.
+func selectedScenarios(scenarios []*runner.Scenario, filter func(*runner.Scenario) (bool, string)) []*runner.Scenario {
+	var out []*runner.Scenario
+	for _, sc := range scenarios {
+		if filter != nil {
+			if skip, _ := filter(sc); skip {
+				continue
+			}
+		}
+		out = append(out, sc)
+	}
+	return out
+}
+
+// noneSelected says why no scenario is left to run, like pytest's "no
+// tests collected": a run that runs nothing must not pass.
+func noneSelected(scenarios []*runner.Scenario, tags, skip []string) error {
+	seen := map[string]bool{}
+	var all []string
+	for _, sc := range scenarios {
+		for _, t := range sc.Tags {
+			if !seen[t] {
+				seen[t] = true
+				all = append(all, t)
+			}
+		}
+	}
+	sort.Strings(all)
+	have := "they have no tags"
+	if len(all) > 0 {
+		have = "their tags: " + strings.Join(all, ", ")
+	}
+	var by []string
+	if len(tags) > 0 {
+		by = append(by, "--tags "+strings.Join(tags, ","))
+	}
+	if len(skip) > 0 {
+		by = append(by, "--skip-tags "+strings.Join(skip, ","))
+	}
+	return fmt.Errorf("no scenario selected: %s leave none of the %d scenarios (%s)", strings.Join(by, " and "), len(scenarios), have)
 }
 
 func tagFilter(tags, skip []string) func(*runner.Scenario) (bool, string) {
