@@ -151,6 +151,7 @@ steps:
     with: { command: [printf, "%s", "${{ vars.version }}"] }
     expect: outputs.stdout == "1.10"
 `), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "empty"), 0o755))
 	cases := []struct {
 		name string
 		args []string
@@ -159,6 +160,7 @@ steps:
 	}{
 		{"tags select nothing", []string{"--tags", "nightly"}, 2, "no scenario selected: --tags nightly leave none of the 1 scenarios (their tags: smoke)"},
 		{"skip-tags select nothing", []string{"--skip-tags", "smoke"}, 2, "no scenario selected: --skip-tags smoke"},
+		{"a folder without scenarios", []string{filepath.Join(dir, "empty")}, 2, "no scenario selected: " + filepath.Join(dir, "empty") + " has no scenario files"},
 		{"undeclared var", []string{"--var", "writer=8"}, 2, `--var writer: no selected scenario declares a var "writer" (did you mean "writers"?)`},
 		{"var of the wrong type", []string{"--var", "writers=many"}, 2, "--var writers=many: expected a whole number"},
 		{"string var keeps its text", []string{"--var", "version=1.10"}, 0, ""},

@@ -154,7 +154,7 @@ func scenarioFiles(paths []string) ([]string, error) {
 			}
 		}
 		if len(found) == 0 {
-			return nil, fmt.Errorf("%s: no scenario files (*.yaml) in this folder", p)
+			return nil, fmt.Errorf("no scenario selected: %s has no scenario files (*.yaml, *.yml) directly in it", p)
 		}
 		sort.Strings(found)
 		out = append(out, found...)
