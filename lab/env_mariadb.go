@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -358,7 +360,45 @@ func OpenMariaDBPair(ctx context.Context, labID string) (*MariaDBPair, error) {
 	if p.nodes[0] == nil || p.nodes[1] == nil || p.dns == nil {
 		return nil, fmt.Errorf("%w: lab %s: %s is incomplete", ErrNoHost, labID, PairEnv)
 	}
+	if err := p.loadAddrs(ctx); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// loadAddrs reads the database hosts' fixed addresses from the resolver's
+// host records, which Setup wrote: a host cut off the network has none to
+// inspect, and Reconnect must give it its own back.
+func (p *MariaDBPair) loadAddrs(ctx context.Context) error {
+	res, err := p.dns.Exec(ctx, "cat", dnsConf)
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("read the pair's addresses: %w", err)
+	}
+	for line := range strings.SplitSeq(res.Stdout, "\n") {
+		rec, ok := strings.CutPrefix(strings.TrimSpace(line), "host-record=")
+		if !ok {
+			continue
+		}
+		name, ip, _ := strings.Cut(rec, ",")
+		for i, n := range pairNodes {
+			if n.dnsName == name {
+				addr, err := netip.ParseAddr(ip)
+				if err != nil {
+					return fmt.Errorf("host record of %s: %w", n.host, err)
+				}
+				p.nodes[i].IP = addr
+			}
+		}
+	}
+	for _, h := range p.nodes {
+		if !h.IP.IsValid() {
+			return fmt.Errorf("%w: lab %s: no address recorded for %s", ErrNoHost, p.LabID, h.Name)
+		}
+	}
+	return nil
 }
 
 // Nodes returns the two database hosts.
@@ -771,7 +811,26 @@ func (p *MariaDBPair) Heal(ctx context.Context, h *Host) error {
 	if err := h.Reconnect(ctx); err != nil {
 		return err
 	}
-	p.logf("%s reconnected", h.Name)
+	// Healed means reachable: neighbours may still hold the old link
+	// address for a moment.
+	addr := h.Addr(PairPort)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("heal %s: reconnected but %s does not answer: %w", h.Name, addr, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("heal %s: %w", h.Name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	p.logf("%s reconnected and reachable", h.Name)
 	return nil
 }
 

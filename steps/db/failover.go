@@ -366,7 +366,7 @@ const (
 // (writable, when a DSN is given), or CompleteWithin passes.
 func (f *Failover) await(ctx context.Context, env *steps.Env, drv failoverDriver, c Conn, before writer, triggered time.Time) (after writer, switched bool, at time.Time, err error) {
 	deadline := triggered.Add(f.CompleteWithin)
-	lastStatus := ""
+	lastStatus, lastErr := "", ""
 	for {
 		w, settled, err := drv.state(ctx)
 		if err != nil {
@@ -382,6 +382,10 @@ func (f *Failover) await(ctx context.Context, env *steps.Env, drv failoverDriver
 			if f.DSN != "" {
 				id, addr, qerr := f.sqlIdentity(ctx, c)
 				serving = qerr == nil && !id.ReadOnly
+				if qerr != nil && qerr.Error() != lastErr {
+					env.Logf("the endpoint's server does not answer yet: %v", shortErr(c.explain(qerr)))
+					lastErr = qerr.Error()
+				}
 				if qerr == nil {
 					w.Hostname, w.ServerID, w.ReadOnly, w.Address = id.Hostname, id.ServerID, id.ReadOnly, addr
 				}

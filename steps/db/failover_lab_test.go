@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -388,4 +389,77 @@ func rowsOf(t *testing.T, pl *pairLab, h *lab.Host, run string) map[string]bool 
 		out[r[0]+"/"+r[1]] = true
 	}
 	return out
+}
+
+// TestPartitionLab cuts the primary off the network under a flood: writes
+// stop, the standby is promoted and the endpoint moves. Fenced by the
+// lab's control plane, the old primary is read-only when the partition
+// heals and db.verify passes; left writable, db.verify fails with split
+// brain naming both servers.
+func TestPartitionLab(t *testing.T) {
+	pl := upPair(t)
+	ctx := context.Background()
+	cases := []struct {
+		name  string
+		fence bool
+	}{
+		{"not fenced: split brain caught", false},
+		{"fenced: no split brain", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, pl.pair.EnsureStandby(ctx))
+			dir := t.TempDir()
+			fl := pl.floodUntilStopped(t, dir, 5)
+			require.Eventually(t, func() bool { return fl.acked.Load() > 50 }, time.Minute, 10*time.Millisecond)
+			out, err := pl.failover(t, dir, func(f *Failover) {
+				f.Driver, f.Lab, f.Action, f.Fence, f.PartitionFor = "lab", pl.lab.ID, "partition", tc.fence, 3*time.Second
+			})
+			require.NoError(t, err)
+			old := out["writer_before"].(map[string]any)["hostname"].(string)
+			promoted := out["writer_after"].(map[string]any)["hostname"].(string)
+			assert.NotEqual(t, old, promoted, "the standby was promoted")
+			fl.resumed(t)
+			flood := fl.stop(t)
+			assert.Positive(t, intOut(t, flood, "errors"), "writes stopped while the primary was cut off")
+
+			v := newVerify().(*Verify)
+			v.Conn = pl.conn()
+			v.OpLog = flood["oplog"].(string)
+			env, _ := newEnv(t, dir, "drill", "verify")
+			err = run(t, v, env)
+			res := env.Outputs()
+			assert.Equal(t, true, res["fault_in_load"])
+			assert.Equal(t, int64(0), intOut(t, res, "lost"))
+			assert.Positive(t, res["write_downtime_ms"].(float64))
+			servers := findEvidenceTitled(t, env.Evidence(), "split brain")
+			if tc.fence {
+				require.NoError(t, err)
+				assert.Equal(t, false, res["split_brain"])
+				assert.Contains(t, fmt.Sprint(servers.Table.Rows), "read-only (read_only)", "the healed old writer was checked and is fenced")
+			} else {
+				require.Error(t, err)
+				assert.True(t, steps.IsFailure(err), "%v", err)
+				assert.Equal(t, true, res["split_brain"])
+				assert.Contains(t, err.Error(), "split brain: ")
+				assert.Contains(t, err.Error(), old)
+				assert.Contains(t, err.Error(), promoted)
+				assert.Len(t, res["writable_servers"], 2)
+				assert.Contains(t, res["headline"], "SPLIT BRAIN")
+			}
+			t.Logf("partition (fence %t): %s", tc.fence, res["headline"])
+			require.NoError(t, pl.pair.EnsureStandby(ctx))
+		})
+	}
+}
+
+func findEvidenceTitled(t *testing.T, evs []steps.Evidence, part string) steps.Evidence {
+	t.Helper()
+	for _, e := range evs {
+		if strings.Contains(e.Title, part) {
+			return e
+		}
+	}
+	t.Fatalf("no evidence titled *%s* in %d items", part, len(evs))
+	return steps.Evidence{}
 }
