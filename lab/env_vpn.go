@@ -19,11 +19,24 @@ import (
 // (modp1024) for 3600 s, DPD every 10 s, 3 retries. Its IKE identity is the
 // fixture's VGW outside address and it expects the fixture's CGW outside
 // address as the peer's, as AWS does; the lab network addresses only carry
-// the packets, as if both gateways sat behind NAT. Behind vgw lies the "VPC",
-// VPNVPC, with an "EC2 instance" at VPNEC2 (an address on vgw's loopback),
-// and vgw's inside address. Tunnel #2's endpoint does not exist in the lab,
-// so that tunnel is always DOWN, as it is in the runbook, which configures
-// one tunnel only.
+// the packets, as if both gateways sat behind NAT. vgw's settings are its
+// own (the constants below), not read from the fixture, so a fault can make
+// AWS's side differ from the file the drill parses (VPNFaults).
+//
+// Behind vgw lies the "VPC", VPNVPC, with a real host, ec2, as its "EC2
+// instance" at VPNEC2: its own network stack, routes and firewall. vgw
+// routes the VPC to ec2 (ip_forward on), and ec2's route table sends the
+// runbook's static prefix, 169.254.0.0/16, back via vgw: that is the route
+// AWS's "Route Propagation" puts in the VPC's route table. ec2's iptables
+// INPUT chain plays the instance's security group. Without the propagated
+// route a reply meets ec2's unreachable guard, so nothing leaves the lab.
+// The VPC addresses ride the lab network between vgw and ec2 as routed
+// (not NATed) traffic: the lab has one Docker network, and a second one
+// would add nothing a route does not.
+//
+// vgw's inside address is on its loopback. Tunnel #2's endpoint does not
+// exist in the lab, so that tunnel is always DOWN, as it is in the runbook,
+// which configures one tunnel only.
 //
 // cgw starts with charon running and nothing configured: the drill renders
 // its swanctl.conf (vpn.config) and brings the tunnel up (tunnel.up through
@@ -65,7 +78,59 @@ const (
 	vpnInside       = "169.254.21.44/30"
 	vpnVGWInside    = "169.254.21.45"
 	vpnPSK1         = "opsdrill_fixture_tunnel1_psk_k7Hq"
+	vpnVPCRouter    = "172.28.0.1"
 )
+
+// VPNFault is a fault the vpn environment can be put in: Break makes it,
+// Repair undoes it, both run on Host.
+type VPNFault struct {
+	Host   string
+	Doc    string
+	Break  []string
+	Repair []string
+}
+
+// VPNFaults are the runbook's troubleshooting causes and an AWS side that
+// differs from the downloaded file, as the lab can make them happen.
+var VPNFaults = map[string]VPNFault{
+	// The VPC's route table has no route back to the customer network
+	// through the VGW: Route Propagation is off.
+	"no-route-propagation": {Host: "ec2", Doc: "the VPC route table lacks the propagated route to 169.254.0.0/16 via vgw",
+		Break:  []string{"sh", "-ec", "ip route del 169.254.0.0/16 via $(" + vpnResolve("vgw") + ")"},
+		Repair: []string{"sh", "-ec", "ip route replace 169.254.0.0/16 via $(" + vpnResolve("vgw") + ")"}},
+	// The instance's security group drops ping.
+	"icmp-blocked": {Host: "ec2", Doc: "the instance's firewall (security group) drops ICMP echo requests",
+		Break:  []string{"iptables", "-I", "INPUT", "-p", "icmp", "--icmp-type", "echo-request", "-j", "DROP"},
+		Repair: []string{"iptables", "-D", "INPUT", "-p", "icmp", "--icmp-type", "echo-request", "-j", "DROP"}},
+	// The customer gateway has no route to the VPC: neither the runbook's
+	// `route add -net` (main table) nor charon's (table 220).
+	"cgw-no-vpc-route": {Host: "cgw", Doc: "the customer gateway has no route to the VPC",
+		Break:  []string{"sh", "-c", "ip route del " + VPNVPC + " table 220; ip route del " + VPNVPC + " via " + vpnVGWInside + "; true"},
+		Repair: []string{"true"}},
+	// AWS's side negotiates other algorithms than the file says.
+	"vgw-proposal": {Host: "vgw", Doc: "vgw's IKE proposal is aes256-sha256-modp2048, not the file's aes128-sha1-modp1024",
+		Break:  vpnVGWEdit(`s/^\(\s*\)proposals = aes128-sha1-modp1024$/\1proposals = aes256-sha256-modp2048/`),
+		Repair: vpnVGWEdit(`s/^\(\s*\)proposals = aes256-sha256-modp2048$/\1proposals = aes128-sha1-modp1024/`)},
+	// AWS's side holds another pre-shared key than the file.
+	"vgw-psk": {Host: "vgw", Doc: "vgw's pre-shared key differs from the file's",
+		Break:  vpnVGWEdit(`s/secret = "` + vpnPSK1 + `"/secret = "` + vpnOtherPSK + `"/`),
+		Repair: vpnVGWEdit(`s/secret = "` + vpnOtherPSK + `"/secret = "` + vpnPSK1 + `"/`)},
+}
+
+// vpnOtherPSK is the key vgw holds under the vgw-psk fault.
+const vpnOtherPSK = "lab_vgw_key_not_the_downloaded_one"
+
+// vpnVGWEdit edits vgw's swanctl.conf with sed and reloads it; SAs already
+// up keep their keys until they are renegotiated.
+func vpnVGWEdit(sed string) []string {
+	return []string{"sh", "-ec", "sed -i '" + sed + "' " + vpnSwanctlConf + "; swanctl --load-all >/dev/null"}
+}
+
+// vpnResolve prints a lab host's address, waiting for its name to resolve
+// (hosts start in parallel).
+func vpnResolve(name string) string {
+	return "i=0; until a=$(getent ahostsv4 " + name + " | awk 'NR==1{print $1}') && [ -n \"$a\" ]; do i=$((i+1)); [ $i -le 300 ] || exit 1; sleep 0.2; done; echo $a"
+}
 
 const (
 	vpnStrongswanConf = "/etc/strongswan.d/zz-opsdrill.conf"
@@ -245,19 +310,38 @@ func init() {
 	vgw := vpnGateway("vgw",
 		File{Path: vpnSwanctlConf, Content: []byte(vpnVGWSwanctl), Mode: 0o600},
 		File{Path: vpnStandIn, Content: []byte(vpnStandInScript), Mode: 0o755})
+	vgw.Sysctls["net.ipv4.ip_forward"] = "1"
+	vgw.Sysctls["net.ipv4.conf.all.rp_filter"] = "0"
 	vgw.Start = []Command{
 		vpnGuards,
-		{Args: []string{"sh", "-ec", "ip addr replace " + vpnVGWInside + "/32 dev lo; ip addr replace " + VPNEC2 + "/32 dev lo"}},
+		// 172.28.0.1, the VPC router's address in AWS, gives charon a
+		// local address inside the vpc child's traffic selector, which
+		// kernel-libipsec needs to install the route back to the tunnel.
+		{Args: []string{"sh", "-ec", "ip addr replace " + vpnVGWInside + "/32 dev lo; ip addr replace " + vpnVPCRouter + "/32 dev lo; " +
+			"ip route replace " + VPNVPC + " via $(" + vpnResolve("ec2") + ")"}},
 		vpnCharon,
 		{Args: []string{"sh", "-ec", vpnWaitVICI + "; swanctl --load-all >/dev/null"}},
 		{Args: []string{"socat", fmt.Sprintf("TCP-LISTEN:%d,reuseaddr,fork", VPNEC2APIPort), "EXEC:" + vpnStandIn}, Detach: true},
 	}
 	vgw.Ready = &Probe{Cmd: []string{"sh", "-c", vpnWaitVICI + "; swanctl --list-conns 2>/dev/null | grep -q '^" + VPNVGWConn + ":'"}}
 
+	// ec2: the VPC's instance. Its address is its own (on lo: the lab
+	// kernel may lack the dummy driver); the unreachable guard keeps
+	// replies in the lab when the propagated route is gone.
+	ec2 := HostSpec{
+		Name:     "ec2",
+		NetAdmin: true,
+		Sysctls:  map[string]string{"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0"},
+		Start: []Command{{Args: []string{"sh", "-ec",
+			"ip addr replace " + VPNEC2 + "/32 dev lo; ip route replace unreachable 169.254.0.0/16 metric 4095; " +
+				"ip route replace 169.254.0.0/16 via $(" + vpnResolve("vgw") + ")"}}},
+		Ready: &Probe{Cmd: []string{"sh", "-c", "ip route show 169.254.0.0/16 | grep -q via"}},
+	}
+
 	RegisterEnv(Env{
 		Name:  VPNEnv,
-		Doc:   "IPsec customer gateway and AWS-like VPN gateway (strongSwan), with a VPC host and an EC2 API stand-in",
-		Hosts: []HostSpec{cgw, vgw},
+		Doc:   "IPsec customer gateway and AWS-like VPN gateway (strongSwan), with a VPC host behind it and an EC2 API stand-in",
+		Hosts: []HostSpec{cgw, vgw, ec2},
 		Setup: func(ctx context.Context, l *Lab) error {
 			vgw, err := l.Host("vgw")
 			if err != nil {

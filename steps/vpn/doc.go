@@ -7,6 +7,8 @@
 //	vpn.config   parse the Generic file, render swanctl.conf for a tunnel
 //	tunnel.up    load it into charon, initiate, wait for INSTALLED
 //	tunnel.down  terminate, unload, undo the host commands
+//	tunnel.reach ping the VPC through the tunnel; name the runbook's cause
+//	             (cgw route, security group ICMP, Route Propagation)
 //
 // vpn.config reads both tunnels of the file ([ParseGeneric]; every problem
 // of a bad or partial file is reported with its line). The parser is
@@ -35,5 +37,27 @@
 // undecryptable reply for a wrong pre-shared key, no answer from the
 // peer, ...). The pings and the AWS side of the runbook are the net.ping
 // (steps/ping) and aws.vpn_status (steps/aws) steps; the lab's vpn
-// environment (lab/env_vpn.go) provides both gateways.
+// environment (lab/env_vpn.go) provides both gateways and a VPC host
+// behind vgw, and can break them the runbook's ways (lab.VPNFaults).
+//
+// # Why swanctl, not VICI events (govici)
+//
+// github.com/strongswan/govici v0.8.0 is served and was tried: a VICI
+// session subscribed to ike-updown and child-updown would timestamp each
+// IKE_SA and CHILD_SA going up or down instead of reading swanctl's
+// output, and tunnel.down could wait for the delete events. It is not used
+// yet because the drill must run the same against the lab and a real
+// gateway, and the lab transport (docker exec) cannot carry a stream to
+// charon's unix socket: host.Host.Dial is unsupported there, and a
+// socat bridge over exec is not offered by the lab's host interface. Over
+// local and ssh:// hosts govici's WithDialContext would plug into
+// host.Host.Dial("unix", socket) directly. What swanctl gives today is
+// enough for the verdicts: swanctl --initiate streams charon's control log
+// of the negotiation, from which the failure reason (NO_PROPOSAL_CHOSEN,
+// a key mismatch, no answer) is read, and establish_ms runs from the first
+// initiate until every CHILD_SA is INSTALLED (swanctl --initiate returns
+// when charon has the CHILD_SA up; otherwise --list-sas is polled every
+// 200 ms), so it includes swanctl's start-up and at worst one poll;
+// child-updown events would make it exact to charon's own clock once the
+// lab's transport can dial.
 package vpn

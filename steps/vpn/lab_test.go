@@ -146,6 +146,8 @@ func TestTunnelInTheLab(t *testing.T) {
 		})
 	}
 
+	testVPCFaults(t, d)
+
 	t.Run("killing the vgw's charon mid-drill makes the keepalive ping report loss", func(t *testing.T) {
 		d.t = t
 		defer d.cleanup()

@@ -171,4 +171,42 @@ action does, and either may run after the other.`,
     down_commands: ${{ steps.config.outputs.down_commands }}`,
 		}},
 	},
+	{
+		Name:    "tunnel.reach",
+		Summary: "Ping an instance in the VPC through the tunnel and, when it does not answer, name the runbook's cause and fix",
+		Doc: `Runs on the customer gateway (host), like the runbook's checks: ip route
+get for the target, ping of the VGW inside address, ping of the target,
+and, when the target does not answer ping, a TCP connection to tcp_port
+(bash's /dev/tcp; connected or refused both prove replies come back).
+From these it names the cause, the runbook's part 4 in order:
+
+  cgw_route               traffic to the VPC does not go the tunnel's way:
+                          route add -net VPC gw VGW-inside (part 3)
+  vgw_inside_unreachable  the VGW inside address does not answer
+  security_group_icmp     TCP answers but ping does not: the instance's
+                          security group must allow ICMP
+  route_propagation       nothing comes back from the VPC: enable Route
+                          Propagation for the VGW in the VPC route table
+
+The step fails with the cause's fix when the target does not answer.`,
+		New: newReach,
+		Outputs: []steps.Output{
+			{Name: "reachable", Type: "bool", Doc: "the target answered ping"},
+			{Name: "route_via_tunnel", Type: "bool", Doc: "the gateway routes the target the tunnel's way"},
+			{Name: "vgw_inside_reachable", Type: "bool", Doc: "the VGW inside address answered ping"},
+			{Name: "tcp_answered", Type: "bool", Doc: "the target answered on tcp_port (probed only when ping got no reply)"},
+			{Name: "cause", Type: "string", Doc: "empty, cgw_route, vgw_inside_unreachable, security_group_icmp or route_propagation"},
+			{Name: "fix", Type: "string", Doc: "the runbook's fix for the cause"},
+		},
+		Examples: []steps.Example{{
+			Title: "The runbook's EC2 instance, from the lab's customer gateway",
+			YAML: `- uses: tunnel.reach
+  with:
+    host: lab:cgw
+    target: 172.28.16.136
+    vgw_inside_ip: ${{ steps.config.outputs.vgw_inside_ip }}
+    vpc_cidr: ${{ steps.config.outputs.vpc_cidr }}
+  expect: [ outputs.reachable ]`,
+		}},
+	},
 }
