@@ -70,7 +70,7 @@ func (f Figure) Met() bool {
 	return true
 }
 
-var placeholder = regexp.MustCompile(`\{(with\.)?([A-Za-z_][A-Za-z0-9_]*)(?:\|([^{}]*))?\}`)
+var placeholder = regexp.MustCompile(`\{(with\.|=)?([A-Za-z_][A-Za-z0-9_]*)(?:\|([^{}]*))?\}`)
 
 // NewFigure phrases figure f of step from the step's outputs and
 // parameters; limits come from the step's expectations (their Text is
@@ -98,16 +98,27 @@ func NewFigure(step string, f steps.Figure, outputs, params map[string]any, limi
 	if text == "" {
 		return Figure{}, false
 	}
-	phrase := placeholder.ReplaceAllStringFunc(text, func(m string) string {
+	fig := Figure{Step: step, Output: f.Output, Value: v, Unit: f.Unit}
+	fig.Phrase = phraseOf(text, shown, f, outputs, params)
+	fig.Text = fig.Phrase
+	return addLimits(fig, f, limits), true
+}
+
+// phraseOf fills a figure text's placeholders.
+func phraseOf(text string, shown any, f steps.Figure, outputs, params map[string]any) string {
+	return placeholder.ReplaceAllStringFunc(text, func(m string) string {
 		sub := placeholder.FindStringSubmatch(m)
 		var x any
 		switch {
 		case sub[1] == "" && sub[2] == "value":
 			return quantity(shown, f.Unit, f.Seconds)
-		case sub[1] != "":
+		case sub[1] == "with.":
 			x = params[sub[2]]
 		default:
 			x = outputs[sub[2]]
+		}
+		if sub[1] == "=" && x != nil {
+			return valueText(x)
 		}
 		if !truthy(x) {
 			hasDefault := strings.Contains(m, "|")
@@ -120,7 +131,10 @@ func NewFigure(step string, f steps.Figure, outputs, params map[string]any, limi
 		}
 		return quantity(x, "", false)
 	})
-	fig := Figure{Step: step, Output: f.Output, Phrase: phrase, Value: v, Unit: f.Unit, Text: phrase}
+}
+
+// addLimits gives a figure its limits, in words after it.
+func addLimits(fig Figure, f steps.Figure, limits []Limit) Figure {
 	var lt []string
 	for _, l := range limits {
 		l.Text = limitText(l, f)
@@ -130,7 +144,31 @@ func NewFigure(step string, f steps.Figure, outputs, params map[string]any, limi
 	if len(lt) > 0 {
 		fig.Text += " (" + strings.Join(lt, "; ") + ")"
 	}
-	return fig, true
+	return fig
+}
+
+// FigureOutputs lists the outputs a figure text reads ({NAME}, {=NAME};
+// not {value} or {with.NAME}), for checking a scenario's finding: at load.
+func FigureOutputs(text string) []string {
+	var out []string
+	for _, m := range placeholder.FindAllStringSubmatch(text, -1) {
+		if m[1] != "with." && m[2] != "value" {
+			out = append(out, m[2])
+		}
+	}
+	return out
+}
+
+// StepFinding phrases a scenario's own words for a step (its finding:),
+// with every limit the step's expectations set. It returns false for a
+// step that set no output: it did not get to measure anything.
+func StepFinding(step, text string, outputs, params map[string]any, limits []Limit) (Figure, bool) {
+	if len(outputs) == 0 {
+		return Figure{}, false
+	}
+	f := steps.Figure{Text: text}
+	phrase := phraseOf(text, nil, f, outputs, params)
+	return addLimits(Figure{Step: step, Phrase: phrase, Text: phrase}, f, limits), true
 }
 
 // truthy: true, a non-zero number, a non-empty string or collection.
@@ -161,12 +199,14 @@ func limitText(l Limit, f steps.Figure) string {
 	if _, isNum := number(l.Value); !isNum {
 		val = quantity(l.Value, "", false)
 	}
-	switch l.Op {
-	case "==", "<=", "<":
+	switch n, _ := number(l.Value); {
+	case l.Op == "==" && n != 0:
+		return "expected " + val
+	case l.Op == "==", l.Op == "<=", l.Op == "<":
 		return "limit " + val
-	case ">=":
+	case l.Op == ">=":
 		return "at least " + val
-	case ">":
+	case l.Op == ">":
 		return "more than " + val
 	default:
 		return "must not be " + val

@@ -38,6 +38,8 @@ func TestNewFigurePhrases(t *testing.T) {
 		{"false text and param default", steps.Figure{Output: "open", Text: "{with.address} open", TextFalse: "{with.address} closed from {with.host|this machine} ({state})"}, nil,
 			"gate:22 closed from this machine (timeout)"},
 		{"only when false", steps.Figure{Output: "open", TextFalse: "never opened"}, nil, "never opened"},
+		{"verbatim", steps.Figure{Output: "lost", Text: "port {=acknowledged}, {acknowledged} writes"}, nil, "port 6652, 6,652 writes"},
+		{"expected count", steps.Figure{Output: "acknowledged", Text: "{value} installed"}, []Limit{{Op: "==", Value: 6652, OK: true}}, "6,652 installed (expected 6,652)"},
 		{"empty output without default", steps.Figure{Output: "open", TextFalse: "refused{reason|}: {reason}"}, nil, "refused: —"},
 	}
 	for _, tc := range cases {

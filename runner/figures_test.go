@@ -152,3 +152,30 @@ steps:
 		})
 	}
 }
+
+// TestStepFinding: a scenario's finding: gives a step its own words in the
+// findings, with the limits of its expectations; a placeholder that names
+// no output is refused at load with its position.
+func TestStepFinding(t *testing.T) {
+	h := run(t, context.Background(), Options{}, `
+steps:
+  - id: other
+    uses: test.measure
+    finding: "SSH closed from the other client, {acknowledged} probes at {with.where}"
+    with: { closed: true, acked: 3 }
+    expect:
+      - outputs.lost == 0
+  - id: plain
+    uses: exec
+    finding: "the gate's own check passed"
+    with: { command: ["true"] }
+`)
+	figs := h.res.Run.Findings[0].Figures
+	require.Len(t, figs, 2)
+	assert.Equal(t, "SSH closed from the other client, 3 probes at the gate (limit 0)", figs[0].Text)
+	assert.Equal(t, "the gate's own check passed", figs[1].Text, "a step without key figures of its own")
+
+	_, err := Load("s.yaml", []byte("steps:\n  - uses: test.measure\n    finding: \"{lots} lost\"\n"), LoadOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `s.yaml:3:14: steps[0].finding: test.measure has no output "lots" (did you mean "lost"?)`)
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/expr-lang/expr"
 	"gopkg.in/yaml.v3"
 
+	"github.com/opsdrill/opsdrill/reports"
 	"github.com/opsdrill/opsdrill/steps"
 )
 
@@ -68,6 +69,11 @@ type Step struct {
 	// ForEach runs the step once per item; Parallel is how many at once.
 	ForEach  *ForEach
 	Parallel int
+	// Finding is the scenario's own words for the step in the report's
+	// findings ("SSH closed from the other client"), replacing its key
+	// figures' words; {NAME} and {with.NAME} read its outputs and
+	// parameters as in a figure's text.
+	Finding string
 
 	autoID   bool
 	tmpls    map[*yaml.Node]*Template
@@ -87,7 +93,7 @@ type Retry struct {
 func validID(s string) bool { return isIdent(s) }
 
 var scenarioKeys = []string{"name", "description", "tags", "controls", "timeout", "vars", "secrets", "steady_state", "steps", "cleanup"}
-var stepKeys = []string{"id", "uses", "with", "expect", "if", "timeout", "retry", "background", "continue_on_error", "for_each", "parallel"}
+var stepKeys = []string{"id", "uses", "with", "expect", "if", "timeout", "retry", "background", "continue_on_error", "for_each", "parallel", "finding"}
 var retryKeys = []string{"attempts", "delay", "backoff"}
 
 // LoadOptions tune loading.
@@ -475,7 +481,7 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 	}
 	st := &Step{Pos: nodePos(l.file, n), Phase: phase, Retry: Retry{Attempts: 1, Delay: time.Second, Backoff: 1}}
 	var withNode *yaml.Node
-	var expectNode, ifNode, forEachNode, parallelNode *yaml.Node
+	var expectNode, ifNode, forEachNode, parallelNode, findingNode *yaml.Node
 	l.mapping(n, stepKeys, where, func(k, v *yaml.Node) {
 		switch k.Value {
 		case "id":
@@ -516,11 +522,21 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 			forEachNode = v
 		case "parallel":
 			parallelNode = v
+		case "finding":
+			st.Finding = l.str(v, where+".finding")
+			findingNode = v
 		}
 	})
 	if st.Uses == "" {
 		l.errAt(n, "%s: missing uses: (the step type, e.g. uses: exec)", where)
 		return nil
+	}
+	if findingNode != nil && st.Spec.New != nil && !st.Spec.DynamicOutputs {
+		for _, name := range reports.FigureOutputs(st.Finding) {
+			if _, ok := st.Spec.Output(name); !ok {
+				l.errAt(findingNode, "%s.finding: %s has no output %q%s", where, st.Uses, name, suggest(name, outputNames(st.Spec)))
+			}
+		}
 	}
 	if st.ID == "" {
 		st.ID = fmt.Sprintf("%s#%d", st.Uses, index+1+l.autoIDOffset)

@@ -700,15 +700,29 @@ func (sr *scenarioRun) attempt(ctx context.Context, id string, st *Step, phase s
 // figures phrases the key figures the step's spec declares, each with the
 // limits its expectations set.
 func figures(st *Step, step steps.Step, with *yaml.Node, outputs map[string]any, limits map[string][]reports.Limit) []reports.Figure {
-	if len(st.Spec.Figures) == 0 {
+	if len(st.Spec.Figures) == 0 && st.Finding == "" {
 		return nil
 	}
 	var params map[string]any
-	var out []reports.Figure
-	for _, f := range st.Spec.Figures {
-		if params == nil && strings.Contains(f.Text+f.TextFalse, "{with.") {
+	wants := func(text string) {
+		if params == nil && strings.Contains(text, "{with.") {
 			params = paramValues(step, with)
 		}
+	}
+	if st.Finding != "" {
+		wants(st.Finding)
+		var all []reports.Limit
+		for _, name := range sortedKeys(limits) {
+			all = append(all, limits[name]...)
+		}
+		if fig, ok := reports.StepFinding(st.ID, st.Finding, outputs, params, all); ok {
+			return []reports.Figure{fig}
+		}
+		return nil
+	}
+	var out []reports.Figure
+	for _, f := range st.Spec.Figures {
+		wants(f.Text + f.TextFalse + f.TextNegative)
 		if fig, ok := reports.NewFigure(st.ID, f, outputs, params, limits[f.Output]); ok {
 			out = append(out, fig)
 		}

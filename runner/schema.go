@@ -41,6 +41,7 @@ func Schema() map[string]any {
 			"retry":             map[string]any{"type": "object", "additionalProperties": false, "properties": map[string]any{"attempts": map[string]any{"type": "integer", "minimum": 1}, "delay": duration, "backoff": map[string]any{"type": "number", "minimum": 1}}},
 			"background":        map[string]any{"type": "boolean"},
 			"continue_on_error": map[string]any{"type": "boolean"},
+			"finding":           map[string]any{"type": "string", "description": "the drill's own words for this step in the report's findings, e.g. \"SSH closed from the other client\"; {NAME} and {with.NAME} read its outputs and parameters"},
 			"for_each": map[string]any{"anyOf": []any{
 				map[string]any{"type": "array"}, map[string]any{"type": "object"},
 				map[string]any{"type": "string", "pattern": `^\s*\$\{\{.*\}\}\s*$`},

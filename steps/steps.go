@@ -68,7 +68,8 @@ type Figure struct {
 	// Text is the figure in words: {value} is the output formatted with
 	// Unit; {NAME} is another output of the step, {with.NAME} one of its
 	// parameters (defaults included); {NAME|text} gives text when the
-	// value is empty.
+	// value is empty; {=NAME} is the value as it is (a port: 7000, not
+	// 7,000).
 	Text string
 	// TextFalse, for a bool output, is the text when it is false. A
 	// figure with only TextFalse shows only when the output is false.

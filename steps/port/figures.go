@@ -4,7 +4,7 @@ import "github.com/opsdrill/opsdrill/steps"
 
 // openFigures are port.open's key figures, as the report's findings phrase them.
 var openFigures = []steps.Figure{
-	{Output: "opened", Text: "port {port} opened for {ip|the caller}", TextFalse: "port {port} refused (HTTP {status}{reason|})"},
+	{Output: "opened", Text: "port {=port} opened for {ip|the caller}", TextFalse: "port {=port} refused: {reason|no reason given}"},
 }
 
 // expiryFigures are port.expiry's key figures, as the report's findings phrase them.
