@@ -92,3 +92,12 @@ bench-flood: deps lab-images
 bench-scale:
 	$(GO) test -run '^$$' -bench 'BenchmarkShardedRun' -benchtime 3x -timeout 30m ./cmd/opsdrill
 	$(GO) test -run '^$$' -bench 'BenchmarkMergeReports' -benchtime 3x -timeout 30m ./runner
+
+# SSH transport (issue 13, docs/PERFORMANCE.md "## Hosts over SSH"): the
+# cost of one command on a lab host over opsdrill's reused connection, a
+# bare session, a fresh ssh process, the system ssh with ControlMaster and
+# docker exec (p50/p99 over 200 commands each), and tcp.probe from 20 lab
+# hosts at once.
+.PHONY: bench-ssh
+bench-ssh: lab-images
+	$(GO) test -run '^$$' -bench 'BenchmarkHostCommand|BenchmarkFanOut20' -benchtime 1x -timeout 30m ./lab

@@ -659,7 +659,12 @@ func remoteCommand(ctx context.Context, c Command, sudo bool) (string, []byte, e
 		}
 		args = append([]string{"timeout", "-s", "KILL", strconv.Itoa(int(secs))}, args...)
 	}
-	return joinCommand(append([]string{"sh", "-c", script, "sh"}, args...), sudo), stdin, nil
+	if sudo {
+		return joinCommand(append([]string{"sh", "-c", script, "sh"}, args...), true), stdin, nil
+	}
+	// The login shell (POSIX: sh, bash, dash, ksh, zsh) runs the wrapper
+	// itself, one exec fewer than `sh -c` under it.
+	return "set -- " + joinCommand(args, false) + "\n" + script, stdin, nil
 }
 
 func joinCommand(words []string, sudo bool) string {

@@ -82,7 +82,7 @@ type Ping struct {
 	Size       int           `yaml:"size" doc:"ICMP payload bytes (56 as ping sends; at least 24)"`
 	Privileged bool          `yaml:"privileged" doc:"raw ICMP socket (needs CAP_NET_RAW) instead of an unprivileged ICMP datagram socket; this machine only"`
 	Source     string        `yaml:"source" doc:"source IP address"`
-	Host       string        `yaml:"host" doc:"where to ping from: local (default) or lab:NAME (its ping binary)"`
+	Host       string        `yaml:"host" doc:"where to ping from: local (default), ssh://[user@]name[?sudo=true] or lab:NAME (its ping binary)"`
 	Netns      string        `yaml:"netns" doc:"ping from this named network namespace (ip netns) of this machine"`
 	Keepalive  bool          `yaml:"keepalive" doc:"ping every interval for duration, through send errors (run it in the background)"`
 	Duration   time.Duration `yaml:"duration" doc:"how long a keepalive pings; required with keepalive"`

@@ -17,7 +17,7 @@ import (
 type Expiry struct {
 	Address   string        `yaml:"address" required:"true" doc:"host:port the lease opened"`
 	Expires   string        `yaml:"expires" required:"true" doc:"the lease end, RFC 3339 (port.open's expires output)"`
-	Host      string        `yaml:"host" doc:"where to probe from: local or lab:NAME, the address the lease is for"`
+	Host      string        `yaml:"host" doc:"where to probe from: local, ssh://[user@]name or lab:NAME, the address the lease is for"`
 	Source    string        `yaml:"source" doc:"local IP address to probe from (local only)"`
 	Tolerance time.Duration `yaml:"tolerance" doc:"how far from the lease end the port may close"`
 	Interval  time.Duration `yaml:"interval" doc:"pause between probes"`

@@ -19,7 +19,7 @@ import (
 
 // Conn is where and how the opener is called; both steps embed it.
 type Conn struct {
-	Host        string        `yaml:"host" doc:"where the request is made from: local (default) or lab:NAME; the opener lets in the address it sees"`
+	Host        string        `yaml:"host" doc:"where the request is made from: local (default), ssh://[user@]name or lab:NAME; the opener lets in the address it sees"`
 	Source      string        `yaml:"source" doc:"local IP address on that host to send from (as tcp.probe's source)"`
 	CACert      string        `yaml:"ca_cert" doc:"PEM CA certificate that signed the opener's TLS certificate: a file on the host the request is made from (relative to the scenario when local)"`
 	InsecureTLS bool          `yaml:"insecure_tls" doc:"do not verify the opener's TLS certificate (labs only)"`

@@ -75,7 +75,7 @@ type Visible struct {
 	ConflictingBackends []string      `yaml:"conflicting_backends" doc:"backends that must not drive the scanner too"`
 	List                bool          `yaml:"list" doc:"run scanimage to list devices; false checks files only"`
 	Timeout             time.Duration `yaml:"timeout" doc:"scanimage is killed after this long"`
-	Host                string        `yaml:"host" doc:"where the scanner is: local (default) or lab:NAME"`
+	Host                string        `yaml:"host" doc:"where the scanner is: local (default), ssh://[user@]name?sudo=true or lab:NAME"`
 
 	id     *usbID
 	expect *regexp.Regexp

@@ -18,7 +18,7 @@ import (
 // Gateway parameters shared by tunnel.up and tunnel.down: where charon runs
 // and how to reach it.
 type Gateway struct {
-	Host        string `yaml:"host" doc:"where the gateway's charon runs: local (default) or lab:NAME; swanctl and the ip commands run there"`
+	Host        string `yaml:"host" doc:"where the gateway's charon runs: local (default), ssh://ops@cgw?sudo=true or lab:NAME; swanctl and the ip commands run there"`
 	Socket      string `yaml:"socket" doc:"charon's VICI socket: a path or a swanctl URI (unix://..., tcp://host:port); default swanctl's own"`
 	ConfDir     string `yaml:"conf_dir" doc:"folder swanctl.conf includes, where the connection's file is installed"`
 	SwanctlConf string `yaml:"swanctl_conf" doc:"main swanctl.conf to load (default swanctl's own, which includes conf.d/*.conf)"`
