@@ -25,6 +25,7 @@ packages=(
 	openssh-client # ssh, ssh-keygen, ssh-agent: tests compare with the system client
 	python3        # secret-leak property test: Python's repr, json.dumps, quote, quote_plus of a secret
 	util-linux     # prlimit: the journal write-failure test
+	procps         # pgrep: ssh.forward's keepalive test freezes the sshd serving it (sshd -T of sshd.config tests: openssh-server)
 )
 
 missing=()
