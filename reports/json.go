@@ -53,7 +53,7 @@ func Complete(run *Run) {
 				st.Phase = PhaseMain
 			}
 			if st.Attempts == nil {
-				st.Attempts = []Attempt{}
+				st.Attempts = Attempts{}
 			}
 			if st.Outputs == nil {
 				st.Outputs = map[string]any{}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,4 +108,14 @@ func TestJUnitEscapesWhatXMLCannotHold(t *testing.T) {
 			assert.Equal(t, tc.want, doc.Suites[0].Name)
 		})
 	}
+}
+
+func TestReadJSONOfAnOlderReportWithAnAttemptCount(t *testing.T) {
+	old := `{"version": 1, "tool": "opsdrill", "status": "passed", "scenarios": [{"name": "s", "file": "s.yaml", "status": "passed",
+	  "steps": [{"id": "a", "uses": "exec", "status": "passed", "attempts": 2, "outputs": {}}]}]}`
+	run, err := ReadJSON(strings.NewReader(old))
+	require.NoError(t, err)
+	st := run.Scenarios[0].Steps[0]
+	assert.Equal(t, 2, st.AttemptCount())
+	assert.Equal(t, 2, st.Attempts[1].Attempt)
 }

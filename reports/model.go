@@ -8,6 +8,7 @@
 package reports
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/opsdrill/opsdrill/steps"
@@ -139,7 +140,7 @@ type Step struct {
 	Status       string           `json:"status"`
 	Started      time.Time        `json:"started"`
 	DurationMS   int64            `json:"duration_ms"`
-	Attempts     []Attempt        `json:"attempts"`
+	Attempts     Attempts         `json:"attempts"`
 	Outputs      map[string]any   `json:"outputs"`
 	Error        string           `json:"error"`
 	SkipReason   string           `json:"skip_reason,omitempty"`
@@ -172,6 +173,29 @@ type Attempt struct {
 	Status     string `json:"status"`
 	Error      string `json:"error"`
 	DurationMS int64  `json:"duration_ms"`
+}
+
+// Attempts is a step's attempts, in order.
+type Attempts []Attempt
+
+// UnmarshalJSON also reads the form reports had before attempts were
+// listed, a count (`"attempts": 2`), so older report folders still load
+// (report trend reads a history of them).
+func (a *Attempts) UnmarshalJSON(b []byte) error {
+	var n int
+	if json.Unmarshal(b, &n) == nil {
+		*a = make(Attempts, n)
+		for i := range *a {
+			(*a)[i].Attempt = i + 1
+		}
+		return nil
+	}
+	var list []Attempt
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	*a = list
+	return nil
 }
 
 // AttemptCount is how many times the step ran (0 when it never did).

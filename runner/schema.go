@@ -82,7 +82,9 @@ func Schema() map[string]any {
 	scenario := map[string]any{
 		"type":                 "object",
 		"additionalProperties": false,
-		"required":             []any{"steps"},
+		// x- keys hold anchors for the rest of the file.
+		"patternProperties": map[string]any{"^x-": map[string]any{}},
+		"required":          []any{"steps"},
 		"properties": map[string]any{
 			"name":        map[string]any{"type": "string"},
 			"description": map[string]any{"type": "string"},
