@@ -3,6 +3,7 @@ package reports
 import (
 	"math"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -306,6 +307,10 @@ func findings(run *Run) []Finding {
 				f.Figures = append(f.Figures, fig)
 			}
 		}
+		// The figures held to a limit lead, in step order; then the rest.
+		sort.SliceStable(f.Figures, func(i, j int) bool {
+			return len(f.Figures[i].Limits) > 0 && len(f.Figures[j].Limits) == 0
+		})
 		texts := make([]string, len(f.Figures))
 		for i, fig := range f.Figures {
 			texts[i] = fig.Text

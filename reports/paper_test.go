@@ -75,7 +75,9 @@ func TestAuditReportLooksRight(t *testing.T) {
 				chromedp.Evaluate(`document.getElementById('sc-1').scrollIntoView({block: 'start'}); true`, nil),
 				chromedp.Sleep(100*time.Millisecond),
 				chromedp.CaptureScreenshot(&failed),
-				chromedp.Screenshot(`#controls`, &controls),
+				chromedp.Evaluate(`document.getElementById('controls').scrollIntoView({block: 'start'}); true`, nil),
+				chromedp.Sleep(100*time.Millisecond),
+				chromedp.CaptureScreenshot(&controls),
 			))
 			assert.True(t, findingsFirst, "findings come before the evidence")
 			assert.False(t, overflow, "the page is no wider than the screen")
