@@ -74,7 +74,7 @@ func TestScenarioAgainstTheLab(t *testing.T) {
 		byID[st.ID] = st.Outputs
 	}
 	require.Equal(t, "passed", got.Status)
-	for _, id := range []string{"config", "up", "up/tunnel", "up/ping", "keepalive", "ping_ec2", "status", "down", "ping_after_down"} {
+	for _, id := range []string{"config", "up", "up/tunnel", "up/ping", "keepalive", "reach_ec2", "ping_ec2", "status", "down", "ping_after_down"} {
 		require.Contains(t, byID, id)
 	}
 	assert.Equal(t, "***", byID["config"]["psk"])
@@ -83,8 +83,30 @@ func TestScenarioAgainstTheLab(t *testing.T) {
 	assert.Equal(t, "aes128-sha1-modp1024", byID["up"]["ike_proposal"])
 	assert.EqualValues(t, 1, byID["status"]["up_count"])
 	assert.EqualValues(t, 0, byID["ping_after_down"]["received"])
+	assert.Equal(t, true, byID["reach_ec2"]["reachable"])
 	d.assertNoSecrets(dir)
 	d.cleanup()
+
+	// The same drill with the VPC's route table missing the propagated
+	// route: the report names Route Propagation with the runbook's fix.
+	t.Run("without route propagation", func(t *testing.T) {
+		d.t = t
+		d.breakLab(t, "no-route-propagation")
+		res, _ := d.runScenario(nil)
+		got := res.Run.Scenarios[0]
+		assert.Equal(t, "failed", got.Status)
+		var reach bool
+		for _, st := range got.Steps {
+			if st.ID == "reach_ec2" {
+				reach = true
+				assert.Equal(t, "failed", st.Status)
+				assert.Equal(t, "route_propagation", st.Outputs["cause"])
+				assert.Contains(t, st.Error, "enable Route Propagation")
+			}
+		}
+		assert.True(t, reach)
+		d.cleanup()
+	})
 }
 
 // TestScenarioCatchesAPSKMismatch runs the same scenario with a Generic
