@@ -118,7 +118,7 @@ func Parse(ref string) (Ref, error) {
 		return Ref{}, fmt.Errorf("host: %q is not a host reference; use local, ssh://[user@]name[:port] or lab:NAME", ref)
 	}
 	if rest == "" {
-		return Ref{}, fmt.Errorf("host: %q: a name is missing after %s:", ref, scheme)
+		return Ref{}, fmt.Errorf("host: %q: a name is missing after \"%s:\"", ref, scheme)
 	}
 	return Ref{Scheme: scheme, Name: rest}, nil
 }

@@ -72,7 +72,7 @@ func (p *Probe) Validate() error {
 		return fmt.Errorf("source: %q is not an IP address", p.Source)
 	}
 	if p.Via != "" && (!hostexec.IsLocal(p.Host) || p.Source != "") {
-		return errors.New("via: dials through an SSH host from here; it does not combine with host: or source:")
+		return errors.New("via: dials through an SSH host from here; it does not combine with host or source")
 	}
 	if err := host.ValidateVia(p.Via); err != nil {
 		return err
