@@ -59,7 +59,30 @@ func TestVPNEnv(t *testing.T) {
 		assert.Contains(t, routes, "unreachable "+lab.VPNVPC+" metric 4095", h.Name)
 		assert.Contains(t, run(h, "ip", "link", "show", "ipsec0").Stdout, "ipsec0", "%s: kernel-libipsec's TUN device", h.Name)
 	}
-	assert.Contains(t, run(vgw, "ip", "addr", "show", "dev", "lo").Stdout, "inet "+lab.VPNEC2+"/32", "the VPC host")
+	// The VPC's instance is a host of its own behind vgw: vgw routes the
+	// VPC to it, and its route table sends the runbook's static prefix back
+	// via vgw (the propagated route), with a guard under it.
+	ec2h := host("ec2")
+	assert.Contains(t, run(ec2h, "ip", "addr", "show", "dev", "lo").Stdout, "inet "+lab.VPNEC2+"/32", "the VPC host")
+	assert.NotContains(t, run(vgw, "ip", "addr", "show", "dev", "lo").Stdout, lab.VPNEC2, "not an address of vgw")
+	assert.Contains(t, run(vgw, "ip", "route").Stdout, lab.VPNVPC+" via "+ec2h.IP.String())
+	ec2Routes := run(ec2h, "ip", "route").Stdout
+	assert.Contains(t, ec2Routes, "169.254.0.0/16 via "+vgw.IP.String())
+	assert.Contains(t, ec2Routes, "unreachable 169.254.0.0/16 metric 4095")
+	assert.Equal(t, "1", strings.TrimSpace(run(vgw, "cat", "/proc/sys/net/ipv4/ip_forward").Stdout))
+
+	// Each fault breaks and repairs cleanly (the drills' tests check what
+	// the steps make of them).
+	for name, f := range lab.VPNFaults {
+		h := host(f.Host)
+		assert.NoError(t, run(h, f.Break...).Err(), "%s: break", name)
+		assert.NoError(t, run(h, f.Repair...).Err(), "%s: repair", name)
+	}
+	assert.Contains(t, run(ec2h, "ip", "route").Stdout, "169.254.0.0/16 via "+vgw.IP.String(), "propagation repaired")
+	assert.NotContains(t, run(ec2h, "iptables", "-S", "INPUT").Stdout, "DROP", "ICMP rule removed")
+	conf := run(vgw, "cat", "/etc/swanctl/conf.d/aws-vpc.conf").Stdout
+	assert.Contains(t, conf, "\t\tproposals = aes128-sha1-modp1024\n", "vgw's proposal restored")
+	assert.Contains(t, conf, "opsdrill_fixture_tunnel1_psk_k7Hq", "vgw's key restored")
 
 	// vgw plays AWS for tunnel #1 of the fixture the scenario reads.
 	f, err := os.Open("../scenarios/fixtures/aws-vpn-generic.txt")
@@ -116,5 +139,6 @@ func TestVPNEnv(t *testing.T) {
 	require.NoError(t, vgw.Stop(ctx, 5*time.Second))
 	require.NoError(t, vgw.Start(ctx))
 	assert.Contains(t, run(vgw, "swanctl", "--list-conns").Stdout, lab.VPNVGWConn+":")
+	assert.Contains(t, run(vgw, "ip", "route").Stdout, lab.VPNVPC+" via "+ec2h.IP.String(), "the VPC route is back")
 	require.Eventually(t, func() bool { _, err := describe(keyID, secret); return err == nil }, 30*time.Second, 200*time.Millisecond)
 }
