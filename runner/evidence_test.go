@@ -212,3 +212,27 @@ func readFile(t *testing.T, path string) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+// A run killed before its manifest: rendering its journal marks the user's
+// files kept, so the next run still leaves them alone.
+func TestRenderAfterAKillKeepsTheUsersFiles(t *testing.T) {
+	dir := t.TempDir()
+	sc, err := Load("s0.yaml", []byte("steps:\n  - id: first\n    uses: test.artifact\n    with: { name: one.txt }\n"), LoadOptions{})
+	require.NoError(t, err)
+	_, err = Run(context.Background(), []*Scenario{sc}, Options{ReportDir: dir})
+	require.NoError(t, err)
+	for _, name := range []string{reports.ManifestName, JSONFile, JUnitFile, HTMLFile} {
+		require.NoError(t, os.Remove(filepath.Join(dir, name)), "as a SIGKILL leaves it")
+	}
+	mine := filepath.Join(dir, "artifacts", "release.tar")
+	require.NoError(t, os.WriteFile(mine, []byte("tar"), 0o644))
+	f, err := os.Open(filepath.Join(dir, JournalFile))
+	require.NoError(t, err)
+	rendered, err := reports.ReadJournal(f)
+	f.Close()
+	require.NoError(t, err)
+	require.NoError(t, WriteReports(dir, rendered, nil))
+	_, err = Run(context.Background(), []*Scenario{sc}, Options{ReportDir: dir})
+	require.NoError(t, err)
+	assert.FileExists(t, mine)
+}

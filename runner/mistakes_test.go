@@ -151,3 +151,13 @@ func TestSecretsOfScenariosSkippedByTagsAreNotRequired(t *testing.T) {
 	require.Error(t, err, "selected, the secret is required")
 	assert.Contains(t, err.Error(), "environment variable OPSDRILL_TEST_UNSET_SECRET is not set")
 }
+
+func TestCommandLineSecretsAreMasked(t *testing.T) {
+	args := []string{"run", "--var", "note=pw-is-Kq7ZxAb9Secret", "s.yaml"}
+	h := run(t, context.Background(), Options{Secrets: map[string]string{"pw": "Kq7ZxAb9Secret"}, Args: args}, "steps:\n  - uses: test.emit\n")
+	assert.Equal(t, []string{"run", "--var", "note=pw-is-***", "s.yaml"}, h.res.Run.Args)
+	assert.Equal(t, "note=pw-is-Kq7ZxAb9Secret", args[2], "the caller's slice is left alone")
+	for _, name := range []string{JSONFile, JournalFile, HTMLFile} {
+		assert.NotContains(t, h.file(t, name), "Kq7ZxAb9Secret", name)
+	}
+}

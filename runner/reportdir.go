@@ -141,6 +141,33 @@ func sortedSet(m map[string]bool) []string {
 	return out
 }
 
+// notOwn lists the files of dir that are neither a report name nor
+// evidence run cites: files opsdrill did not write.
+func notOwn(dir string, run *reports.Run) ([]string, error) {
+	own := map[string]bool{}
+	for _, name := range reportNames {
+		own[name] = true
+	}
+	for _, sc := range run.Scenarios {
+		for _, st := range sc.Steps {
+			for _, ev := range st.Evidence {
+				own[ev.Path] = true
+			}
+		}
+	}
+	files, err := remainingFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range files {
+		if !own[f] {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
 // replacedNotice says what a run replaces in its report folder.
 func replacedNotice(dir string, removed []string) string {
 	if len(removed) == 0 {

@@ -229,7 +229,16 @@ func writeReports(dir string, run *reports.Run, key ed25519.PrivateKey, kept []s
 		return err
 	}
 	if kept == nil {
-		return reports.WriteManifest(dir, run.RunID, key)
+		if _, err := os.Stat(filepath.Join(dir, reports.ManifestName)); err == nil {
+			// The folder's manifest knows which files are not opsdrill's.
+			return reports.WriteManifest(dir, run.RunID, key)
+		}
+		// No manifest (the run was killed before writing one): what the
+		// run neither names nor cites as evidence is not its own.
+		var err error
+		if kept, err = notOwn(dir, run); err != nil {
+			return err
+		}
 	}
 	return reports.WriteManifestKept(dir, run.RunID, key, kept)
 }
