@@ -2,6 +2,7 @@ package reports
 
 import (
 	"path"
+	"strings"
 	"time"
 )
 
@@ -41,9 +42,18 @@ func (w Waiver) ExpiresAt() (time.Time, error) {
 }
 
 func (w Waiver) matches(scenario, step string) bool {
-	okS, _ := path.Match(w.Scenario, scenario)
-	okT, _ := path.Match(w.Step, step)
-	return okS && okT
+	return globMatch(w.Scenario, scenario) && globMatch(w.Step, step)
+}
+
+// globMatch matches a waiver pattern: a step's exact id (so probe[0] needs
+// no escaping), or a path.Match pattern whose * also spans the / of a step
+// file's steps (pair/* and * both cover pair/check).
+func globMatch(pattern, name string) bool {
+	if pattern == name {
+		return true
+	}
+	ok, _ := path.Match(strings.ReplaceAll(pattern, "/", "\x1f"), strings.ReplaceAll(name, "/", "\x1f"))
+	return ok
 }
 
 // ApplyWaivers marks the failed and errored steps that a waiver covers as

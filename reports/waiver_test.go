@@ -100,3 +100,22 @@ func TestTrend(t *testing.T) {
 	assert.Contains(t, out, `<svg class="chart"`)
 	assert.NotRegexp(t, `(src|href)="https?:`, out)
 }
+
+func TestWaiverPatternsCoverNestedSteps(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, step string
+		want          bool
+	}{
+		{"*", "up/tunnel", true},
+		{"up/*", "up/tunnel", true},
+		{"up*", "up/tunnel", true},
+		{"probe[0]", "probe[0]", true},
+		{"probe[*]", "probe[3]", false},
+		{"probe*", "probe[3]", true},
+		{"ssh_closed/probe*", "ssh_closed/probe[1]", true},
+		{"down", "up/tunnel", false},
+	} {
+		w := Waiver{Scenario: "s", Step: tc.pattern}
+		assert.Equal(t, tc.want, w.matches("s", tc.step), "%s ~ %s", tc.pattern, tc.step)
+	}
+}
