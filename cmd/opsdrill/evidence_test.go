@@ -175,3 +175,47 @@ steps:
 		})
 	}
 }
+
+// The second Ctrl-C aborts cleanup, and every report says so.
+func TestSecondInterruptAbortsCleanupAndSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	started := filepath.Join(dir, "cleanup-started")
+	scenario := filepath.Join(dir, "abort.yaml")
+	require.NoError(t, os.WriteFile(scenario, []byte(`steps:
+  - id: wait
+    uses: sleep
+    with: { duration: 1h }
+cleanup:
+  - id: slow
+    uses: exec
+    with: { shell: sh, script: "touch `+started+`; exec sleep 300" }
+  - id: tidy
+    uses: exec
+    with: { command: ["true"] }
+`), 0o644))
+	report := filepath.Join(dir, "out")
+	cmd := exec.Command(binary, "run", "--report-dir", report, scenario)
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	require.NoError(t, cmd.Start())
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(filepath.Join(report, "journal.jsonl"))
+		return strings.Contains(string(b), `"id":"wait"`)
+	}, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	require.Eventually(t, func() bool { _, err := os.Stat(started); return err == nil }, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 130, ee.ExitCode())
+	run := readReport(t, report)
+	sc := run.Scenarios[0]
+	assert.Equal(t, "interrupted", sc.Status)
+	assert.Contains(t, sc.Error, "cleanup aborted (second interrupt)")
+	byID := map[string]string{}
+	for _, st := range sc.Steps {
+		byID[st.Phase+"/"+st.ID] = st.Status + ": " + st.Error + st.SkipReason
+	}
+	assert.Equal(t, "errored: cleanup aborted (second interrupt)", byID["cleanup/slow"])
+	assert.Equal(t, "skipped: skipped: cleanup aborted (second interrupt)", byID["cleanup/tidy"])
+}
