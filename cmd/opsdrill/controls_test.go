@@ -2,7 +2,9 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -57,4 +59,31 @@ func TestControlsEndToEnd(t *testing.T) {
 	kept, err := os.ReadFile(trend)
 	require.NoError(t, err)
 	assert.True(t, strings.Contains(string(kept), `<th scope="row">dr<br>`), "a refused trend leaves the earlier page alone")
+}
+
+// TestSignedPaper: report pdf --sign-key prints a cover that names the
+// key's fingerprint, the one report verify names, and the findings on
+// page 2.
+func TestSignedPaper(t *testing.T) {
+	if _, err := exec.LookPath("chromium"); err != nil && os.Getenv("CI") == "" {
+		t.Skip("chromium not installed")
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	key := filepath.Join(dir, "drill")
+	require.Equal(t, 0, opsdrill(t, "report", "keygen", key).code)
+	require.Equal(t, 0, opsdrill(t, "run", "--report-dir", out, "testdata/pass.yaml").code)
+	r := opsdrill(t, "report", "pdf", "--sign-key", key+".key", out)
+	require.Equal(t, 0, r.code, r.stderr)
+	r = opsdrill(t, "report", "verify", "--pub", key+".pub", out)
+	require.Equal(t, 0, r.code, r.stdout+r.stderr)
+	fp := regexp.MustCompile(`ed25519 SHA256:[A-Za-z0-9+/]+`).FindString(r.stdout)
+	require.NotEmpty(t, fp, r.stdout)
+	text, err := exec.Command("pdftotext", filepath.Join(out, "report.pdf"), "-").Output()
+	require.NoError(t, err)
+	pages := strings.Split(string(text), "\f")
+	require.GreaterOrEqual(t, len(pages), 3)
+	assert.Contains(t, strings.Join(strings.Fields(pages[0]), " "), "Signed by "+fp)
+	assert.Contains(t, pages[1], "1 Findings")
+	assert.Contains(t, pages[1], "passing")
 }

@@ -153,7 +153,8 @@ rewritten to include the PDF (signed again with --sign-key).`,
 				return err
 			}
 			htmlPath := filepath.Join(dir, runner.HTMLFile)
-			if _, err := os.Stat(htmlPath); err != nil {
+			// Rendered again when signing, so the cover names the signer.
+			if _, err := os.Stat(htmlPath); err != nil || key != nil {
 				if err := runner.WriteReports(dir, run, key); err != nil {
 					return err
 				}
