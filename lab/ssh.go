@@ -65,7 +65,7 @@ var sshStart = Command{Args: []string{"sh", "-ec", `id ` + SSHUser + ` >/dev/nul
 printf '%s ALL=(ALL) NOPASSWD:ALL\n' ` + SSHUser + ` >/etc/sudoers.d/opsdrill
 chmod 0440 /etc/sudoers.d/opsdrill
 mkdir -p /run/sshd
-/usr/sbin/sshd
+pgrep -x sshd >/dev/null || /usr/sbin/sshd
 for _ in $(seq 100); do nc -z 127.0.0.1 22 && exit 0; sleep 0.05; done
 echo "sshd does not listen on port 22" >&2; exit 1`}}
 
