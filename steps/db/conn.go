@@ -246,7 +246,13 @@ func (c *Conn) explain(err error) error {
 	case errors.As(err, &me):
 		switch me.Number {
 		case 1045:
-			return fmt.Errorf("dsn: access denied for the DSN's user at %s: wrong user name or password (%s)", c.addr(), me.Message)
+			hint := ""
+			if cfg, perr := mysql.ParseDSN(c.DSN); perr == nil && (cfg.TLSConfig == "" || cfg.TLSConfig == "false") {
+				// MariaDB refuses a plaintext client under
+				// require_secure_transport (or REQUIRE SSL) with this error.
+				hint = ", or the server refuses connections without TLS (add ?tls=preferred, or verify with db.tls)"
+			}
+			return fmt.Errorf("dsn: access denied for the DSN's user at %s: wrong user name or password%s (%s)", c.addr(), hint, me.Message)
 		case 1044, 1049:
 			return fmt.Errorf("dsn: database not usable at %s: %s", c.addr(), me.Message)
 		case 1142, 1143, 1227:
