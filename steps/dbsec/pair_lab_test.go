@@ -3,7 +3,9 @@ package dbsec
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,20 +28,59 @@ type pairFixture struct {
 	backup   string
 }
 
+// shared is the package's mariadb-pair: brought up by the first test that
+// needs it, taken down by TestMain after the last. Every test puts back
+// the faults it injects.
+var shared struct {
+	once sync.Once
+	f    *pairFixture
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.f != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := shared.f.l.Down(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "lab down:", err)
+		}
+		cancel()
+	}
+	os.Exit(code)
+}
+
 func upPair(t *testing.T) *pairFixture {
-	l := labtest.Up(t, lab.PairEnv)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p, err := lab.OpenMariaDBPair(ctx, l.ID)
-	require.NoError(t, err)
-	vars := l.Vars()
+	t.Helper()
+	labtest.Require(t)
+	shared.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		l, err := lab.Up(ctx, lab.Options{Envs: []string{lab.PairEnv}})
+		if err != nil {
+			shared.err = err
+			return
+		}
+		shared.f = &pairFixture{l: l}
+		shared.err = shared.f.init(ctx)
+	})
+	require.NoError(t, shared.err)
+	return shared.f
+}
+
+func (f *pairFixture) init(ctx context.Context) error {
+	p, err := lab.OpenMariaDBPair(ctx, f.l.ID)
+	if err != nil {
+		return err
+	}
+	f.p = p
+	vars := f.l.Vars()
 	secrets := vars[lab.SecretsKey].(map[string]any)
-	f := &pairFixture{l: l, p: p, password: secrets["rds_password"].(string), resolver: vars["rds_resolver"].(string),
-		caPEM: vars["rds_ca_pem"].(string), backup: vars["rds_key_backup_host"].(string)}
+	f.password, f.resolver = secrets["rds_password"].(string), vars["rds_resolver"].(string)
+	f.caPEM, f.backup = vars["rds_ca_pem"].(string), vars["rds_key_backup_host"].(string)
 	for _, h := range vars["rds_datadir_hosts"].([]any) {
 		f.hosts = append(f.hosts, h.(string))
 	}
-	return f
+	return nil
 }
 
 func (f *pairFixture) dsn(host string) string {
@@ -170,6 +211,12 @@ func TestPairTLS(t *testing.T) {
 		sh(t, dbB, "printf '[mariadbd]\\nskip-ssl\\nrequire_secure_transport = OFF\\n' > /etc/mysql/mariadb.conf.d/99-test-no-tls.cnf")
 		require.NoError(t, dbB.Stop(ctx, 30*time.Second))
 		require.NoError(t, dbB.Start(ctx))
+		t.Cleanup(func() {
+			sh(t, dbB, "rm /etc/mysql/mariadb.conf.d/99-test-no-tls.cnf")
+			require.NoError(t, dbB.Stop(ctx, 30*time.Second))
+			require.NoError(t, dbB.Start(ctx))
+			require.NoError(t, f.p.WaitReplicating(ctx))
+		})
 		out, err := runStep(t, newCheck(f.dsn("db-b.lab-1b.compute.lab")))
 		require.Error(t, err)
 		assert.True(t, steps.IsFailure(err), err)
@@ -188,6 +235,10 @@ func TestPairAtRest(t *testing.T) {
 	_, err := f.p.SQL(ctx, dbA, "CREATE TABLE drill.orders (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(100) NOT NULL DEFAULT '');"+
 		"CREATE TABLE drill.plain_orders (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(100) NOT NULL DEFAULT '') ENCRYPTED=NO;")
 	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := f.p.SQL(ctx, dbA, "DROP TABLE drill.orders; DROP TABLE drill.plain_orders;")
+		require.NoError(t, err)
+	})
 	newCheck := func() *AtRest {
 		a := newAtRest().(*AtRest)
 		a.DSN, a.Resolver, a.CAPEM = f.dsn(lab.PairEndpoint), f.resolver, f.caPEM

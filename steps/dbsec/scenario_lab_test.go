@@ -56,6 +56,7 @@ func TestScenarioDBEncryption(t *testing.T) {
 	}
 
 	sh(t, f.host(t, "db-a"), "mariadb -e 'SET GLOBAL require_secure_transport = OFF'")
+	t.Cleanup(func() { sh(t, f.host(t, "db-a"), "mariadb -e 'SET GLOBAL require_secure_transport = ON'") })
 	got := run(false)
 	assert.Equal(t, "failed", got.Status)
 	assert.Equal(t, "in_transit", got.Steps[0].ID)
