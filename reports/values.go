@@ -220,7 +220,8 @@ func kvTable(m map[string]any) template.HTML {
 }
 
 // repeats reports whether an evidence table of the step already shows the
-// records of v: most of their cells appear in it.
+// records of v: most of their cells (of three characters or more) appear
+// in it.
 func repeats(v any, evidence []steps.Evidence) (string, bool) {
 	rows, cols, ok := records(v)
 	if !ok {
@@ -239,7 +240,9 @@ func repeats(v any, evidence []steps.Evidence) (string, bool) {
 		cells, found := 0, 0
 		for _, r := range rows {
 			for i, c := range r {
-				if c == "" || c == "—" || (i == 0 && cols[0] == "") {
+				// Short values (0, 1, true) are found anywhere: they
+				// prove nothing either way.
+				if len(c) < 3 || c == "—" || (i == 0 && cols[0] == "") {
 					continue
 				}
 				cells++
