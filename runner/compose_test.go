@@ -231,6 +231,8 @@ func TestStepFileLoadErrors(t *testing.T) {
 			[]string{`lib/badout.yaml:5:10: e (test.emit) has no output "cont" (did you mean "count"?)`, `lib/badout.yaml:6:6: outputs.y: expected an expression`}},
 		{"bad input declarations", "steps:\n  - uses: ./lib/types.yaml\n",
 			[]string{`lib/types.yaml:2:14: inputs.n.type: unknown type "integer"`, `lib/types.yaml:3:33: inputs.d.default: expected a duration`, `lib/types.yaml:4:44: inputs.r: a required input has no default`}},
+		{"finding of a step file names its outputs", "steps:\n  - uses: ./lib/probe.yaml\n    with: { label: a }\n    finding: \"counted {cont}\"\n",
+			[]string{`drill.yaml:4:14: steps[0].finding: ./lib/probe.yaml has no output "cont" (did you mean "count"?)`}},
 		{"inputs in a scenario", "steps:\n  - uses: assert\n    expect: inputs.x == 1\n", []string{`drill.yaml:3:13: inputs are read in step files`}},
 	}
 	for _, tc := range cases {

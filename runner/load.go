@@ -538,6 +538,13 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 			}
 		}
 	}
+	if findingNode != nil && st.File != nil {
+		for _, name := range reports.FigureOutputs(st.Finding) {
+			if msg := outputProblem(st, name, st.Uses); msg != "" {
+				l.errAt(findingNode, "%s.finding: %s", where, msg)
+			}
+		}
+	}
 	if st.ID == "" {
 		st.ID = fmt.Sprintf("%s#%d", st.Uses, index+1+l.autoIDOffset)
 		st.autoID = true
