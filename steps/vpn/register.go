@@ -178,15 +178,13 @@ action does, and either may run after the other.`,
 get for the target, ping of the VGW inside address, ping of the target,
 and, when the target does not answer ping, a TCP connection to tcp_port
 (bash's /dev/tcp; connected or refused both prove replies come back).
-From these it names the cause, the runbook's part 4 in order:
-
-  cgw_route               traffic to the VPC does not go the tunnel's way:
-                          route add -net VPC gw VGW-inside (part 3)
-  vgw_inside_unreachable  the VGW inside address does not answer
-  security_group_icmp     TCP answers but ping does not: the instance's
-                          security group must allow ICMP
-  route_propagation       nothing comes back from the VPC: enable Route
-                          Propagation for the VGW in the VPC route table
+From these it names the cause, in the order of the runbook's part 4: cgw_route when
+traffic to the VPC does not go the tunnel's way (fix: route add -net VPC gw
+VGW-inside, part 3); vgw_inside_unreachable when the VGW inside address does
+not answer; security_group_icmp when TCP answers but ping does not (the
+instance's security group must allow ICMP); route_propagation when nothing
+comes back from the VPC (enable Route Propagation for the VGW in the VPC's
+route table).
 
 The step fails with the cause's fix when the target does not answer.`,
 		New: newReach,
