@@ -171,6 +171,7 @@ func pairVars(l *Lab) (map[string]any, map[string]string) {
 		"rds_instance":     PairInstance,
 		"rds_region":       PairRegion,
 		"rds_api_endpoint": "lab:" + l.ID,
+		"rds_lab":          l.ID,
 		"rds_user":         PairUser,
 		"rds_database":     PairDatabase,
 		"mariadb_pair":     map[string]any{"lab": l.ID, "writer": pairNodes[0].host, "standby": pairNodes[1].host},

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -25,6 +26,12 @@ type Conn struct {
 	ReadTimeout    time.Duration `yaml:"read_timeout" doc:"wait at most this long for the server's answer; a write still unanswered then has an unknown outcome"`
 	WriteTimeout   time.Duration `yaml:"write_timeout" doc:"socket write timeout"`
 	Via            string        `yaml:"via" doc:"connect through this SSH host (ssh://bastion, direct-tcpip), the way CI reaches a private endpoint; the DSN's host name is resolved there (or by resolver:, asked over TCP through the tunnel)"`
+	TLSOptions     `yaml:",inline"`
+
+	// serverName is the name a pinned connection's certificate must
+	// carry (the endpoint's, not the address's).
+	serverName string
+	roots      *x509.CertPool
 }
 
 func defaultConn() Conn {
@@ -51,6 +58,9 @@ func (c *Conn) Validate() error {
 		return errors.New("dsn: set timeout, readTimeout and writeTimeout with the step's connect_timeout, read_timeout and write_timeout, not in the DSN")
 	}
 	if err := hostpkg.ValidateVia(c.Via); err != nil {
+		return err
+	}
+	if err := c.validateTLS(cfg); err != nil {
 		return err
 	}
 	if c.Resolver != "" {
@@ -97,9 +107,14 @@ func (c *Conn) config(addr string) (*mysql.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dsn: %s", hidePassword(err.Error(), c.DSN))
 	}
+	host := c.serverName
+	if host == "" {
+		host, _, _ = net.SplitHostPort(cfg.Addr)
+	}
 	if addr != "" {
 		cfg.Addr = addr
 	}
+	c.applyTLS(cfg, host)
 	cfg.Timeout = c.ConnectTimeout
 	cfg.ReadTimeout = c.ReadTimeout
 	cfg.WriteTimeout = c.WriteTimeout
@@ -268,6 +283,8 @@ func (c *Conn) explain(err error) error {
 			hint = " (no answer: wrong address, firewall, or the host is down)"
 		}
 		return fmt.Errorf("dsn: cannot reach %s: %v%s", c.addr(), ce, hint)
+	case tlsHint(err) != "":
+		return fmt.Errorf("dsn: %s: %v%s", c.addr(), err, tlsHint(err))
 	case isTimeout(err):
 		return fmt.Errorf("dsn: %s did not answer in time: %v", c.addr(), err)
 	}
@@ -340,8 +357,11 @@ func (c *Conn) resolvedAddr(ctx context.Context) (string, error) {
 }
 
 // at returns the connection pinned to addr (ip:port) instead of the DSN's
-// host.
+// host; its certificate must still name the DSN's host.
 func (c Conn) at(addr string) Conn {
+	if c.serverName == "" {
+		c.serverName, _, _ = net.SplitHostPort(c.addr())
+	}
 	c.DSN = pinDSN(c.DSN, addr)
 	return c
 }

@@ -22,6 +22,7 @@ type Failover struct {
 	Resolver       string        `yaml:"resolver" doc:"DNS server (ip:port) resolving the DSN's host name; default: the system's"`
 	Via            string        `yaml:"via" doc:"connect the DSN through this SSH host (ssh://bastion, direct-tcpip); its host name is resolved there"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout" doc:"dial and log-in timeout of identity queries"`
+	TLSOptions     `yaml:",inline"`
 
 	// aws-rds.
 	Instance       string `yaml:"instance" doc:"aws-rds: DB instance identifier (Multi-AZ instance): RebootDBInstance"`
@@ -34,10 +35,11 @@ type Failover struct {
 	AZWait time.Duration `yaml:"az_wait" doc:"aws-rds with instance: after the writer changed, wait this long for DescribeDBInstances to show the zones swapped (AWS: \"within a few seconds to <10 minutes\"); 0: report the zones as first seen"`
 
 	// lab.
-	Lab          string        `yaml:"lab" doc:"lab: the lab id (default: the only lab running mariadb-pair)"`
-	Action       string        `yaml:"action" doc:"lab: kill (default: SIGKILL the writer's host, promote, repoint), partition (cut the writer off the network, promote, repoint) or switchover (graceful, like RDS's reboot with failover)"`
-	PartitionFor time.Duration `yaml:"partition_for" doc:"lab partition: heal the partition this long after it began (the old writer is reachable again, so db.verify can check it for split brain); 0: only when the scenario ends"`
-	Fence        bool          `yaml:"fence" doc:"lab partition: the lab's control plane makes the cut-off writer read-only, as RDS fences a failed primary; false leaves it writable (the split brain db.verify must catch)"`
+	Lab            string        `yaml:"lab" doc:"lab: the lab id (default: the only lab running mariadb-pair)"`
+	Action         string        `yaml:"action" doc:"lab: kill (default: SIGKILL the writer's host, promote, repoint), partition (cut the writer off the network, promote, repoint) or switchover (graceful, like RDS's reboot with failover)"`
+	PartitionFor   time.Duration `yaml:"partition_for" doc:"lab partition: heal the partition this long after it began (the old writer is reachable again, so db.verify can check it for split brain); 0: only when the scenario ends"`
+	ReplaceStandby bool          `yaml:"replace_standby" doc:"lab kill: once the new writer serves, rebuild the killed host as its standby, as RDS replaces a failed one (default: it stays down until the scenario ends, its data left to inspect)"`
+	Fence          bool          `yaml:"fence" doc:"lab partition: the lab's control plane makes the cut-off writer read-only, as RDS fences a failed primary; false leaves it writable (the split brain db.verify must catch)"`
 
 	// command.
 	Command []string `yaml:"command" doc:"command: argv of the script that fails over (no shell)"`
@@ -110,7 +112,7 @@ func (f *Failover) Validate() error {
 // conn is the identity connection built from the step's fields.
 func (f *Failover) conn() Conn {
 	c := defaultConn()
-	c.DSN, c.Resolver, c.Via = f.DSN, f.Resolver, f.Via
+	c.DSN, c.Resolver, c.Via, c.TLSOptions = f.DSN, f.Resolver, f.Via, f.TLSOptions
 	if f.ConnectTimeout > 0 {
 		c.ConnectTimeout = f.ConnectTimeout
 	}
@@ -187,6 +189,9 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 	c := f.conn()
 	if f.DSN != "" {
 		env.Secret(c.password())
+		if err := c.loadCA(env); err != nil {
+			return err
+		}
 	}
 	var drv failoverDriver
 	var err error

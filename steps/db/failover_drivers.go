@@ -190,6 +190,8 @@ type labDriver struct {
 	action       string
 	fence        bool
 	partitionFor time.Duration
+	replace      bool // rebuild a killed writer as the standby at once
+	killed       bool
 	done         bool
 	old          *lab.Host // a switched-over writer, to rejoin when the step ends
 	cutOff       *lab.Host // a partitioned writer, to reconnect
@@ -209,7 +211,7 @@ func (f *Failover) newLab(ctx context.Context, env *steps.Env) (failoverDriver, 
 	if err := pair.EnsureStandby(ctx); err != nil {
 		return nil, fmt.Errorf("lab: no standby to fail over to: %w", err)
 	}
-	return &labDriver{pair: pair, action: f.Action, fence: f.Fence, partitionFor: f.PartitionFor, logf: env.Logf}, nil
+	return &labDriver{pair: pair, action: f.Action, fence: f.Fence, partitionFor: f.PartitionFor, replace: f.ReplaceStandby, logf: env.Logf}, nil
 }
 
 func (d *labDriver) state(ctx context.Context) (writer, bool, error) {
@@ -244,6 +246,7 @@ func (d *labDriver) trigger(ctx context.Context, env *steps.Env) error {
 		}
 	default:
 		old, promoted, err = d.pair.FailOver(ctx)
+		d.killed = old != nil
 		if old != nil {
 			// The killed host stays down for the rest of the drill (its
 			// data may hold writes the new writer never got); afterwards
@@ -271,6 +274,9 @@ func (d *labDriver) close() error {
 			sleep(ctx, wait)
 		}
 		return d.pair.Heal(ctx, d.cutOff)
+	}
+	if d.killed && d.replace {
+		return d.pair.EnsureStandby(ctx)
 	}
 	if d.old == nil {
 		return nil

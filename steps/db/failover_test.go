@@ -224,3 +224,54 @@ func TestFailoverAWSRDSZonesLag(t *testing.T) {
 	assert.Contains(t, text, "opsdrill (failover) failover triggered")
 	assert.Contains(t, text, "RDS Multi-AZ instance failover started. (failover)")
 }
+
+// TestTLSValidate: TLS options are checked at load time, naming the field.
+func TestTLSValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		dsn  string
+		opts TLSOptions
+		want string
+	}{
+		{"unknown mode", "", TLSOptions{TLS: "require"}, "tls: must be one of verify-full, verify-ca, skip-verify, preferred, off"},
+		{"both CA sources", "", TLSOptions{CAFile: "a.pem", CAPEM: "x"}, "ca_file, ca_pem: give one"},
+		{"a CA without verification", "", TLSOptions{TLS: tlsPreferred, CAFile: "a.pem"}, "ca_file: trusted CAs only matter with tls verify-full or verify-ca"},
+		{"tls in the DSN and the step", "u:pw@tcp(h:3306)/d?tls=preferred", TLSOptions{TLS: tlsVerifyFull}, "dsn: tls= is set in the DSN and the step sets tls"},
+		{"ca_pem without a certificate", "", TLSOptions{CAPEM: "not pem"}, "ca_pem: no PEM certificate in it"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := defaultConn()
+			c.DSN = "u:pw@tcp(h:3306)/d"
+			if tc.dsn != "" {
+				c.DSN = tc.dsn
+			}
+			c.TLSOptions = tc.opts
+			err := c.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	c := defaultConn()
+	c.DSN, c.TLSOptions = "u:pw@tcp(h:3306)/d", TLSOptions{TLS: tlsVerifyFull, CAFile: "rds-global-bundle.pem"}
+	require.NoError(t, c.Validate())
+	assert.Equal(t, tlsVerifyFull, c.mode())
+	c.TLSOptions = TLSOptions{}
+	assert.Equal(t, tlsPreferred, c.mode(), "encrypted when the server offers it, by default")
+}
+
+// TestPinnedTLSNamesTheEndpoint: a connection pinned to an address keeps
+// verifying the certificate against the endpoint's name.
+func TestPinnedTLSNamesTheEndpoint(t *testing.T) {
+	c := defaultConn()
+	c.DSN, c.TLSOptions = "u:pw@tcp(testrds.example.internal:3306)/d", TLSOptions{TLS: tlsVerifyFull}
+	pinned := c.at("10.0.0.5:3306")
+	cfg, err := pinned.config("")
+	require.NoError(t, err)
+	assert.Equal(t, "10.0.0.5:3306", cfg.Addr)
+	assert.Equal(t, "testrds.example.internal", cfg.TLS.ServerName)
+	cfg, err = c.config("10.0.0.6:3306")
+	require.NoError(t, err)
+	assert.Equal(t, "testrds.example.internal", cfg.TLS.ServerName)
+	assert.False(t, cfg.TLS.InsecureSkipVerify)
+}

@@ -88,6 +88,9 @@ type writerStats struct {
 // Run floods the database.
 func (f *Flood) Run(ctx context.Context, env *steps.Env) error {
 	env.Secret(f.password())
+	if err := f.loadCA(env); err != nil {
+		return err
+	}
 	run := f.RunTag
 	if run == "" {
 		b := make([]byte, 3)
@@ -204,7 +207,7 @@ func (f *Flood) preflight(ctx context.Context, env *steps.Env, run string, cycle
 	}
 	c := f.Conn
 	if addr != "" {
-		c.DSN = pinDSN(f.DSN, addr)
+		c = f.Conn.at(addr)
 	}
 	db, err := c.open()
 	if err != nil {

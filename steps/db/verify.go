@@ -45,6 +45,9 @@ func (v *Verify) Validate() error {
 // Run verifies.
 func (v *Verify) Run(ctx context.Context, env *steps.Env) error {
 	env.Secret(v.password())
+	if err := v.loadCA(env); err != nil {
+		return err
+	}
 	f, err := os.Open(env.Path(v.OpLog))
 	if err != nil {
 		return fmt.Errorf("oplog: %w", err)
