@@ -83,7 +83,8 @@ func MergeReports(out string, dirs []string, opts MergeOptions) (*MergeResult, e
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := prepareReportDir(out); err != nil {
+	_, kept, err := prepareReportDir(out)
+	if err != nil {
 		return nil, err
 	}
 	// The shards' journals were written as their runs happened; the merged
@@ -108,7 +109,7 @@ func MergeReports(out string, dirs []string, opts MergeOptions) (*MergeResult, e
 		}
 	}
 	run := b.Run(events[len(events)-1].Time)
-	if err := WriteReports(out, run, opts.SignKey); err != nil {
+	if err := writeReports(out, run, opts.SignKey, kept); err != nil {
 		return nil, err
 	}
 	return &MergeResult{Run: run, Warnings: append(forced, warnings...)}, nil
