@@ -89,9 +89,6 @@ func init() {
 				Files: []File{{Path: "/etc/labfw.nft", Content: []byte(portgateFirewall)}},
 				Start: []Command{
 					{Args: []string{"nft", "-f", "/etc/labfw.nft"}},
-					{Args: []string{"ssh-keygen", "-A"}},
-					{Args: []string{"mkdir", "-p", "/run/sshd"}},
-					{Args: []string{"/usr/sbin/sshd", "-D", "-e"}, Detach: true},
 					{Args: []string{"socat", fmt.Sprintf("TCP-LISTEN:%d,fork,reuseaddr", PortgateEchoPort), "EXEC:/bin/cat"}, Detach: true},
 				},
 				Ready: &Probe{Cmd: []string{"nc", "-z", "127.0.0.1", fmt.Sprint(PortgateSSHPort)}},
@@ -124,6 +121,9 @@ func portgateProbeSecretB32(l *Lab) string {
 
 func portgateVars(l *Lab) (map[string]any, map[string]string) {
 	v := map[string]any{
+		"driver":    "portgate",
+		"key_file":  "",
+		"stanza":    "",
 		"user":      PortgateUser,
 		"ca_cert":   PortgateCAPath,
 		"ssh_port":  PortgateSSHPort,
@@ -136,6 +136,8 @@ func portgateVars(l *Lab) (map[string]any, map[string]string) {
 	if g, err := l.Host(PortgateGate); err == nil {
 		v["gate"] = g.IP.String()
 		v["url"] = fmt.Sprintf("https://%s", g.Addr(PortgateAPIPort))
+		// Every client reaches the API: "closed" on SSH is the firewall's.
+		v["reach"] = g.Addr(PortgateAPIPort)
 		// The CA as text, so a step on the machine running opsdrill can
 		// trust the gate without a file from inside the lab.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -98,6 +98,27 @@ func TestPortgateEnv(t *testing.T) {
 		assert.NotContains(t, out.Stdout, secret)
 	})
 
+	t.Run("scenario steps", func(t *testing.T) {
+		// The lab case of the throttle: 12 wrong codes from pgclient2, then
+		// the user's fresh code from pgclient1 opens (both are steps of the
+		// scenario above; here, the gate's own record of them).
+		out, err := gate.Exec(ctx, "cat", "/var/log/portgate/audit.jsonl")
+		require.NoError(t, err)
+		var opensFromClient, lockouts int
+		for _, line := range strings.Split(strings.TrimSpace(out.Stdout), "\n") {
+			var e struct{ Event, Source, Scope string }
+			require.NoError(t, json.Unmarshal([]byte(line), &e))
+			switch {
+			case e.Event == "lockout" && e.Scope == "user" && e.Source == pg["other_ip"]:
+				lockouts++
+			case e.Event == "open" && e.Source == pg["client_ip"]:
+				opensFromClient++
+			}
+		}
+		assert.Positive(t, lockouts, "the guessing client was backed off")
+		assert.Equal(t, 2, opensFromClient, "the drill's open, and the one after the attack")
+	})
+
 	t.Run("crash", func(t *testing.T) {
 		open := newStep[*port.Open](t, "port.open")
 		open.URL, open.CACert, open.User = pg["url"].(string), lab.PortgateCAPath, lab.PortgateUser
@@ -143,4 +164,151 @@ func newStep[T steps.Step](t *testing.T, name string) T {
 	s, ok := steps.Lookup(name)
 	require.True(t, ok, name)
 	return s.New().(T)
+}
+
+// brokenGate is a misconfiguration of the lab's gate and where the drill
+// must catch it.
+type brokenGate struct {
+	name string
+	// config rewrites portgate's configuration; fw runs on the gate before
+	// portgate restarts; vars changes the drill's vars.
+	config func(string) string
+	fw     []string
+	vars   func(map[string]any)
+	// during runs while the drill does (a crash after the open).
+	during func(ctx context.Context, t *testing.T, gate *lab.Host)
+	// step is the step that must fail, and say what contains.
+	step, say string
+}
+
+// TestPortgateEnvBrokenGates runs scenarios/open-port.yaml against a gate
+// misconfigured in each way the drill exists to catch, and checks the drill
+// fails at the step that names it.
+func TestPortgateEnvBrokenGates(t *testing.T) {
+	l := labtest.Up(t, lab.PortgateEnv)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	gate, err := l.Host(lab.PortgateGate)
+	require.NoError(t, err)
+	orig, err := gate.Exec(ctx, "cat", "/etc/portgate/config.yaml")
+	require.NoError(t, err)
+	require.NoError(t, orig.Err())
+	cases := []brokenGate{
+		{
+			name: "guard missing", step: "closed_before", say: "is open, expected closed",
+			// SSH opened in the host firewall, trusting a gate that does
+			// not guard it.
+			config: func(c string) string { return strings.Replace(c, "ports: [22]", "ports: [2222]", 1) },
+			fw:     []string{"nft", "insert", "rule", "inet", "labfw", "input", "tcp", "dport", "22", "accept"},
+		},
+		{
+			name: "allow-list too wide", step: "disallowed_port", say: "expected a refusal",
+			config: func(c string) string {
+				return strings.Replace(c, "ports: [22]", fmt.Sprintf("ports: [22, %d]", lab.PortgateEchoPort), 1)
+			},
+		},
+		{
+			name: "lockout off", step: "guessing_from_other", say: "outputs.throttled",
+			config: func(c string) string {
+				return strings.Replace(c, "lockout: {max_failures: 5, base: 30s, max: 15m}", "lockout: {off: true}", 1)
+			},
+		},
+		{
+			name: "lease never ends", step: "closes_on_time", say: "still open",
+			// No kernel expiry, and the daemon dies once the port is open.
+			config: func(c string) string {
+				return strings.Replace(c, "firewall: {backend: nftables}", "firewall: {backend: iptables, iptables: {kernel_expiry: false}}", 1)
+			},
+			// The same default deny, in iptables, for the iptables backend.
+			fw: []string{"sh", "-ec", "nft delete table inet labfw; iptables -P INPUT DROP; iptables -A INPUT -i lo -j ACCEPT; " +
+				"iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT; iptables -A INPUT -p icmp -j ACCEPT; " +
+				fmt.Sprintf("iptables -A INPUT -p tcp --dport %d -j ACCEPT", lab.PortgateAPIPort)},
+			during: func(ctx context.Context, t *testing.T, gate *lab.Host) {
+				require.Eventually(t, func() bool {
+					r, err := gate.Exec(ctx, "grep", "-c", `"event":"open"`, "/var/log/portgate/audit.jsonl")
+					return err == nil && strings.TrimSpace(r.Stdout) != "0"
+				}, time.Minute, 200*time.Millisecond)
+				_, _ = gate.Exec(ctx, "pkill", "-KILL", "-x", "portgate")
+			},
+		},
+		{
+			name: "other is the client", step: "other_reaches_gate", say: "vars.portgate.other != vars.portgate.client",
+			vars: func(v map[string]any) { v["other"] = v["client"] },
+		},
+		{
+			name: "other cannot reach the gate", step: "other_reaches_gate", say: "is not open",
+			vars: func(v map[string]any) { v["reach"] = strings.Replace(v["reach"].(string), fmt.Sprint(lab.PortgateAPIPort), "8444", 1) },
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			config := orig.Stdout
+			if c.config != nil {
+				config = c.config(config)
+				require.NotEqual(t, orig.Stdout, config, "the case must change the configuration")
+			}
+			restartPortgate(ctx, t, l, gate, config, c.fw)
+			t.Cleanup(func() { restartPortgate(ctx, t, l, gate, orig.Stdout, []string{"nft", "-f", "/etc/labfw.nft"}) })
+			vars := l.Vars()
+			secrets := map[string]string{}
+			for k, v := range vars[lab.SecretsKey].(map[string]any) {
+				secrets[k] = v.(string)
+			}
+			delete(vars, lab.SecretsKey)
+			if c.vars != nil {
+				c.vars(vars["portgate"].(map[string]any))
+			}
+			sc, err := runner.LoadFile("../scenarios/open-port.yaml", runner.LoadOptions{})
+			require.NoError(t, err)
+			if c.during != nil {
+				go c.during(ctx, t, gate)
+			}
+			res, err := runner.Run(ctx, []*runner.Scenario{sc}, runner.Options{ReportDir: t.TempDir(), Vars: vars, Secrets: secrets})
+			require.NoError(t, err)
+			got := res.Run.Scenarios[0]
+			assert.Equal(t, "failed", got.Status)
+			var failed []string
+			for _, st := range got.Steps {
+				if st.Status == "failed" || st.Status == "errored" {
+					failed = append(failed, st.ID)
+					if st.ID == c.step {
+						text := st.Error
+						for _, e := range st.Expectations {
+							if !e.OK {
+								text += " " + e.Expr
+							}
+						}
+						assert.Contains(t, text, c.say, "step %s: %s", st.ID, text)
+					}
+				}
+			}
+			require.NotEmpty(t, failed)
+			assert.Equal(t, c.step, failed[0], "the first failing step names the fault")
+		})
+	}
+}
+
+// restartPortgate stops portgate, forgets its state, installs config, runs
+// fw on the gate and starts portgate again, ready when a client reaches it.
+func restartPortgate(ctx context.Context, t *testing.T, l *lab.Lab, gate *lab.Host, config string, fw []string) {
+	t.Helper()
+	_, _ = gate.Exec(ctx, "sh", "-c", "pkill -x portgate; for i in $(seq 50); do pidof portgate >/dev/null || break; sleep 0.1; done; rm -f /var/lib/portgate/state.json*; iptables -F 2>/dev/null; iptables -X 2>/dev/null; iptables -P INPUT ACCEPT; nft delete table inet portgate 2>/dev/null; true")
+	r, err := gate.ExecCommand(ctx, lab.Command{Args: []string{"sh", "-c", "cat > /etc/portgate/config.yaml"}, Stdin: []byte(config)})
+	require.NoError(t, err)
+	require.NoError(t, r.Err())
+	if len(fw) > 0 {
+		r, err := gate.Exec(ctx, fw...)
+		require.NoError(t, err)
+		require.NoError(t, r.Err(), "%v", fw)
+	}
+	_, err = gate.ExecCommand(ctx, lab.Command{Detach: true, Args: []string{
+		"/usr/local/bin/portgate", "--config", "/etc/portgate/config.yaml", "--log-file", "/var/log/portgate/portgate.log"}})
+	require.NoError(t, err)
+	client, err := l.Host(lab.PortgateClient1)
+	require.NoError(t, err)
+	url := fmt.Sprintf("https://%s/healthz", gate.Addr(lab.PortgateAPIPort))
+	require.Eventually(t, func() bool {
+		r, err := client.Exec(ctx, "curl", "-sf", "--cacert", lab.PortgateCAPath, url)
+		return err == nil && r.ExitCode == 0
+	}, time.Minute, 250*time.Millisecond)
 }

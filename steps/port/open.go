@@ -58,9 +58,15 @@ func (c Conn) from() string {
 
 // Open is port.open.
 type Open struct {
-	URL           string `yaml:"url" required:"true" doc:"portgate's base URL (https://gate:8443); with mode: form, the page's URL"`
-	Mode          string `yaml:"mode" doc:"portgate: portgate's API with a TOTP code; form: a password form like the seed's openport.php"`
-	User          string `yaml:"user" doc:"portgate: the user"`
+	URL           string        `yaml:"url" required:"true" doc:"portgate's base URL (https://gate:8443); with mode: form, the page's URL; with driver: fwknop, spa://GATE[:PORT] (default port 62201)"`
+	Mode          string        `yaml:"mode" doc:"portgate: portgate's API with a TOTP code; form: a password form like the seed's openport.php; fwknop: the same as driver: fwknop"`
+	Driver        string        `yaml:"driver" doc:"portgate (default), form, or fwknop: a single packet authorization (SPA) sent with the real fwknop client and the user's key file; the same as mode"`
+	KeyFile       string        `yaml:"key_file" doc:"fwknop: the user's fwknoprc (KEY_BASE64, HMAC_KEY_BASE64 ...) on the host the packet is sent from"`
+	Stanza        string        `yaml:"stanza" doc:"fwknop: the named stanza of key_file to use (fwknop -n; default: its [default])"`
+	WrongCreds    bool          `yaml:"wrong_credentials" doc:"send credentials that must be refused: portgate a code 40 time steps away, fwknop a packet under random keys"`
+	Attempts      int           `yaml:"attempts" doc:"with wrong_credentials: send this many requests (a guessing attacker); outputs.throttled says whether the opener began refusing them unseen"`
+	OpenWait      time.Duration `yaml:"open_wait" doc:"fwknop: how long to wait for the port to open after the packet (no answer comes): default 5s"`
+	User          string        `yaml:"user" doc:"portgate: the user"`
 	TOTP          `yaml:",inline"`
 	Port          int               `yaml:"port" doc:"the port to open (required with mode: portgate)"`
 	Proto         string            `yaml:"proto" doc:"portgate: tcp or udp (default: tcp when the gate allows it, else udp)"`
@@ -95,8 +101,10 @@ func validURL(field, s string) error {
 
 // Validate checks the parameters; it runs at load time.
 func (o *Open) Validate() error {
-	if err := validURL("url", o.URL); err != nil {
-		return err
+	if o.Mode != "fwknop" && o.Driver != "fwknop" {
+		if err := validURL("url", o.URL); err != nil {
+			return err
+		}
 	}
 	if o.Port < 0 || o.Port > 65535 {
 		return fmt.Errorf("port: must be 1 to 65535, got %d", o.Port)
@@ -114,6 +122,30 @@ func (o *Open) Validate() error {
 	if err := o.Conn.validate(); err != nil {
 		return err
 	}
+	switch {
+	case o.Driver != "" && o.Mode != "" && o.Driver != o.Mode:
+		return fmt.Errorf("driver, mode: %q and %q disagree; give one", o.Driver, o.Mode)
+	case o.Driver != "":
+		o.Mode = o.Driver
+	case o.Mode == "":
+		o.Mode = "portgate"
+	}
+	if o.Attempts < 1 {
+		return fmt.Errorf("attempts: must be at least 1, got %d", o.Attempts)
+	}
+	if o.Attempts > 1 && (!o.WrongCreds || o.Expect == "opened") {
+		return errors.New("attempts: only with wrong_credentials and expect: refused or any (a guessing attacker)")
+	}
+	if o.Mode != "fwknop" {
+		for name, set := range map[string]bool{"key_file": o.KeyFile != "", "stanza": o.Stanza != ""} {
+			if set {
+				return fmt.Errorf("%s: only with driver: fwknop", name)
+			}
+		}
+	}
+	if o.Proto != "" && o.Proto != "tcp" && o.Proto != "udp" {
+		return fmt.Errorf("proto: must be tcp or udp, got %q", o.Proto)
+	}
 	switch o.Mode {
 	case "portgate":
 		if !userRE.MatchString(o.User) {
@@ -122,10 +154,10 @@ func (o *Open) Validate() error {
 		if o.Port == 0 {
 			return errors.New("port: required with mode: portgate")
 		}
-		if o.Proto != "" && o.Proto != "tcp" && o.Proto != "udp" {
-			return fmt.Errorf("proto: must be tcp or udp, got %q", o.Proto)
+		if o.WrongCreds && o.Code != "" {
+			return errors.New("wrong_credentials, code: give one")
 		}
-		if err := o.TOTP.validate(true); err != nil {
+		if err := o.TOTP.validate(!o.WrongCreds); err != nil {
 			return err
 		}
 		if o.Duration < 0 || o.Duration%time.Second != 0 || (o.Duration > 0 && o.Duration < time.Second) {
@@ -136,6 +168,8 @@ func (o *Open) Validate() error {
 				return fmt.Errorf("%s: only with mode: form", name)
 			}
 		}
+	case "fwknop":
+		return o.validateFwknop()
 	case "form":
 		if o.Password == "" {
 			return errors.New("password: required with mode: form")
@@ -153,13 +187,13 @@ func (o *Open) Validate() error {
 		if _, err := regexp.Compile(o.SuccessMatch); err != nil {
 			return fmt.Errorf("success_match: %v", err)
 		}
-		for name, set := range map[string]bool{"user": o.User != "", "secret": o.TOTP.hasKey() || o.Code != "", "duration": o.Duration != 0} {
+		for name, set := range map[string]bool{"user": o.User != "", "secret": o.TOTP.hasKey() || o.Code != "", "duration": o.Duration != 0, "wrong_credentials": o.WrongCreds} {
 			if set {
 				return fmt.Errorf("%s: only with mode: portgate", name)
 			}
 		}
 	default:
-		return fmt.Errorf("mode: must be portgate or form, got %q", o.Mode)
+		return fmt.Errorf("mode: must be portgate, form or fwknop, got %q", o.Mode)
 	}
 	return nil
 }
@@ -170,8 +204,14 @@ func (o *Open) Run(ctx context.Context, env *steps.Env) error {
 		env.Secret(s)
 	}
 	env.SetOutput("port", o.Port)
-	if o.Mode == "form" {
+	env.SetOutput("driver", o.Mode)
+	env.SetOutput("throttled", false)
+	env.SetOutput("attempts", 1)
+	switch o.Mode {
+	case "form":
 		return o.runForm(ctx, env)
+	case "fwknop":
+		return o.runFwknop(ctx, env)
 	}
 	return o.runPortgate(ctx, env)
 }
@@ -195,9 +235,17 @@ func (o *Open) runPortgate(ctx context.Context, env *steps.Env) error {
 	base := strings.TrimRight(o.URL, "/")
 	who := base + "\x00" + o.User
 	code, counter := o.Code, uint64(0)
+	totpParams := o.TOTP
+	switch {
+	case o.WrongCreds && !totpParams.hasKey():
+		// No key at hand: any code of the right length that no one computed.
+		code = strings.Repeat("0", totpParams.digits())
+	case o.WrongCreds && totpParams.OffsetSteps == 0:
+		totpParams.OffsetSteps = 40
+	}
 	if code == "" {
 		var err error
-		if code, counter, err = o.TOTP.freshCode(ctx, who, now); err != nil {
+		if code, counter, err = totpParams.freshCode(ctx, who, now); err != nil {
 			return err
 		}
 	}
@@ -220,10 +268,22 @@ func (o *Open) runPortgate(ctx context.Context, env *steps.Env) error {
 	body, _ := json.Marshal(req)
 	c := o.Conn.call("POST", base+"/v1/leases")
 	c.ContentType, c.Body = "application/json", body
-	ans, err := c.do(ctx, env)
-	if err != nil {
-		return fmt.Errorf("calling portgate at %s from %s: %w", o.URL, o.Conn.from(), err)
+	var ans answer
+	throttled := false
+	for i := range o.Attempts {
+		var err error
+		if ans, err = c.do(ctx, env); err != nil {
+			return fmt.Errorf("calling portgate at %s from %s (attempt %d): %w", o.URL, o.Conn.from(), i+1, err)
+		}
+		if ans.Status == 429 {
+			throttled = true
+		}
+		if ans.Status == 201 {
+			break
+		}
 	}
+	env.SetOutput("attempts", o.Attempts)
+	env.SetOutput("throttled", throttled)
 	answered := now()
 	env.SetOutput("status", ans.Status)
 	var la leaseAnswer
@@ -259,8 +319,27 @@ func (o *Open) runPortgate(ctx context.Context, env *steps.Env) error {
 		env.Logf("portgate refused tcp/%d: %s", o.Port, reason)
 	}
 	env.SetOutput("reason", reason)
+	env.SetOutput("refusal", refusalOf(opened, ans.Status))
 	o.evidence(env, ans.Status, opened, reason, la.ID, la.IP, expires)
 	return o.verdict(opened, reason)
+}
+
+// refusalOf names how an HTTP opener refused, in the words every driver
+// shares.
+func refusalOf(opened bool, status int) string {
+	switch {
+	case opened:
+		return ""
+	case status == 401:
+		return "auth"
+	case status == 403:
+		return "not_allowed"
+	case status == 429:
+		return "throttled"
+	case status == 400:
+		return "bad_request"
+	}
+	return "error"
 }
 
 func answerReason(ans answer, la leaseAnswer) string {
@@ -319,6 +398,7 @@ func (o *Open) runForm(ctx context.Context, env *steps.Env) error {
 	}
 	env.SetOutput("opened", opened)
 	env.SetOutput("reason", reason)
+	env.SetOutput("refusal", refusalOf(opened, ans.Status))
 	for _, name := range []string{"lease_id", "expires", "token", "code"} {
 		env.SetOutput(name, "")
 	}
@@ -356,6 +436,8 @@ func (o *Open) evidence(env *steps.Env, status int, opened bool, reason, id, ip 
 		rows = append(rows, []string{"User", o.User})
 		how := "computed from the key now"
 		switch {
+		case o.WrongCreds:
+			how = fmt.Sprintf("wrong on purpose, %d attempt(s)", o.Attempts)
 		case o.Code != "":
 			how = "given verbatim"
 		case o.OffsetSteps != 0:

@@ -2,6 +2,7 @@ package port
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,15 @@ func newOpen(mod func(o *Open)) *Open {
 }
 
 func TestOpenValidate(t *testing.T) {
+	// fw turns the defaults into an fwknop request, then applies mod.
+	fw := func(mod func(o *Open)) func(o *Open) {
+		return func(o *Open) {
+			o.Driver, o.URL, o.Secret, o.KeyFile = "fwknop", "spa://10.0.0.1", "", "/etc/fwknop/drill.rc"
+			if mod != nil {
+				mod(o)
+			}
+		}
+	}
 	cases := []struct {
 		name string
 		mod  func(o *Open)
@@ -42,7 +52,22 @@ func TestOpenValidate(t *testing.T) {
 		{"no url", func(o *Open) { o.URL = "" }, "url: expected an absolute http(s) URL"},
 		{"ftp url", func(o *Open) { o.URL = "ftp://gate/" }, "url:"},
 		{"url credentials", func(o *Open) { o.URL = "https://u:p@gate/" }, "url:"},
-		{"mode", func(o *Open) { o.Mode = "knock" }, `mode: must be portgate or form, got "knock"`},
+		{"mode", func(o *Open) { o.Mode = "knock" }, `mode: must be portgate, form or fwknop, got "knock"`},
+		{"fwknop", fw(nil), ""},
+		{"fwknop replay", fw(func(o *Open) { o.KeyFile, o.Code = "", strings.Repeat("QUJD", 20) }), ""},
+		{"fwknop wrong keys", fw(func(o *Open) { o.KeyFile, o.WrongCreds = "", true }), ""},
+		{"fwknop mode", func(o *Open) { fw(nil)(o); o.Driver, o.Mode = "", "fwknop" }, ""},
+		{"driver and mode", func(o *Open) { o.Driver, o.Mode = "fwknop", "form" }, `driver, mode: "fwknop" and "form" disagree`},
+		{"fwknop url", fw(func(o *Open) { o.URL = "https://gate:8443" }), "url: with driver: fwknop, expected spa://GATE[:PORT]"},
+		{"fwknop no key file", fw(func(o *Open) { o.KeyFile = "" }), "key_file: required with driver: fwknop"},
+		{"fwknop totp key", fw(func(o *Open) { o.Secret = rfcSecret }), "secret: not with driver: fwknop"},
+		{"fwknop udp", fw(func(o *Open) { o.Proto = "udp" }), "proto: udp: fwknopd answers nothing"},
+		{"fwknop bad packet", fw(func(o *Open) { o.KeyFile, o.Code = "", "123456" }), "code: with driver: fwknop, an SPA packet"},
+		{"fwknop attempts", fw(func(o *Open) { o.KeyFile, o.WrongCreds, o.Attempts, o.Expect = "", true, 3, "refused" }), "attempts: not with driver: fwknop"},
+		{"key file for portgate", func(o *Open) { o.KeyFile = "x" }, "key_file: only with driver: fwknop"},
+		{"attempts", func(o *Open) { o.Attempts = 3 }, "attempts: only with wrong_credentials and expect: refused"},
+		{"guessing", func(o *Open) { o.WrongCreds, o.Attempts, o.Expect = true, 12, "refused" }, ""},
+		{"proto", func(o *Open) { o.Proto = "icmp" }, `proto: must be tcp or udp, got "icmp"`},
 		{"no user", func(o *Open) { o.User = "" }, "user: required with mode: portgate"},
 		{"no port", func(o *Open) { o.Port = 0 }, "port: required with mode: portgate"},
 		{"port range", func(o *Open) { o.Port = 70000 }, "port: must be 1 to 65535, got 70000"},

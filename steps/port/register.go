@@ -31,7 +31,12 @@ func init() {
 	steps.Register(steps.Spec{
 		Name:    "port.open",
 		Summary: "Ask a port opener (portgate, or a password form) to open a port for the caller's address",
-		Doc: "mode: portgate (default) POSTs {user, code, port[, ip][, duration]} to `url`/v1/leases; the TOTP code is computed " +
+		Doc: "driver: fwknop sends a single packet authorization with the real fwknop client (Debian's fwknop-client) from `host`, " +
+			"with the user's `key_file` (an fwknoprc; `stanza` picks one), for `port` (and `proto`) from the address the packet comes from " +
+			"(-s), for `duration` (--fw-timeout) and as `user` (-U); fwknopd answers nothing, so the step then probes the port from " +
+			"the same host for `open_wait`: opened means it became reachable. Its `code` output is the packet itself (secret): " +
+			"give it back as `code` to replay it, sent as is over UDP. `wrong_credentials` signs a packet with random keys. " +
+			"mode (or driver): portgate (default) POSTs {user, code, port[, ip][, duration]} to `url`/v1/leases; the TOTP code is computed " +
 			"from `secret` (base32) or `secret_hex` with digits/period/algorithm when the step runs, `offset_steps` away from now " +
 			"(a wrong code), or given verbatim in `code` (a replayed code). A code already sent by this run for the same user is " +
 			"never recomputed into a replay: the step waits for the next time step. mode: form POSTs `password_field`=`password` " +
@@ -41,12 +46,16 @@ func init() {
 			"reports. The request goes from `host` (local or lab:NAME) with curl inside lab hosts, the body and headers on stdin, " +
 			"never on a command line. A lease portgate opens is closed by port.close at cleanup (`close: false` keeps it).",
 		New: func() steps.Step {
-			return &Open{Mode: "portgate", PasswordField: "pw", IPField: "ipaddr", Conn: Conn{Timeout: 10 * time.Second}, Expect: "opened", Close: true}
+			return &Open{PasswordField: "pw", IPField: "ipaddr", Conn: Conn{Timeout: 10 * time.Second}, Expect: "opened", Close: true, Attempts: 1, OpenWait: 5 * time.Second}
 		},
 		Outputs: []steps.Output{
 			{Name: "opened", Type: "bool", Doc: "the opener granted the request"},
 			{Name: "status", Type: "int", Doc: "HTTP status of the answer"},
 			{Name: "reason", Type: "string", Doc: "why it was refused: the opener's error code and message (empty when opened)"},
+			{Name: "refusal", Type: "string", Doc: "how it was refused, the same for every driver: auth (wrong credentials), not_allowed (port or address), throttled (held back unseen), bad_request, error, or silent (fwknop: no answer, and the port did not open); empty when opened"},
+			{Name: "throttled", Type: "bool", Doc: "portgate: some attempt was held back unseen (429): the gate throttles guessing"},
+			{Name: "attempts", Type: "int", Doc: "requests sent"},
+			{Name: "driver", Type: "string", Doc: "portgate, form or fwknop"},
 			{Name: "lease_id", Type: "string", Doc: "portgate: the lease id (empty with mode: form)"},
 			{Name: "ip", Type: "string", Doc: "portgate: the address let in, as the opener saw or was told it"},
 			{Name: "port", Type: "int", Doc: "the port asked for"},
