@@ -20,6 +20,8 @@ packages=(
 	sane-utils     # scanimage with the SANE test backend: scanner.visible tests
 	iputils-ping   # ping: net.ping measured against the ping binary (benchmark)
 	curl           # port.open's tests call portgate through curl, as lab hosts do
+	fwknop-client  # port.open driver: fwknop sends SPA packets with the real client
+	conntrack      # portgate close_established: inspecting conntrack in its tests
 	sysbench       # db.flood's throughput compared with oltp_insert (make bench-flood)
 	openssh-server # sshd on loopback: the ssh:// transport's tests (steps/host/sshtest)
 	openssh-client # ssh, ssh-keygen, ssh-agent: tests compare with the system client
