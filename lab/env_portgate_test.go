@@ -292,7 +292,7 @@ func TestPortgateEnvBrokenGates(t *testing.T) {
 // fw on the gate and starts portgate again, ready when a client reaches it.
 func restartPortgate(ctx context.Context, t *testing.T, l *lab.Lab, gate *lab.Host, config string, fw []string) {
 	t.Helper()
-	_, _ = gate.Exec(ctx, "sh", "-c", "pkill -x portgate; for i in $(seq 50); do pidof portgate >/dev/null || break; sleep 0.1; done; rm -f /var/lib/portgate/state.json*; iptables -F 2>/dev/null; iptables -X 2>/dev/null; iptables -P INPUT ACCEPT; nft delete table inet portgate 2>/dev/null; true")
+	_, _ = gate.Exec(ctx, "sh", "-c", "pkill -x portgate; for i in $(seq 50); do pidof portgate >/dev/null || break; sleep 0.1; done; rm -f /var/lib/portgate/state.json* /var/log/portgate/audit.jsonl*; iptables -F 2>/dev/null; iptables -X 2>/dev/null; iptables -P INPUT ACCEPT; nft delete table inet portgate 2>/dev/null; true")
 	r, err := gate.ExecCommand(ctx, lab.Command{Args: []string{"sh", "-c", "cat > /etc/portgate/config.yaml"}, Stdin: []byte(config)})
 	require.NoError(t, err)
 	require.NoError(t, r.Err())

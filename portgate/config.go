@@ -88,7 +88,10 @@ type Config struct {
 	// "close" (every lease is closed before exiting).
 	OnShutdown string          `yaml:"on_shutdown"`
 	Firewall   firewall.Config `yaml:"firewall"`
-	Users      []UserConfig    `yaml:"users"`
+	// Forward DNATs guarded ports to hosts behind the gate and guards the
+	// FORWARD path (nftables backend): [{port: 3389, to: 10.0.5.2:3389}].
+	Forward []firewall.Forward `yaml:"forward"`
+	Users   []UserConfig       `yaml:"users"`
 	// AdminTokens are SHA-256 hashes (hex) of bearer tokens that may list
 	// and close every lease.
 	AdminTokens []string `yaml:"admin_token_sha256"`
@@ -316,6 +319,13 @@ func (c *Config) validate(dir string) error {
 	default:
 		return fmt.Errorf("firewall.backend: must be nftables or iptables, got %q", c.Firewall.Backend)
 	}
+	if err := firewall.ValidateForwards(c.Forward, c.Ports); err != nil {
+		return err
+	}
+	if len(c.Forward) > 0 && c.Firewall.Backend != "nftables" {
+		return errors.New("forward: needs firewall.backend: nftables")
+	}
+	c.Firewall.Forward = c.Forward
 	if len(c.Users) == 0 && c.FixedPassword == nil {
 		return errors.New("users: configure at least one user")
 	}

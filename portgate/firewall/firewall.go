@@ -127,6 +127,9 @@ type Config struct {
 	// lease (a TCP session picked up mid-stream by conntrack would
 	// otherwise pass as established).
 	CloseEstablished bool `yaml:"close_established"`
+	// Forward is portgate's forward: section (nftables only), set by the
+	// daemon from its configuration.
+	Forward []Forward `yaml:"-"`
 }
 
 // New returns the configured backend.
@@ -151,9 +154,12 @@ func New(c Config, now func() time.Time) (Backend, error) {
 		if err != nil {
 			return nil, errors.Join(err, s.close())
 		}
-		n.sessions = s
+		n.sessions, n.forwards = s, c.Forward
 		return n, nil
 	case "iptables":
+		if len(c.Forward) > 0 {
+			return nil, errors.Join(errForwardIPTables, s.close())
+		}
 		b, err := NewIPTables(c.IPTables, keep, now)
 		if err != nil {
 			return nil, errors.Join(err, s.close())

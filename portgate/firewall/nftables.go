@@ -87,6 +87,8 @@ type NFTables struct {
 	installed map[setKey]time.Time
 	// sessions, with close_established, ends a deleted rule's sessions.
 	sessions *sessions
+	// forwards are the ports DNAT'ed to hosts behind the gate.
+	forwards []Forward
 }
 
 type setKey struct {
@@ -176,6 +178,7 @@ func (n *NFTables) Init(ports []Port) error {
 		c.AddRule(&nftables.Rule{Table: n.table, Chain: n.chain, Exprs: exprs,
 			UserData: userdata.AppendString(nil, userdata.TypeComment, ruleTag)})
 	}
+	n.forwardRules(n.forwards)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: set up table inet %s (if its chain exists with another priority, delete the table: nft delete table inet %s): %w", n.table.Name, n.table.Name, err)
 	}
