@@ -215,20 +215,27 @@ func TestPortgateEnvBrokenGates(t *testing.T) {
 		},
 		{
 			name: "lease never ends", step: "closes_on_time", say: "still open",
-			// No kernel expiry, and the daemon dies once the port is open.
-			config: func(c string) string {
-				return strings.Replace(c, "firewall: {backend: nftables}", "firewall: {backend: iptables, iptables: {kernel_expiry: false}}", 1)
-			},
-			// The same default deny, in iptables, for the iptables backend.
-			fw: []string{"sh", "-ec", "nft delete table inet labfw; iptables -P INPUT DROP; iptables -A INPUT -i lo -j ACCEPT; " +
-				"iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT; iptables -A INPUT -p icmp -j ACCEPT; " +
-				fmt.Sprintf("iptables -A INPUT -p tcp --dport %d -j ACCEPT", lab.PortgateAPIPort)},
+			// Once the port is open, the gate keeps it so "like forever", as
+			// the seed's page did: the lease's element replaced by one with
+			// no timeout.
 			during: func(ctx context.Context, t *testing.T, gate *lab.Host) {
+				var client string
 				require.Eventually(t, func() bool {
-					r, err := gate.Exec(ctx, "grep", "-c", `"event":"open"`, "/var/log/portgate/audit.jsonl")
-					return err == nil && strings.TrimSpace(r.Stdout) != "0"
+					r, err := gate.Exec(ctx, "sh", "-c", `grep '"event":"open"' /var/log/portgate/audit.jsonl | head -n1`)
+					if err != nil || r.Stdout == "" {
+						return false
+					}
+					var e struct{ IP string }
+					if json.Unmarshal([]byte(r.Stdout), &e) != nil {
+						return false
+					}
+					client = e.IP
+					return client != ""
 				}, time.Minute, 200*time.Millisecond)
-				_, _ = gate.Exec(ctx, "pkill", "-KILL", "-x", "portgate")
+				elem := fmt.Sprintf("{ %s . tcp . %d }", client, lab.PortgateSSHPort)
+				r, err := gate.Exec(ctx, "sh", "-ec", fmt.Sprintf("nft delete element inet portgate lease4 '%s'; nft add element inet portgate lease4 '%s'", elem, elem))
+				assert.NoError(t, err)
+				assert.NoError(t, r.Err())
 			},
 		},
 		{
@@ -237,7 +244,9 @@ func TestPortgateEnvBrokenGates(t *testing.T) {
 		},
 		{
 			name: "other cannot reach the gate", step: "other_reaches_gate", say: "is not open",
-			vars: func(v map[string]any) { v["reach"] = strings.Replace(v["reach"].(string), fmt.Sprint(lab.PortgateAPIPort), "8444", 1) },
+			vars: func(v map[string]any) {
+				v["reach"] = strings.Replace(v["reach"].(string), fmt.Sprint(lab.PortgateAPIPort), "8444", 1)
+			},
 		},
 	}
 	for _, c := range cases {

@@ -189,3 +189,22 @@ func TestPortsWithProtocols(t *testing.T) {
 		assert.Equal(t, x.want, got)
 	}
 }
+
+func TestForwardConfig(t *testing.T) {
+	user := "users:\n  - {name: a, secret: " + testSecret + "}\n"
+	c, err := ParseConfig(strings.NewReader("ports: [22, 3389, 3389/udp]\nforward:\n  - {port: 3389, to: 10.0.5.2:3389}\n  - {port: 3389/udp, to: 10.0.5.2:3389}\n"+user), "")
+	require.NoError(t, err)
+	require.Len(t, c.Firewall.Forward, 2, "handed to the firewall")
+	assert.Equal(t, firewall.Port{Proto: "udp", Num: 3389}, c.Firewall.Forward[1].Port)
+	for _, x := range []struct{ yaml, want string }{
+		{"ports: [22]\nforward: [{port: 3389, to: 10.0.5.2:3389}]\n", "forward[0].port: 3389/tcp is not in the allow-list"},
+		{"ports: [3389]\nforward: [{port: 3389, to: 10.0.5.2}]\n", `line 2: forward to: "10.0.5.2" is not ADDRESS:PORT`},
+		{"ports: [3389]\nforward: [{port: 3389, to: '[fd00::1]:3389'}]\n", "forward[0].to: an IPv4 address and port"},
+		{"ports: [3389]\nforward: [{port: 3389, to: 10.0.5.2:3389}, {port: 3389, to: 10.0.5.3:3389}]\n", "forward[1].port: 3389/tcp is forwarded twice"},
+		{"ports: [3389]\nfirewall: {backend: iptables}\nforward: [{port: 3389, to: 10.0.5.2:3389}]\n", "forward: needs firewall.backend: nftables"},
+	} {
+		_, err := ParseConfig(strings.NewReader(x.yaml+user), "")
+		require.Error(t, err, x.yaml)
+		assert.Contains(t, err.Error(), x.want)
+	}
+}

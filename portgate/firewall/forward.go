@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
+	"gopkg.in/yaml.v3"
 )
 
 // Forward is a guarded port that is not served by the gate but by a host
@@ -20,6 +21,24 @@ import (
 type Forward struct {
 	Port Port           `yaml:"port"`
 	To   netip.AddrPort `yaml:"to"`
+}
+
+// UnmarshalYAML reads {port: 3389[/udp], to: ADDRESS:PORT}, naming the
+// line of a bad address.
+func (f *Forward) UnmarshalYAML(n *yaml.Node) error {
+	var raw struct {
+		Port Port   `yaml:"port"`
+		To   string `yaml:"to"`
+	}
+	if err := n.Decode(&raw); err != nil {
+		return err
+	}
+	to, err := netip.ParseAddrPort(raw.To)
+	if err != nil {
+		return fmt.Errorf("line %d: forward to: %q is not ADDRESS:PORT (10.0.5.2:3389)", n.Line, raw.To)
+	}
+	*f = Forward{Port: raw.Port, To: to}
+	return nil
 }
 
 const (
