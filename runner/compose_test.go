@@ -430,12 +430,16 @@ cleanup:
 			if tc.status == reports.StatusNotStarted {
 				assert.NotContains(t, trailCopy(), "cleanup", "nothing was changed, so nothing is cleaned up")
 				assert.Contains(t, sc.Error, "steady state not met before the drill")
+				assert.Contains(t, h.file(t, HTMLFile), "NOT_STARTED")
+				assert.Contains(t, h.file(t, JSONFile), `"status": "not_started"`)
 			}
 			if tc.status == reports.StatusDeviated {
 				assert.Contains(t, trailCopy(), "cleanup")
 				assert.Contains(t, sc.Error, "steady state not met after the drill")
 				assert.Contains(t, h.console.String(), "DEVIATED")
 				assert.Contains(t, h.file(t, JUnitFile), "steady state after: ok")
+				assert.Contains(t, h.file(t, HTMLFile), "DEVIATED")
+				assert.Contains(t, h.file(t, JSONFile), `"status": "deviated"`)
 			}
 		})
 	}
