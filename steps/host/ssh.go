@@ -745,7 +745,7 @@ func (h *SSH) Dial(ctx context.Context, network, address string) (net.Conn, erro
 	if err != nil {
 		return nil, fmt.Errorf("%s: dial %s from there: %w", h, address, err)
 	}
-	return conn, nil
+	return withDeadlines(conn), nil
 }
 
 // Listen asks the host to listen on addr and forward connections back
@@ -768,3 +768,29 @@ func isConnGone(err error) bool {
 	var oc *ssh.OpenChannelError
 	return !errors.As(err, &oc)
 }
+
+// withDeadlines gives a channel connection deadlines: an SSH channel has
+// none (SetDeadline fails), and clients such as database drivers set them
+// on every read and write. The channel is copied to one end of a net.Pipe,
+// whose deadlines time out the way a TCP socket's do; closing either side
+// closes both.
+func withDeadlines(ch net.Conn) net.Conn {
+	mine, theirs := net.Pipe()
+	go func() {
+		_, _ = io.Copy(ch, theirs)
+		_ = ch.Close()
+	}()
+	go func() {
+		_, _ = io.Copy(theirs, ch)
+		_ = theirs.Close()
+	}()
+	return &pipedConn{Conn: mine, laddr: ch.LocalAddr(), raddr: ch.RemoteAddr()}
+}
+
+type pipedConn struct {
+	net.Conn
+	laddr, raddr net.Addr
+}
+
+func (c *pipedConn) LocalAddr() net.Addr  { return c.laddr }
+func (c *pipedConn) RemoteAddr() net.Addr { return c.raddr }

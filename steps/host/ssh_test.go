@@ -244,6 +244,19 @@ func TestSSHProxyJumpAndDial(t *testing.T) {
 	b, err := io.ReadAll(c)
 	require.NoError(t, err)
 	assert.Equal(t, "hello", string(b))
+	// Deadlines work on a tunnelled connection as on a socket (database
+	// drivers set one on every read).
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	sc, err := h.Dial(ctx, "tcp", silent.Addr().String())
+	require.NoError(t, err)
+	require.NoError(t, sc.SetReadDeadline(time.Now().Add(200*time.Millisecond)))
+	_, err = sc.Read(make([]byte, 1))
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	assert.True(t, ne.Timeout(), "a read past its deadline times out")
+	require.NoError(t, sc.Close())
 	_, err = h.Dial(ctx, "tcp", "127.0.0.1:"+itoa(freePort(t)))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "refused")
