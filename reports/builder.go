@@ -127,6 +127,11 @@ func (b *Builder) Emit(ev *Event) {
 		b.run.Status = ev.Status
 		b.run.Finished = ev.Time
 		b.run.Hosts = ev.Hosts
+		for _, sc := range b.scenarios {
+			if g, ok := ev.Git[sc.File]; ok && sc.Git == nil {
+				sc.Git = g
+			}
+		}
 	}
 }
 

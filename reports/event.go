@@ -37,6 +37,9 @@ type Event struct {
 	Error  string `json:"error,omitempty"`
 	// Hosts, on run_end, are the hosts the run acted from or through.
 	Hosts []HostRef `json:"hosts,omitempty"`
+	// Git, on run_end, places the scenario files (by file) in their
+	// repositories.
+	Git map[string]*GitRef `json:"git,omitempty"`
 }
 
 // RunInfo opens a run.

@@ -90,6 +90,7 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 	started, finished := first.Started, first.Finished
 	var hosts, users, uids []string
 	var touched []HostRef
+	gitRefs := map[string]*GitRef{}
 	status := StatusPassed
 	type scenarioKey struct {
 		file, name string
@@ -113,6 +114,11 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 			}
 		}
 		touched = mergeHosts(touched, r.Hosts)
+		for _, sc := range r.Scenarios {
+			if sc.Git != nil {
+				gitRefs[sc.File] = sc.Git
+			}
+		}
 		status = worseRun(status, r.Status)
 		info.Merged = append(info.Merged, ShardRef{Dir: sh.Dir, RunID: r.RunID, Index: shardIndex(sh), Host: r.Host,
 			Status: r.Status, Scenarios: len(r.Scenarios), Started: r.Started, Finished: r.Finished})
@@ -161,7 +167,7 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 			out = append(out, &cp)
 		}
 	}
-	out = append(out, &Event{Type: EventRunEnd, Time: finished, Status: status, Hosts: touched})
+	out = append(out, &Event{Type: EventRunEnd, Time: finished, Status: status, Hosts: touched, Git: gitRefs})
 	for i, ev := range out {
 		ev.Seq = int64(i + 1)
 	}

@@ -46,46 +46,85 @@ func HashFile(path string) (reports.FileRef, error) {
 	return reports.FileRef{Path: path, SHA256: hex.EncodeToString(sum[:])}, nil
 }
 
-// gitRef places file in the git repository it lives in, if any: the
-// commit checked out and whether the file differs from it. It asks the
-// git binary and gives up quietly (no git, not a repository, a repository
-// git refuses to read).
-func gitRef(ctx context.Context, file string) *reports.GitRef {
+// gitRefs places each file in the git repository it lives in, if any:
+// the commit checked out and whether the file differs from it. It asks
+// the git binary, twice per repository whatever the number of files, and
+// gives up quietly on a file it cannot place (no git, not a repository,
+// a repository git refuses to read). The runner calls it beside the run,
+// not in its way.
+func gitRefs(ctx context.Context, files []string) map[string]*reports.GitRef {
+	out := map[string]*reports.GitRef{}
 	if _, err := exec.LookPath("git"); err != nil {
-		return nil
+		return out
 	}
-	abs, err := filepath.Abs(file)
-	if err != nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	git := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", filepath.Dir(abs)}, args...)...)
+	git := func(dir string, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
 		cmd.Env = append(os.Environ(), "GIT_OPTIONAL_LOCKS=0")
-		out, err := cmd.Output()
-		return strings.TrimSpace(string(out)), err
+		b, err := cmd.Output()
+		return string(b), err
 	}
-	commit, err := git("rev-parse", "--verify", "HEAD")
-	if err != nil || commit == "" {
-		return nil
+	type repo struct {
+		top, commit string
+		files       map[string]string // path inside the repository -> file as given
 	}
-	ref := &reports.GitRef{Commit: commit, State: "clean"}
-	if top, err := git("rev-parse", "--show-toplevel"); err == nil {
+	repos := map[string]*repo{}
+	dirTop := map[string]string{}
+	for _, file := range files {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			continue
+		}
+		dir := filepath.Dir(abs)
+		top, seen := dirTop[dir]
+		if !seen {
+			o, err := git(dir, "rev-parse", "--show-toplevel", "--verify", "HEAD")
+			lines := strings.Fields(o)
+			if err == nil && len(lines) == 2 {
+				top = lines[0]
+				if repos[top] == nil {
+					repos[top] = &repo{top: top, commit: lines[1], files: map[string]string{}}
+				}
+			}
+			dirTop[dir] = top
+		}
+		if top == "" {
+			continue
+		}
 		if rel, err := filepath.Rel(top, abs); err == nil {
-			ref.Path = filepath.ToSlash(rel)
+			repos[top].files[filepath.ToSlash(rel)] = file
 		}
 	}
-	status, err := git("status", "--porcelain", "--", abs)
-	switch {
-	case err != nil:
-		ref.State = "unknown"
-	case strings.HasPrefix(status, "??"):
-		ref.State = "untracked"
-	case status != "":
-		ref.State = "modified"
+	for _, r := range repos {
+		paths := make([]string, 0, len(r.files))
+		for rel := range r.files {
+			paths = append(paths, rel)
+		}
+		sort.Strings(paths)
+		states := map[string]string{}
+		status, err := git(r.top, append([]string{"status", "--porcelain", "-z", "--untracked-files=all", "--"}, paths...)...)
+		for _, entry := range strings.Split(status, "\x00") {
+			if len(entry) > 3 {
+				st := "modified"
+				if strings.HasPrefix(entry, "??") {
+					st = "untracked"
+				}
+				states[entry[3:]] = st
+			}
+		}
+		for _, rel := range paths {
+			ref := &reports.GitRef{Commit: r.commit, State: "clean", Path: rel}
+			switch {
+			case err != nil:
+				ref.State = "unknown"
+			case states[rel] != "":
+				ref.State = states[rel]
+			}
+			out[r.files[rel]] = ref
+		}
 	}
-	return ref
+	return out
 }
 
 // hostRecord notes which steps named which host (their host: and via:

@@ -139,6 +139,15 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 		Args: opts.Args, VarsFiles: opts.VarsFiles, Waivers: opts.Waivers, Shard: opts.Shard,
 	}})
 	hosts := &hostRecord{}
+	// Where the scenario files stand in git is asked beside the run.
+	gitDone := make(chan map[string]*reports.GitRef, 1)
+	go func() {
+		files := make([]string, len(scenarios))
+		for i, sc := range scenarios {
+			files[i] = sc.File
+		}
+		gitDone <- gitRefs(context.WithoutCancel(ctx), files)
+	}()
 
 	env := environMap()
 	absDir, _ := filepath.Abs(opts.ReportDir)
@@ -178,7 +187,7 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 	if ctx.Err() != nil {
 		status = reports.StatusInterrupted
 	}
-	em.emit(&reports.Event{Type: reports.EventRunEnd, Status: status, Hosts: hosts.hosts(ctx)})
+	em.emit(&reports.Event{Type: reports.EventRunEnd, Status: status, Hosts: hosts.hosts(ctx), Git: <-gitDone})
 	jerr := journal.Close()
 	run := builder.Run(time.Now())
 	// The reports are written even when the journal failed: they may be

@@ -125,7 +125,7 @@ func (sr *scenarioRun) run() string {
 		},
 	})
 	sr.bg = map[string]*bgStep{}
-	info := &reports.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256, Git: gitRef(sr.ctx, sc.File),
+	info := &reports.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256,
 		Description: sc.Description, Tags: sc.Tags, Controls: sc.Controls, Vars: declaredVars(sc, vars)}
 	declare(&info.Steps, "", sc.SteadyState, reports.PhaseSteadyBefore)
 	declare(&info.Steps, "", sc.Steps, reports.PhaseMain)
