@@ -146,6 +146,7 @@ func init() {
 			{Name: "verified_new_writer", Type: "bool", Doc: "the server read is the new writer db.failover saw"},
 			{Name: "fault_in_load", Type: "bool", Doc: "a failover moment falls inside the flood's history, acknowledged writes on both sides"},
 			{Name: "fault", Type: "string", Doc: "the moment that did (or the nearest one), as the timeline labels it"},
+			{Name: "fault_reason", Type: "string", Doc: "why the failover did not meet the load, e.g. \"flood ended 6.1 s before the trigger\"; empty when it did"},
 			{Name: "split_brain", Type: "bool", Doc: "more than one server took writes after the failover"},
 			{Name: "writable_servers", Type: "list", Doc: "the servers that take writes (hostname and server_id)"},
 			{Name: "dns_switch_ms", Type: "float", Doc: "from the failover's trigger to the DNS switch dns.watch noted; -1 without one"},

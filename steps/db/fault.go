@@ -23,6 +23,7 @@ type fault struct {
 	complete *steps.Moment // db.failover's completion, with the writers before and after
 	triggerX int64         // the trigger in µs since the flood started
 	why      string        // why the fault did not meet the load
+	reason   string        // the same, the parenthetical only
 }
 
 // sinceUS is the instant after which the write downtime is looked for.
@@ -56,7 +57,7 @@ func (v *Verify) locateFault(env *steps.Env, h *history) fault {
 	}
 	if len(ms) == 0 {
 		why := "no failover on the scenario's timeline: the history holds no fault, so it proves nothing about one (set require_failover: false to judge a flood alone)"
-		return fault{why: why}
+		return fault{why: why, reason: "no failover on the scenario's timeline"}
 	}
 	x := func(m steps.Moment) int64 { return m.At.UnixMicro() - h.header.StartUnixUS }
 	f := fault{found: true}
@@ -104,7 +105,8 @@ func (v *Verify) locateFault(env *steps.Env, h *history) fault {
 	}
 	f.triggerX = x(*f.trigger)
 	if !f.inLoad {
-		f.why = "the failover happened outside the load (" + outsideWhy(h, x(*f.moment), momentName(*f.moment)) + ")"
+		f.reason = outsideWhy(h, x(*f.moment), momentName(*f.moment))
+		f.why = "the failover happened outside the load (" + f.reason + ")"
 	}
 	return f
 }

@@ -83,6 +83,9 @@ func TestFaultMustMeetTheLoad(t *testing.T) {
 			require.Equal(t, tc.pinned, h.header.Pinned)
 			f := (&Verify{}).locateFault(envWith(t, tc.moments...), h)
 			assert.Equal(t, tc.inLoad, f.inLoad)
+			if tc.why != "" && tc.found {
+				assert.Contains(t, tc.why, f.reason, "the reason is the parenthetical of the message")
+			}
 			assert.Equal(t, tc.found, f.found)
 			if tc.why == "" {
 				assert.Empty(t, f.why)

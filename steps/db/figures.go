@@ -20,7 +20,7 @@ var verifyFigures = []steps.Figure{
 	{Output: "write_downtime_ms", Text: "writes stopped {value}", Unit: "ms", Seconds: true},
 	{Output: "dns_switch_ms", Text: "DNS moved {value} after the trigger", Unit: "ms", Seconds: true},
 	{Output: "split_brain", Text: "split brain: {writable_servers} took writes", TextFalse: "no split brain"},
-	{Output: "fault_in_load", TextFalse: "the failover happened outside the load ({fault|no failover seen})"},
+	{Output: "fault_in_load", TextFalse: "the failover happened outside the load ({fault_reason|no failover seen})"},
 	{Output: "verified_new_writer", TextFalse: "verified on a server that is not the new writer"},
 	{Output: "writes_resumed", TextFalse: "writes never resumed"},
 	{Output: "unexpected", Text: "{value} rows no writer attempted", When: "unexpected"},

@@ -181,6 +181,7 @@ func (v *Verify) report(env *steps.Env, h *history, f fault, id Identity, server
 	var must []string
 	env.SetOutput("fault_in_load", f.inLoad)
 	env.SetOutput("fault", f.label())
+	env.SetOutput("fault_reason", f.reason)
 	if !f.inLoad && (v.RequireFailover || f.found) {
 		must = append(must, f.why)
 	}
