@@ -25,8 +25,9 @@ func TestRunWithLab(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stdout+r.stderr)
 	run := readReport(t, dir)
 	steps := run.Scenarios[0].Steps
-	assert.Equal(t, "refused", steps[1].Outputs["state"])
-	assert.Equal(t, "refused", steps[2].Outputs["state"])
+	assert.Equal(t, "open", steps[1].Outputs["state"])
+	assert.Equal(t, "open", steps[2].Outputs["state"])
+	assert.Equal(t, "refused", steps[3].Outputs["state"])
 	id := strings.TrimSpace(steps[0].Outputs["stdout"].(string))
 	require.NotEmpty(t, id)
 	left, err := lab.ListResources(ctx)
