@@ -19,7 +19,8 @@
 // written leaves a rule with no lease: the next start removes it (fail
 // closed). Rules portgate installs end by themselves in the kernel (nft
 // element timeouts, xt_time), so a lease ends on time even while portgate
-// is down.
+// is down; while it runs, it deletes them itself at the lease end and
+// reconciles the firewall every ReconcileInterval.
 package portgate
 
 import (
@@ -103,6 +104,7 @@ func New(cfg *Config, o Options) (*Daemon, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	clock := o.Now
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -113,13 +115,16 @@ func New(cfg *Config, o Options) (*Daemon, error) {
 		o.Store = &lease.File{Path: cfg.StateFile}
 	}
 	d := &Daemon{
-		cfg:    cfg,
-		auth:   auth.New(cfg.users, cfg.Policy(), o.Now),
-		fw:     o.Firewall,
-		file:   o.Store,
-		audit:  o.Audit,
-		log:    o.Log,
-		now:    o.Now,
+		cfg:   cfg,
+		auth:  auth.New(cfg.users, cfg.Policy(), o.Now),
+		fw:    o.Firewall,
+		file:  o.Store,
+		audit: o.Audit,
+		log:   o.Log,
+		// Lease ends are wall-clock times (clients are told them): a
+		// wall clock stepped forward past an end ends the lease, which
+		// the monotonic reading time.Now carries would hide.
+		now:    func() time.Time { return clock().Round(0) },
 		table:  lease.NewTable(),
 		wake:   make(chan struct{}, 1),
 		resync: map[lease.Key]bool{},
@@ -336,6 +341,8 @@ func (d *Daemon) Run(ctx context.Context) {
 	defer timer.Stop()
 	tick := time.NewTicker(ThrottleSaveInterval)
 	defer tick.Stop()
+	reconcile := time.NewTicker(ReconcileInterval)
+	defer reconcile.Stop()
 	for {
 		d.mu.Lock()
 		next, ok := d.table.Next()
@@ -360,6 +367,10 @@ func (d *Daemon) Run(ctx context.Context) {
 				d.log.Error("retrying", "err", err)
 			}
 			d.audit.Flush()
+		case <-reconcile.C:
+			if err := d.Reconcile(); err != nil {
+				d.log.Error("reconciling the firewall", "err", err)
+			}
 		case <-timer.C:
 			if err := d.ExpireDue(); err != nil {
 				d.log.Error("ending leases", "err", err)
@@ -399,6 +410,58 @@ func (d *Daemon) ExpireDue() error {
 		d.audit.Write(audit.Event{Event: audit.Expire, User: l.User, Source: l.Source, IP: l.IP, Port: l.Port, Lease: l.ID, Expires: l.Expires})
 	}
 	return errors.Join(errs...)
+}
+
+// ReconcileInterval is how often Run reconciles the firewall with the
+// live leases: a rule portgate owns outlives its lease at most this long,
+// whatever happened to it behind portgate's back.
+const ReconcileInterval = 10 * time.Second
+
+// Reconcile ends the leases due by the wall clock, then makes portgate's
+// rules match the live leases: a rule (nftables element, iptables rule)
+// with no live lease is removed, one that would outlast its lease (no
+// end, or a later one: re-added by hand, a wall clock stepped forward
+// ahead of the kernel's timer) is set again to end with it. Run calls it
+// every ReconcileInterval.
+func (d *Daemon) Reconcile() error {
+	eerr := d.ExpireDue()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	installed, err := d.fw.List()
+	if err != nil {
+		return errors.Join(eerr, err)
+	}
+	want := d.table.Rules(now)
+	var errs []error
+	stale, fixed := 0, 0
+	for _, r := range installed {
+		k := lease.Key{IP: r.IP.Unmap(), Proto: firewall.Proto(r.Proto), Port: r.Port}
+		until, ok := want[k]
+		switch {
+		case !ok:
+			if err := d.fw.Delete(r.IP, k.Proto, r.Port); err != nil {
+				d.resync[k] = true
+				errs = append(errs, err)
+				continue
+			}
+			stale++
+			d.audit.Write(audit.Event{Event: audit.Stale, IP: r.IP, Port: r.Port, Expires: r.Until, Reason: "no live lease"})
+		case r.Until.IsZero() || r.Until.After(until.Add(time.Second)):
+			if err := d.fw.Set(firewall.Rule{IP: k.IP, Proto: k.Proto, Port: k.Port, Until: until}); err != nil {
+				d.resync[k] = true
+				errs = append(errs, err)
+				continue
+			}
+			fixed++
+			d.audit.Write(audit.Event{Event: audit.Restore, IP: k.IP, Port: k.Port, Expires: until, Reason: "rule outlasted its lease"})
+		}
+	}
+	if stale+fixed > 0 {
+		d.audit.Write(audit.Event{Event: audit.Reconcile, Count: d.table.Len(),
+			Detail: fmt.Sprintf("%d live leases, %d rules that outlasted their lease set again, %d stale rules removed", d.table.Len(), fixed, stale)})
+	}
+	return errors.Join(append([]error{eerr}, errs...)...)
 }
 
 // syncRuleLocked makes the rule for k match the leases left on it.

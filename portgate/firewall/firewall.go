@@ -10,6 +10,9 @@
 //     with a comment tag and, by default, an xt_time end date, so it too
 //     stops matching on time without portgate.
 //
+// The kernel's end is a fallback for while portgate is down: Delete always
+// removes the rule explicitly, whatever end it was (re-)installed with.
+//
 // Either way portgate only ever lists, changes and deletes what it tagged as
 // its own: its table or chain, and in the iptables INPUT chain the one jump
 // rule carrying its comment. Guarded ports (the allow-list) are dropped by

@@ -231,25 +231,49 @@ func (b *IPTables) Set(r Rule) error {
 	return nil
 }
 
-// Delete implements Backend.
+// Delete implements Backend: every lease rule of the key found in the
+// chain goes explicitly, never left to its xt_time end: the one portgate
+// installed, and any re-added by hand with another end or none. A missing
+// rule is not an error.
 func (b *IPTables) Delete(ip netip.Addr, proto string, port uint16) error {
 	k := ruleKey{ip.Unmap(), Proto(proto), port}
-	spec, had := b.installed[k]
-	if !had {
-		return nil
-	}
-	// Only rules portgate listed or installed get here, so their family's
-	// handle exists (an IPv6 rule from a run with ipv6: true included).
 	ipt := b.v4
 	if !k.ip.Is4() {
 		ipt = b.v6
 	}
-	if err := deleteRule(ipt, b.chain, spec); err != nil {
-		return fmt.Errorf("iptables: delete %s %s/%d: %w", ip, Proto(proto), port, err)
+	if ipt == nil {
+		return nil // no IPv6 on this host: no IPv6 rule either
+	}
+	if err := b.deleteListed(ipt, k); err != nil {
+		return err
 	}
 	delete(b.installed, k)
 	_, err := b.sessions.end(ip, proto, port)
 	return err
+}
+
+// deleteListed deletes every lease rule of k found in the chain.
+func (b *IPTables) deleteListed(ipt *iptables.IPTables, k ruleKey) error {
+	lines, err := ipt.List("filter", b.chain)
+	var ie *iptables.Error
+	if errors.As(err, &ie) && ie.IsNotExist() {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("iptables: list %s: %w", b.chain, err)
+	}
+	for _, l := range lines {
+		spec, ok := ruleSpec(l, b.chain)
+		if !ok {
+			continue
+		}
+		if r, ok := parseLease(spec); ok && r.IP == k.ip && r.Proto == k.proto && r.Port == k.port {
+			if err := deleteRule(ipt, b.chain, spec); err != nil {
+				return fmt.Errorf("iptables: delete %s: %w", r, err)
+			}
+		}
+	}
+	return nil
 }
 
 // List implements Backend. It also rebuilds the index of installed rules,

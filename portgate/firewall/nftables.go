@@ -81,20 +81,10 @@ type NFTables struct {
 	mark  uint32
 	keep  bool
 	now   func() time.Time
-	// installed is when each element portgate added ends. A failed
-	// batch makes the kernel wait for an RCU grace period (about 10 ms),
-	// so deletes are only sent for elements known to be there.
-	installed map[setKey]time.Time
 	// sessions, with close_established, ends a deleted rule's sessions.
 	sessions *sessions
 	// forwards are the ports DNAT'ed to hosts behind the gate.
 	forwards []Forward
-}
-
-type setKey struct {
-	ip    netip.Addr
-	proto string
-	port  uint16
 }
 
 // NewNFTables opens a netlink connection in the network namespace of the
@@ -133,11 +123,10 @@ func NewNFTables(c NFTablesConfig, keepEstablished bool, now func() time.Time) (
 			KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)},
 		ports: &nftables.Set{Table: t, Name: portsName, Concatenation: true,
 			KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)},
-		prio:      prio,
-		mark:      mark,
-		keep:      keepEstablished,
-		now:       now,
-		installed: map[setKey]time.Time{},
+		prio: prio,
+		mark: mark,
+		keep: keepEstablished,
+		now:  now,
 	}
 	return n, nil
 }
@@ -257,58 +246,54 @@ func (n *NFTables) ruleExprs() [][]expr.Any {
 	return rules
 }
 
-// Set implements Backend: a live element is replaced (delete and add in
-// one batch) so its timeout is exactly the time left until r.Until.
+// Set implements Backend: whatever element the set holds for the key (a
+// live one, one the kernel has timed out but not yet reaped, one added
+// behind portgate's back without a timeout, or none) is replaced by one
+// whose timeout is exactly the time left until r.Until.
 func (n *NFTables) Set(r Rule) error {
-	now := n.now()
-	left := r.Until.Sub(now)
+	left := r.Until.Sub(n.now())
 	if left <= 0 {
 		return n.Delete(r.IP, r.Proto, r.Port)
 	}
 	set, key := n.setFor(r.IP, r.Proto, r.Port)
-	k := setKey{r.IP.Unmap(), Proto(r.Proto), r.Port}
 	// Round up to the millisecond: never end before the lease does.
 	ms := (left + time.Millisecond - 1) / time.Millisecond * time.Millisecond
 	elem := nftables.SetElement{Key: key, Timeout: ms, Comment: elemPrefix + strconv.FormatInt(r.Until.Unix(), 10)}
-	c := n.conn
-	if until, ok := n.installed[k]; ok && until.After(now) {
-		if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
-			return fmt.Errorf("nftables: %s: %w", r, err)
-		}
-	}
-	if err := c.SetAddElements(set, []nftables.SetElement{elem}); err != nil {
-		return fmt.Errorf("nftables: %s: %w", r, err)
-	}
-	err := c.Flush()
-	if errors.Is(err, unix.ENOENT) {
-		// Removed behind portgate's back: just add it.
-		if err = c.SetAddElements(set, []nftables.SetElement{elem}); err == nil {
-			err = c.Flush()
-		}
-	}
-	if err != nil {
+	if err := n.replace(set, key, &elem); err != nil {
 		return fmt.Errorf("nftables: add %s: %w", r, err)
 	}
-	n.installed[k] = r.Until
 	return nil
 }
 
-// Delete implements Backend. An element whose timeout has passed is
-// already gone for the kernel: nothing is sent.
-func (n *NFTables) Delete(ip netip.Addr, proto string, port uint16) error {
-	k := setKey{ip.Unmap(), Proto(proto), port}
-	until, ok := n.installed[k]
-	delete(n.installed, k)
-	if !ok || !until.After(n.now()) {
-		// Gone for the kernel; its sessions may not be.
-		_, err := n.sessions.end(ip, proto, port)
+// replace removes the element for key, whatever state it is in, and adds
+// elem when not nil, in one atomic batch that cannot fail for a missing
+// element: the key is first added (a no-op when it is there, as an add
+// without NLM_F_EXCL is), so the delete always finds it. A failed batch
+// would also cost an RCU grace period (about 10 ms) in the kernel.
+func (n *NFTables) replace(set *nftables.Set, key []byte, elem *nftables.SetElement) error {
+	c := n.conn
+	placeholder := []nftables.SetElement{{Key: key, Timeout: time.Second}}
+	if err := c.SetAddElements(set, placeholder); err != nil {
 		return err
 	}
-	set, key := n.setFor(ip, proto, port)
-	if err := n.conn.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
-		return fmt.Errorf("nftables: delete %s %s/%d: %w", ip, Proto(proto), port, err)
+	if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
+		return err
 	}
-	if err := n.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+	if elem != nil {
+		if err := c.SetAddElements(set, []nftables.SetElement{*elem}); err != nil {
+			return err
+		}
+	}
+	return c.Flush()
+}
+
+// Delete implements Backend: the element goes explicitly, never left to
+// its timeout (one re-added without a timeout, or a wall clock stepped
+// past the lease end, would outlive the lease); a missing element is not
+// an error.
+func (n *NFTables) Delete(ip netip.Addr, proto string, port uint16) error {
+	set, key := n.setFor(ip, proto, port)
+	if err := n.replace(set, key, nil); err != nil {
 		return fmt.Errorf("nftables: delete %s %s/%d: %w", ip, Proto(proto), port, err)
 	}
 	_, err := n.sessions.end(ip, proto, port)
@@ -316,12 +301,11 @@ func (n *NFTables) Delete(ip netip.Addr, proto string, port uint16) error {
 }
 
 // List implements Backend: the elements of both lease sets, with their end
-// computed from the time the kernel says they have left. It also rebuilds
-// the record of installed elements.
+// computed from the time the kernel says they have left (zero for an
+// element without a timeout, which never ends by itself).
 func (n *NFTables) List() ([]Rule, error) {
 	var out []Rule
 	now := n.now()
-	n.installed = map[setKey]time.Time{}
 	for _, set := range []*nftables.Set{n.set4, n.set6} {
 		elems, err := n.conn.GetSetElements(set)
 		if err != nil {
@@ -336,13 +320,6 @@ func (n *NFTables) List() ([]Rule, error) {
 			if e.Expires > 0 {
 				r.Until = now.Add(e.Expires)
 			}
-			// An element without a timeout never ends by itself: record it
-			// as live so Delete removes it.
-			until := r.Until
-			if until.IsZero() {
-				until = now.Add(100 * 365 * 24 * time.Hour)
-			}
-			n.installed[setKey{ip, proto, port}] = until
 			out = append(out, r)
 		}
 	}
