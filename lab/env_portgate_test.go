@@ -221,8 +221,9 @@ func TestPortgateEnvBrokenGates(t *testing.T) {
 			// after the drill fail too: deviated.
 			name: "lease never ends", step: "closes_on_time", say: "still open", status: "deviated",
 			// Once the port is open, the gate keeps it so "like forever", as
-			// the seed's page did: the lease's element replaced by one with
-			// no timeout.
+			// the seed's page did: something on the gate re-adds the
+			// lease's element with no timeout whenever it is gone
+			// (portgate itself deletes it at the lease end and reconciles).
 			during: func(ctx context.Context, t *testing.T, gate *lab.Host) {
 				var client string
 				require.Eventually(t, func() bool {
@@ -241,6 +242,12 @@ func TestPortgateEnvBrokenGates(t *testing.T) {
 				r, err := gate.Exec(ctx, "sh", "-ec", fmt.Sprintf("nft delete element inet portgate lease4 '%s'; nft add element inet portgate lease4 '%s'", elem, elem))
 				assert.NoError(t, err)
 				assert.NoError(t, r.Err())
+				_, err = gate.ExecCommand(ctx, lab.Command{Detach: true, Args: []string{"sh", "-c", fmt.Sprintf(
+					"echo $$ > /run/reopener.pid; while :; do nft add element inet portgate lease4 '%s' 2>/dev/null; sleep 0.05; done", elem)}})
+				assert.NoError(t, err)
+				t.Cleanup(func() {
+					_, _ = gate.Exec(context.Background(), "sh", "-c", "kill $(cat /run/reopener.pid); rm -f /run/reopener.pid")
+				})
 			},
 		},
 		{
