@@ -24,8 +24,9 @@ var assets embed.FS
 // maxInlineImage bounds an image embedded into report.html.
 const maxInlineImage = 2 << 20
 
-var htmlTmpl = template.Must(template.New("report.html.tmpl").Funcs(template.FuncMap{
-	"dur":  func(ms int64) string { return FormatDuration(time.Duration(ms) * time.Millisecond) },
+// htmlFuncs are the functions report.html's template calls.
+var htmlFuncs = template.FuncMap{
+	"dur":  durText,
 	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"short": func(s string) string {
 		if len(s) > 12 {
@@ -38,7 +39,9 @@ var htmlTmpl = template.Must(template.New("report.html.tmpl").Funcs(template.Fun
 	"upper": strings.ToUpper,
 	"phase": PhaseLabel,
 	"exp":   ExpectationText,
-}).ParseFS(assets, "assets/report.html.tmpl"))
+}
+
+var htmlTmpl = template.Must(template.New("report.html.tmpl").Funcs(htmlFuncs).ParseFS(assets, "assets/report.html.tmpl"))
 
 // HTMLOptions configure WriteHTML.
 type HTMLOptions struct {
@@ -66,9 +69,13 @@ type htmlView struct {
 	Period string
 }
 
+// htmlFinding is a finding as the template reads it: plain fields, no
+// embedded struct (html/template looks every field up by name, and a
+// lookup through an embedded struct walks it each time).
 type htmlFinding struct {
-	Finding
-	Index int
+	Scenario, Claim, Status, Why string
+	Figures                      []Figure
+	Index                        int
 }
 
 // htmlControl is a control with the drills that evidence it.
@@ -84,29 +91,23 @@ type htmlRef struct {
 	Status string
 }
 
+// htmlScenario is a scenario as the template reads it (plain fields, as
+// htmlFinding); its steps are rendered rows, one piece per chunk.
 type htmlScenario struct {
-	*Scenario
-	Index  int
-	Counts Counts
-	Vars   []htmlOutput
-	Chunks [][]htmlStep
+	Name, Status, File, SHA256, Description, Error string
+	Git                                            *GitRef
+	Tags, Controls                                 []string
+	DurationMS                                     int64
+	Index                                          int
+	Counts                                         Counts
+	Vars                                           []htmlOutput
+	Chunks                                         []template.HTML
 }
 
 // chunkRows is how many steps one table of a scenario holds. Each chunk is
 // laid out only when it scrolls into view (content-visibility), which is
 // what lets a 10,000-step report open quickly.
 const chunkRows = 200
-
-type htmlStep struct {
-	*Step
-	Outputs []htmlOutput
-	// Tables are outputs that are lists or maps of records: shown full
-	// width with the evidence, not squeezed into the result cell.
-	Tables   []htmlOutput
-	Evidence []template.HTML
-	Failing  bool
-	Detail   bool
-}
 
 // htmlOutput is one output as the report shows it; Repeated names the
 // evidence table that already shows it in full.
@@ -142,24 +143,32 @@ func WriteHTML(w io.Writer, run *Run, o HTMLOptions) error {
 		fs = findings(run)
 	}
 	for i, f := range fs {
-		v.Findings = append(v.Findings, htmlFinding{Finding: f, Index: i})
+		v.Findings = append(v.Findings, htmlFinding{Scenario: f.Scenario, Claim: f.Claim, Status: f.Status, Why: f.Why, Figures: f.Figures, Index: i})
 	}
 	v.Controls, v.Unmapped = controlIndex(run)
+	rows := make([]htmlRow, 0, chunkRows)
+	var b strings.Builder
 	for i, sc := range run.Scenarios {
-		item := htmlScenario{Scenario: sc, Index: i, Counts: sc.StepCounts(), Vars: flatten(sc.Vars)}
+		item := htmlScenario{
+			Name: sc.Name, Status: sc.Status, File: sc.File, SHA256: sc.SHA256, Description: sc.Description, Error: sc.Error,
+			Git: sc.Git, Tags: sc.Tags, Controls: sc.Controls, DurationMS: sc.DurationMS,
+			Index: i, Counts: sc.StepCounts(), Vars: flatten(sc.Vars),
+		}
 		addCounts(&v.Steps, item.Counts)
-		for _, st := range sc.Steps {
-			row := htmlStep{Step: st, Failing: st.Status == StatusFailed || st.Status == StatusErrored}
-			row.Outputs, row.Tables = outputsHTML(st)
-			for _, ev := range st.Evidence {
-				row.Evidence = append(row.Evidence, renderEvidence(ev, o.Dir))
+		for start := 0; start < len(sc.Steps); start += chunkRows {
+			rows = rows[:0]
+			for _, st := range sc.Steps[start:min(start+chunkRows, len(sc.Steps))] {
+				row := htmlRow{st: st, Failing: st.Status == StatusFailed || st.Status == StatusErrored}
+				row.Outputs, row.Tables = outputsHTML(st)
+				for _, ev := range st.Evidence {
+					row.Evidence = append(row.Evidence, renderEvidence(ev, o.Dir))
+				}
+				row.Detail = len(row.Evidence) > 0 || len(st.Logs) > 0 || len(row.Tables) > 0
+				rows = append(rows, row)
 			}
-			row.Detail = len(row.Evidence) > 0 || len(st.Logs) > 0 || len(row.Tables) > 0
-			if len(item.Chunks) == 0 || len(item.Chunks[len(item.Chunks)-1]) == chunkRows {
-				item.Chunks = append(item.Chunks, make([]htmlStep, 0, min(chunkRows, len(sc.Steps))))
-			}
-			last := &item.Chunks[len(item.Chunks)-1]
-			*last = append(*last, row)
+			b.Reset()
+			writeStepRows(&b, i, rows)
+			item.Chunks = append(item.Chunks, template.HTML(b.String()))
 		}
 		v.Items = append(v.Items, item)
 	}
