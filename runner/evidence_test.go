@@ -236,3 +236,32 @@ func TestRenderAfterAKillKeepsTheUsersFiles(t *testing.T) {
 	require.NoError(t, err)
 	assert.FileExists(t, mine)
 }
+
+// journalEvidencePaths reads a journal as reports.ReadJournal does: a torn
+// last line is tolerated, a corrupt line before it or an empty journal
+// names nothing (the folder's files are then not the journal's to remove).
+func TestJournalEvidencePaths(t *testing.T) {
+	ev := `{"type":"step_end","result":{"status":"passed","evidence":[{"kind":"file","path":"artifacts/s0/a.txt"},{"kind":"table"}]}}`
+	other := `{"type":"step_end","result":{"status":"passed","outputs":{"path":"not/evidence"}}}`
+	for _, tc := range []struct {
+		name    string
+		journal string
+		want    []string
+		err     string
+	}{
+		{"evidence paths", `{"type":"run_start"}` + "\n" + ev + "\n" + other + "\n", []string{"artifacts/s0/a.txt"}, ""},
+		{"torn last line", ev + "\n" + `{"type":"step_e`, []string{"artifacts/s0/a.txt"}, ""},
+		{"corrupt middle line", `{"type":` + "\n" + ev + "\n", nil, "journal line 1"},
+		{"empty", "\n", nil, "journal is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := journalEvidencePaths(strings.NewReader(tc.journal))
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}

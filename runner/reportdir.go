@@ -1,9 +1,11 @@
 package runner
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -72,16 +74,8 @@ func previousFiles(dir string) []string {
 		}
 	}
 	if f, err := os.Open(filepath.Join(dir, JournalFile)); err == nil {
-		if run, err := reports.ReadJournal(f); err == nil {
-			for _, sc := range run.Scenarios {
-				for _, st := range sc.Steps {
-					for _, ev := range st.Evidence {
-						if ev.Path != "" {
-							out = append(out, ev.Path)
-						}
-					}
-				}
-			}
+		if paths, err := journalEvidencePaths(f); err == nil {
+			out = append(out, paths...)
 		}
 		f.Close()
 	}
@@ -94,6 +88,56 @@ func previousFiles(dir string) []string {
 		}
 	}
 	return kept
+}
+
+// journalEvidencePaths lists the evidence files a journal names. It reads
+// the journal as reports.ReadJournal does (only the last line may be torn;
+// an empty journal is an error) but decodes only the evidence paths: a
+// report folder written again is read before every run and every merge,
+// and building the whole run from its journal cost more than the rest of
+// getting the folder ready.
+func journalEvidencePaths(r io.Reader) ([]string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 64*1024*1024)
+	var out []string
+	var pending error
+	line, events := 0, 0
+	for sc.Scan() {
+		line++
+		if pending != nil {
+			return nil, pending
+		}
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var ev struct {
+			Result *struct {
+				Evidence []struct {
+					Path string `json:"path"`
+				} `json:"evidence"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			pending = fmt.Errorf("journal line %d: %w", line, err)
+			continue
+		}
+		events++
+		if ev.Result == nil {
+			continue
+		}
+		for _, e := range ev.Result.Evidence {
+			if e.Path != "" {
+				out = append(out, e.Path)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if events == 0 {
+		return nil, errors.New("journal is empty")
+	}
+	return out, nil
 }
 
 // removeEmptyParents removes folders left empty between d and dir (not dir
