@@ -89,7 +89,7 @@ type Config struct {
 	OnShutdown string          `yaml:"on_shutdown"`
 	Firewall   firewall.Config `yaml:"firewall"`
 	// Forward DNATs guarded ports to hosts behind the gate and guards the
-	// FORWARD path (nftables backend): [{port: 3389, to: 10.0.5.2:3389}].
+	// FORWARD path (either backend): [{port: 3389, to: 10.0.5.2:3389}].
 	Forward []firewall.Forward `yaml:"forward"`
 	Users   []UserConfig       `yaml:"users"`
 	// AdminTokens are SHA-256 hashes (hex) of bearer tokens that may list
@@ -322,8 +322,8 @@ func (c *Config) validate(dir string) error {
 	if err := firewall.ValidateForwards(c.Forward, c.Ports); err != nil {
 		return err
 	}
-	if len(c.Forward) > 0 && c.Firewall.Backend != "nftables" {
-		return errors.New("forward: needs firewall.backend: nftables")
+	if chain := c.Firewall.IPTables.Chain; len(c.Forward) > 0 && c.Firewall.Backend == "iptables" && len(chain) > firewall.MaxForwardChain {
+		return fmt.Errorf("firewall.iptables.chain: %q: at most %d characters with forward: (portgate adds -NAT and -FWD chains)", chain, firewall.MaxForwardChain)
 	}
 	c.Firewall.Forward = c.Forward
 	if len(c.Users) == 0 && c.FixedPassword == nil {

@@ -196,12 +196,15 @@ func TestForwardConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, c.Firewall.Forward, 2, "handed to the firewall")
 	assert.Equal(t, firewall.Port{Proto: "udp", Num: 3389}, c.Firewall.Forward[1].Port)
+	c, err = ParseConfig(strings.NewReader("ports: [3389]\nfirewall: {backend: iptables}\nforward: [{port: 3389, to: 10.0.5.2:3389}]\n"+user), "")
+	require.NoError(t, err, "the iptables backend forwards too")
+	assert.Len(t, c.Firewall.Forward, 1)
 	for _, x := range []struct{ yaml, want string }{
 		{"ports: [22]\nforward: [{port: 3389, to: 10.0.5.2:3389}]\n", "forward[0].port: 3389/tcp is not in the allow-list"},
 		{"ports: [3389]\nforward: [{port: 3389, to: 10.0.5.2}]\n", `line 2: forward to: "10.0.5.2" is not ADDRESS:PORT`},
 		{"ports: [3389]\nforward: [{port: 3389, to: '[fd00::1]:3389'}]\n", "forward[0].to: an IPv4 address and port"},
 		{"ports: [3389]\nforward: [{port: 3389, to: 10.0.5.2:3389}, {port: 3389, to: 10.0.5.3:3389}]\n", "forward[1].port: 3389/tcp is forwarded twice"},
-		{"ports: [3389]\nfirewall: {backend: iptables}\nforward: [{port: 3389, to: 10.0.5.2:3389}]\n", "forward: needs firewall.backend: nftables"},
+		{"ports: [3389]\nfirewall: {backend: iptables, iptables: {chain: ABCDEFGHIJKLMNOPQRSTUVWXY}}\nforward: [{port: 3389, to: 10.0.5.2:3389}]\n", "firewall.iptables.chain: \"ABCDEFGHIJKLMNOPQRSTUVWXY\": at most 24 characters with forward:"},
 	} {
 		_, err := ParseConfig(strings.NewReader(x.yaml+user), "")
 		require.Error(t, err, x.yaml)

@@ -130,8 +130,8 @@ type Config struct {
 	// lease (a TCP session picked up mid-stream by conntrack would
 	// otherwise pass as established).
 	CloseEstablished bool `yaml:"close_established"`
-	// Forward is portgate's forward: section (nftables only), set by the
-	// daemon from its configuration.
+	// Forward is portgate's forward: section, set by the daemon from its
+	// configuration.
 	Forward []Forward `yaml:"-"`
 }
 
@@ -160,14 +160,15 @@ func New(c Config, now func() time.Time) (Backend, error) {
 		n.sessions, n.forwards = s, c.Forward
 		return n, nil
 	case "iptables":
-		if len(c.Forward) > 0 {
-			return nil, errors.Join(errForwardIPTables, s.close())
-		}
 		b, err := NewIPTables(c.IPTables, keep, now)
+		if err == nil && len(c.Forward) > 0 && len(b.chain) > MaxForwardChain {
+			err = fmt.Errorf("firewall.iptables.chain: %q: at most %d characters with forward: (portgate adds %s%s and %s%s)",
+				b.chain, MaxForwardChain, b.chain, natSuffix, b.chain, fwdSuffix)
+		}
 		if err != nil {
 			return nil, errors.Join(err, s.close())
 		}
-		b.sessions = s
+		b.sessions, b.forwards = s, c.Forward
 		return b, nil
 	}
 	return nil, errors.Join(fmt.Errorf("firewall.backend: must be nftables or iptables, got %q", c.Backend), s.close())

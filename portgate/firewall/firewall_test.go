@@ -445,69 +445,134 @@ func TestCloseEstablished(t *testing.T) {
 	}
 }
 
+// forwardCase is a backend in forward mode and the gate's own default
+// deny on FORWARD that lets portgate's leases through.
+type forwardCase struct {
+	name, tool       string
+	hostDeny, noDeny [][]string
+}
+
+var forwardCases = []forwardCase{
+	{
+		name: "nftables", tool: "nft",
+		// Accepting portgate's mark.
+		hostDeny: [][]string{
+			{"nft", "add", "table", "inet", "hostfw"},
+			{"nft", "add chain inet hostfw forward { type filter hook forward priority 0 ; policy drop ; }"},
+			{"nft", "add rule inet hostfw forward ct state established,related accept"},
+			{"nft", "add rule inet hostfw forward meta mark & 0x7067 == 0x7067 accept"},
+		},
+		noDeny: [][]string{{"nft", "delete", "table", "inet", "hostfw"}},
+	},
+	{
+		name: "iptables", tool: "iptables",
+		// portgate's chain is jumped to first and accepts leases itself.
+		hostDeny: [][]string{
+			{"iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+			{"iptables", "-P", "FORWARD", "DROP"},
+		},
+		noDeny: [][]string{
+			{"iptables", "-P", "FORWARD", "ACCEPT"},
+			{"iptables", "-D", "FORWARD", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		},
+	},
+}
+
 // TestForward: a port served by a host behind the gate (the runbook's RDP
-// on another machine) is DNAT'ed by the gate and guarded on FORWARD: closed
-// by default, open through the gate for the lease's address only, closed
-// again when the lease goes; the host behind is never reached directly.
+// on another machine) is DNAT'ed by the gate and guarded on FORWARD, on
+// each backend: closed by default, open through the gate for the lease's
+// address only, closed again when the lease goes; the host behind is never
+// reached directly; and with the gate's own default deny removed,
+// portgate's guard alone keeps it closed.
 func TestForward(t *testing.T) {
-	netnstest.RequireTool(t, "nft")
 	const rdp = 3389
-	g := netnstest.NewGate(t)
-	inner := netnstest.New(t, "inner")
-	netnstest.Link(t, g.Gate, []string{"10.77.3.1/24"}, inner, []string{"10.77.3.2/24"})
-	inner.MustRun(t, "ip", "route", "add", "default", "via", "10.77.3.1")
-	g.Gate.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	for _, c := range []*netnstest.NS{g.C1, g.C2} {
-		c.MustRun(t, "ip", "route", "add", "10.77.3.0/24", "via", gatewayOf(c, g))
-	}
-	l, err := inner.Listen("tcp", fmt.Sprintf(":%d", rdp))
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
+	for _, fc := range forwardCases {
+		t.Run(fc.name, func(t *testing.T) {
+			netnstest.RequireTool(t, fc.tool)
+			g := netnstest.NewGate(t)
+			inner := netnstest.New(t, "inner")
+			netnstest.Link(t, g.Gate, []string{"10.77.3.1/24"}, inner, []string{"10.77.3.2/24"})
+			inner.MustRun(t, "ip", "route", "add", "default", "via", "10.77.3.1")
+			g.Gate.MustRun(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+			for _, c := range []*netnstest.NS{g.C1, g.C2} {
+				c.MustRun(t, "ip", "route", "add", "10.77.3.0/24", "via", gatewayOf(c, g))
 			}
-			c.Close()
-		}
-	}()
-	// The gate's own default deny on FORWARD, letting portgate's mark in.
-	g.Gate.MustRun(t, "nft", "add", "table", "inet", "hostfw")
-	g.Gate.MustRun(t, "nft", "add chain inet hostfw forward { type filter hook forward priority 0 ; policy drop ; }")
-	g.Gate.MustRun(t, "nft", "add rule inet hostfw forward ct state established,related accept")
-	g.Gate.MustRun(t, "nft", "add rule inet hostfw forward meta mark & 0x7067 == 0x7067 accept")
+			l, err := inner.Listen("tcp", fmt.Sprintf(":%d", rdp))
+			require.NoError(t, err)
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+			for _, cmd := range fc.hostDeny {
+				g.Gate.MustRun(t, cmd...)
+			}
 
-	fwd := []Forward{{Port: Port{Proto: TCP, Num: rdp}, To: netip.MustParseAddrPort("10.77.3.2:3389")}}
-	var b Backend
-	require.NoError(t, g.Gate.Do(func() error {
-		var err error
-		if b, err = New(Config{Backend: "nftables", Forward: fwd}, time.Now); err != nil {
-			return err
-		}
-		return b.Init([]Port{{Proto: TCP, Num: rdp}})
-	}))
-	via1, via2 := addr(g.GateIP1, rdp), addr(g.GateIP2, rdp)
-	assert.False(t, g.C1.Probe(via1, closedWait), "closed by default")
-	assert.False(t, g.C1.Probe("10.77.3.2:3389", closedWait), "the host behind is not reached directly")
-	c1 := netip.MustParseAddr(g.C1IP)
-	in(t, g, func() error { return b.Set(Rule{IP: c1, Proto: TCP, Port: rdp, Until: time.Now().Add(time.Hour)}) })
-	assert.True(t, g.C1.Probe(via1, 3*time.Second), "open through the gate for the lease's address")
-	assert.False(t, g.C2.Probe(via2, closedWait), "not for another")
-	assert.False(t, g.C1.Probe("10.77.3.2:3389", closedWait), "still not directly")
-	in(t, g, func() error { return b.Delete(c1, TCP, rdp) })
-	assert.False(t, g.C1.Probe(via1, closedWait), "closed when the lease goes")
+			fwd := []Forward{{Port: Port{Proto: TCP, Num: rdp}, To: netip.MustParseAddrPort("10.77.3.2:3389")}}
+			var b Backend
+			require.NoError(t, g.Gate.Do(func() error {
+				var err error
+				if b, err = New(Config{Backend: fc.name, Forward: fwd}, time.Now); err != nil {
+					return err
+				}
+				return b.Init([]Port{{Proto: TCP, Num: rdp}})
+			}))
+			via1, via2 := addr(g.GateIP1, rdp), addr(g.GateIP2, rdp)
+			assert.False(t, g.C1.Probe(via1, closedWait), "closed by default")
+			assert.False(t, g.C1.Probe("10.77.3.2:3389", closedWait), "the host behind is not reached directly")
+			c1 := netip.MustParseAddr(g.C1IP)
+			in(t, g, func() error { return b.Set(Rule{IP: c1, Proto: TCP, Port: rdp, Until: time.Now().Add(time.Hour)}) })
+			assert.True(t, g.C1.Probe(via1, 3*time.Second), "open through the gate for the lease's address")
+			assert.False(t, g.C2.Probe(via2, closedWait), "not for another")
+			assert.False(t, g.C1.Probe("10.77.3.2:3389", closedWait), "still not directly")
+			var rules []Rule
+			in(t, g, func() error { var err error; rules, err = b.List(); return err })
+			require.Len(t, rules, 1, "the forwarded lease is listed back")
+			assert.Equal(t, c1, rules[0].IP)
+			assert.Equal(t, uint16(rdp), rules[0].Port)
+			in(t, g, func() error { return b.Delete(c1, TCP, rdp) })
+			assert.False(t, g.C1.Probe(via1, closedWait), "closed when the lease goes")
+			in(t, g, func() error { var err error; rules, err = b.List(); return err })
+			assert.Empty(t, rules)
 
-	// Without the host's own default deny, portgate's guard alone keeps
-	// the forwarded port closed.
-	g.Gate.MustRun(t, "nft", "delete", "table", "inet", "hostfw")
-	assert.False(t, g.C2.Probe(via2, closedWait), "guarded by portgate itself")
-	in(t, g, func() error { return b.Set(Rule{IP: c1, Proto: TCP, Port: rdp, Until: time.Now().Add(time.Hour)}) })
-	assert.True(t, g.C1.Probe(via1, 3*time.Second))
-	assert.False(t, g.C2.Probe(via2, closedWait))
+			// Without the gate's own default deny, portgate's guard alone
+			// keeps the forwarded port closed.
+			for _, cmd := range fc.noDeny {
+				g.Gate.MustRun(t, cmd...)
+			}
+			assert.False(t, g.C2.Probe(via2, closedWait), "guarded by portgate itself")
+			in(t, g, func() error { return b.Set(Rule{IP: c1, Proto: TCP, Port: rdp, Until: time.Now().Add(time.Hour)}) })
+			assert.True(t, g.C1.Probe(via1, 3*time.Second))
+			assert.False(t, g.C2.Probe(via2, closedWait))
 
-	_, err = New(Config{Backend: "iptables", Forward: fwd}, time.Now)
-	assert.ErrorContains(t, err, "forward: needs firewall.backend: nftables")
+			// A restart (Init again) keeps the lease and duplicates nothing;
+			// a configuration without forwards removes the forward mode.
+			in(t, g, func() error { return b.Init([]Port{{Proto: TCP, Num: rdp}}) })
+			assert.True(t, g.C1.Probe(via1, 3*time.Second), "the lease survives a restart")
+			assert.False(t, g.C2.Probe(via2, closedWait))
+			if fc.name == "iptables" {
+				assert.Len(t, strings.Split(strings.TrimSpace(g.Gate.MustRun(t, "iptables", "-t", "nat", "-S", "PREROUTING")), "\n"), 2, "one jump")
+				assert.Len(t, strings.Split(strings.TrimSpace(g.Gate.MustRun(t, "iptables", "-S", "FORWARD")), "\n"), 2, "one jump")
+				var plain Backend
+				require.NoError(t, g.Gate.Do(func() error {
+					var err error
+					if plain, err = New(Config{Backend: fc.name}, time.Now); err != nil {
+						return err
+					}
+					return plain.Init([]Port{{Proto: TCP, Num: rdp}})
+				}))
+				assert.NotContains(t, g.Gate.MustRun(t, "iptables-save"), "PORTGATE-", "the forward chains are gone")
+			}
+		})
+	}
+	_, err := New(Config{Backend: "iptables", IPTables: IPTablesConfig{Chain: strings.Repeat("C", 25)},
+		Forward: []Forward{{Port: Port{Proto: TCP, Num: rdp}, To: netip.MustParseAddrPort("10.77.3.2:3389")}}}, time.Now)
+	assert.ErrorContains(t, err, "at most 24 characters with forward:")
 }
 
 // gatewayOf is the gate's address on c's link.

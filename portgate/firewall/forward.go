@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 
@@ -163,6 +162,3 @@ func (n *NFTables) forwardRules(fwd []Forward) {
 		c.AddRule(&nftables.Rule{Table: n.table, Chain: fc, Exprs: e, UserData: tag})
 	}
 }
-
-// errForwardIPTables: the forward mode is built on nftables.
-var errForwardIPTables = errors.New("forward: needs firewall.backend: nftables")

@@ -56,7 +56,22 @@ type IPTables struct {
 	installed map[ruleKey][]string
 	// sessions, with close_established, ends a deleted rule's sessions.
 	sessions *sessions
+	// forwards are the ports DNAT'ed to hosts behind the gate; their
+	// leases live in the FORWARD guard chain.
+	forwards []Forward
 }
+
+// Suffixes of the chains the forward mode adds: CHAIN-NAT in the nat
+// table (jumped to from PREROUTING), CHAIN-FWD in the filter table
+// (jumped to first from FORWARD).
+const (
+	natSuffix = "-NAT"
+	fwdSuffix = "-FWD"
+	// MaxForwardChain is the longest firewall.iptables.chain the forward
+	// mode allows: iptables chain names have at most 28 characters.
+	MaxForwardChain = 28 - len(natSuffix)
+	tagForward      = "portgate:forward"
+)
 
 type ruleKey struct {
 	ip    netip.Addr
@@ -178,6 +193,91 @@ func (b *IPTables) Init(ports []Port) error {
 			return fmt.Errorf("iptables: jump from INPUT: %w", err)
 		}
 	}
+	return b.initForward()
+}
+
+// initForward sets up the forward mode in iptables (IPv4: forwards go to
+// IPv4 hosts):
+//
+//	nat CHAIN-NAT (from PREROUTING): -p P --dport N -j DNAT --to-destination A:M
+//	filter CHAIN-FWD (first from FORWARD), for DNAT'ed flows in their
+//	  original direction by their original destination port:
+//	  -s LEASE ... -j ACCEPT                 (one per lease, inserted first)
+//	  ... --ctstate RELATED,ESTABLISHED -j RETURN   (keep_established)
+//	  ... -j DROP
+//
+// Without forwards, the chains and jumps of an earlier configuration go.
+func (b *IPTables) initForward() error {
+	ipt := b.v4
+	nat, fwd := b.chain+natSuffix, b.chain+fwdSuffix
+	natJump := []string{"-m", "comment", "--comment", tagJump, "-j", nat}
+	fwdJump := []string{"-m", "comment", "--comment", tagJump, "-j", fwd}
+	if len(b.forwards) == 0 {
+		for _, c := range []struct{ table, from, chain string }{{"nat", "PREROUTING", nat}, {"filter", "FORWARD", fwd}} {
+			ok, err := ipt.ChainExists(c.table, c.chain)
+			if err != nil {
+				return fmt.Errorf("iptables: %w", err)
+			}
+			if !ok {
+				continue
+			}
+			if err := deleteRuleIn(ipt, c.table, c.from, []string{"-m", "comment", "--comment", tagJump, "-j", c.chain}); err != nil {
+				return fmt.Errorf("iptables: remove jump to %s: %w", c.chain, err)
+			}
+			if err := ipt.ClearAndDeleteChain(c.table, c.chain); err != nil {
+				return fmt.Errorf("iptables: remove chain %s: %w", c.chain, err)
+			}
+		}
+		return nil
+	}
+	if err := ipt.ClearChain("nat", nat); err != nil {
+		return fmt.Errorf("iptables: chain %s: %w", nat, err)
+	}
+	for _, f := range b.forwards {
+		rule := []string{"-p", f.Port.Proto, "-m", f.Port.Proto, "--dport", strconv.Itoa(int(f.Port.Num)),
+			"-m", "comment", "--comment", tagForward, "-j", "DNAT", "--to-destination", f.To.String()}
+		if err := ipt.Append("nat", nat, rule...); err != nil {
+			return fmt.Errorf("iptables: DNAT %s to %s: %w", f.Port, f.To, err)
+		}
+	}
+	if err := ipt.InsertUnique("nat", "PREROUTING", 1, natJump...); err != nil {
+		return fmt.Errorf("iptables: jump from PREROUTING: %w", err)
+	}
+	ok, err := ipt.ChainExists("filter", fwd)
+	if err != nil {
+		return fmt.Errorf("iptables: %w", err)
+	}
+	if !ok {
+		if err := ipt.NewChain("filter", fwd); err != nil {
+			return fmt.Errorf("iptables: create chain %s: %w", fwd, err)
+		}
+	}
+	lines, err := ipt.List("filter", fwd)
+	if err != nil {
+		return fmt.Errorf("iptables: list %s: %w", fwd, err)
+	}
+	for _, l := range lines {
+		if spec, ok := ruleSpec(l, fwd); ok && hasComment(spec, tagGuard) {
+			if err := deleteRule(ipt, fwd, spec); err != nil {
+				return fmt.Errorf("iptables: remove old guard rule: %w", err)
+			}
+		}
+	}
+	for _, f := range b.forwards {
+		match := append([]string{"-p", f.Port.Proto}, dnatOrig(f.Port.Proto, f.Port.Num)...)
+		if b.keep {
+			if err := ipt.Append("filter", fwd, append(append([]string{}, match...),
+				"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", tagGuard, "-j", "RETURN")...); err != nil {
+				return fmt.Errorf("iptables: forward guard rule: %w", err)
+			}
+		}
+		if err := ipt.Append("filter", fwd, append(append([]string{}, match...), "-m", "comment", "--comment", tagGuard, "-j", "DROP")...); err != nil {
+			return fmt.Errorf("iptables: forward guard rule: %w", err)
+		}
+	}
+	if err := ipt.InsertUnique("filter", "FORWARD", 1, fwdJump...); err != nil {
+		return fmt.Errorf("iptables: jump from FORWARD: %w", err)
+	}
 	return nil
 }
 
@@ -187,6 +287,9 @@ func (b *IPTables) leaseSpec(ip netip.Addr, proto string, port uint16, until tim
 	end := ceilUnix(until)
 	proto = Proto(proto)
 	spec := []string{"-s", netip.PrefixFrom(ip, ip.BitLen()).String(), "-p", proto, "-m", proto, "--dport", strconv.Itoa(int(port))}
+	if b.forwarded(ip, proto, port) {
+		spec = append([]string{"-s", netip.PrefixFrom(ip, ip.BitLen()).String(), "-p", proto}, dnatOrig(proto, port)...)
+	}
 	if b.kexp {
 		// xt_time matches while now (whole seconds) <= datestop, so the
 		// last matching second is the one before the lease end.
@@ -201,6 +304,43 @@ func ceilUnix(t time.Time) int64 {
 		s++
 	}
 	return s
+}
+
+// forwarded reports whether (ip, proto, port) is leased on the FORWARD
+// guard: an IPv4 lease of a forwarded port.
+func (b *IPTables) forwarded(ip netip.Addr, proto string, port uint16) bool {
+	if !ip.Unmap().Is4() {
+		return false
+	}
+	for _, f := range b.forwards {
+		if f.Port == (Port{Proto: Proto(proto), Num: port}) {
+			return true
+		}
+	}
+	return false
+}
+
+// chainFor is the chain holding the lease rule of (ip, proto, port).
+func (b *IPTables) chainFor(ip netip.Addr, proto string, port uint16) string {
+	if b.forwarded(ip, proto, port) {
+		return b.chain + fwdSuffix
+	}
+	return b.chain
+}
+
+// leaseChains are the chains lease rules live in, in family ipt.
+func (b *IPTables) leaseChains(ipt *iptables.IPTables) []string {
+	if len(b.forwards) > 0 && ipt == b.v4 {
+		return []string{b.chain, b.chain + fwdSuffix}
+	}
+	return []string{b.chain}
+}
+
+// dnatOrig matches a DNAT'ed flow in its original direction whose
+// original destination port (the gate's) is port.
+func dnatOrig(proto string, port uint16) []string {
+	return []string{"-m", "conntrack", "--ctstate", "DNAT", "--ctdir", "ORIGINAL",
+		"--ctproto", Proto(proto), "--ctorigdstport", strconv.Itoa(int(port))}
 }
 
 // Set implements Backend: the new rule goes in first, then the old one
@@ -219,12 +359,13 @@ func (b *IPTables) Set(r Rule) error {
 	if had && slices.Equal(old, spec) {
 		return nil
 	}
-	if err := ipt.Insert("filter", b.chain, 1, spec...); err != nil {
+	chain := b.chainFor(r.IP, r.Proto, r.Port)
+	if err := ipt.Insert("filter", chain, 1, spec...); err != nil {
 		return fmt.Errorf("iptables: add %s: %w", r, err)
 	}
 	b.installed[k] = spec
 	if had {
-		if err := deleteRule(ipt, b.chain, old); err != nil {
+		if err := deleteRule(ipt, chain, old); err != nil {
 			return fmt.Errorf("iptables: replace %s: %w", r, err)
 		}
 	}
@@ -252,24 +393,26 @@ func (b *IPTables) Delete(ip netip.Addr, proto string, port uint16) error {
 	return err
 }
 
-// deleteListed deletes every lease rule of k found in the chain.
+// deleteListed deletes every lease rule of k found in the lease chains.
 func (b *IPTables) deleteListed(ipt *iptables.IPTables, k ruleKey) error {
-	lines, err := ipt.List("filter", b.chain)
-	var ie *iptables.Error
-	if errors.As(err, &ie) && ie.IsNotExist() {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("iptables: list %s: %w", b.chain, err)
-	}
-	for _, l := range lines {
-		spec, ok := ruleSpec(l, b.chain)
-		if !ok {
+	for _, chain := range b.leaseChains(ipt) {
+		lines, err := ipt.List("filter", chain)
+		var ie *iptables.Error
+		if errors.As(err, &ie) && ie.IsNotExist() {
 			continue
 		}
-		if r, ok := parseLease(spec); ok && r.IP == k.ip && r.Proto == k.proto && r.Port == k.port {
-			if err := deleteRule(ipt, b.chain, spec); err != nil {
-				return fmt.Errorf("iptables: delete %s: %w", r, err)
+		if err != nil {
+			return fmt.Errorf("iptables: list %s: %w", chain, err)
+		}
+		for _, l := range lines {
+			spec, ok := ruleSpec(l, chain)
+			if !ok {
+				continue
+			}
+			if r, ok := parseLease(spec); ok && r.IP == k.ip && r.Proto == k.proto && r.Port == k.port {
+				if err := deleteRule(ipt, chain, spec); err != nil {
+					return fmt.Errorf("iptables: delete %s: %w", r, err)
+				}
 			}
 		}
 	}
@@ -282,41 +425,46 @@ func (b *IPTables) List() ([]Rule, error) {
 	var out []Rule
 	b.installed = map[ruleKey][]string{}
 	type extra struct {
-		ipt  *iptables.IPTables
-		spec []string
+		ipt   *iptables.IPTables
+		chain string
+		spec  []string
 	}
 	var dups []extra
 	for _, ipt := range b.families() {
-		lines, err := ipt.List("filter", b.chain)
-		var ie *iptables.Error
-		if errors.As(err, &ie) && ie.IsNotExist() {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("iptables: list %s: %w", b.chain, err)
-		}
-		for _, l := range lines {
-			spec, ok := ruleSpec(l, b.chain)
-			if !ok {
+		for _, chain := range b.leaseChains(ipt) {
+			lines, err := ipt.List("filter", chain)
+			var ie *iptables.Error
+			if errors.As(err, &ie) && ie.IsNotExist() {
 				continue
 			}
-			r, ok := parseLease(spec)
-			if !ok {
-				continue
+			if err != nil {
+				return nil, fmt.Errorf("iptables: list %s: %w", chain, err)
 			}
-			k := ruleKey{r.IP, r.Proto, r.Port}
-			if _, seen := b.installed[k]; seen {
-				// Two rules for one key (a crash between insert and
-				// delete): keep the first listed, the newest.
-				dups = append(dups, extra{ipt, spec})
-				continue
+			for _, l := range lines {
+				spec, ok := ruleSpec(l, chain)
+				if !ok {
+					continue
+				}
+				r, ok := parseLease(spec)
+				if !ok {
+					continue
+				}
+				k := ruleKey{r.IP, r.Proto, r.Port}
+				if _, seen := b.installed[k]; seen || chain != b.chainFor(r.IP, r.Proto, r.Port) {
+					// Two rules for one key (a crash between insert and
+					// delete): keep the first listed, the newest. A rule in
+					// the other chain (forward: changed since) goes too: the
+					// daemon sets a live lease's rule again where it belongs.
+					dups = append(dups, extra{ipt, chain, spec})
+					continue
+				}
+				b.installed[k] = spec
+				out = append(out, r)
 			}
-			b.installed[k] = spec
-			out = append(out, r)
 		}
 	}
 	for _, d := range dups {
-		if err := deleteRule(d.ipt, b.chain, d.spec); err != nil {
+		if err := deleteRule(d.ipt, d.chain, d.spec); err != nil {
 			return nil, fmt.Errorf("iptables: remove duplicate lease rule: %w", err)
 		}
 	}
@@ -327,7 +475,12 @@ func (b *IPTables) List() ([]Rule, error) {
 // One `iptables -D` rather than go-iptables' DeleteIfExists (-C, then -D):
 // with a long chain each call costs tens of milliseconds.
 func deleteRule(ipt *iptables.IPTables, chain string, spec []string) error {
-	err := ipt.Delete("filter", chain, spec...)
+	return deleteRuleIn(ipt, "filter", chain, spec)
+}
+
+// deleteRuleIn is deleteRule in another table.
+func deleteRuleIn(ipt *iptables.IPTables, table, chain string, spec []string) error {
+	err := ipt.Delete(table, chain, spec...)
 	var ie *iptables.Error
 	if errors.As(err, &ie) && ie.IsNotExist() {
 		return nil
@@ -402,7 +555,7 @@ func parseLease(spec []string) (Rule, bool) {
 				return Rule{}, false
 			}
 			r.Proto = spec[i+1]
-		case "--dport":
+		case "--dport", "--ctorigdstport":
 			n, err := strconv.ParseUint(spec[i+1], 10, 16)
 			if err != nil || n == 0 {
 				return Rule{}, false
