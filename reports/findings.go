@@ -249,7 +249,7 @@ func readableNumber(n float64) string {
 	var s string
 	switch {
 	case a >= 100 || n == math.Trunc(n):
-		return thousands(int64(math.Round(n)))
+		return steps.Thousands(int64(math.Round(n)))
 	case a >= 10:
 		s = strconv.FormatFloat(n, 'f', 1, 64)
 	case a >= 1:
@@ -264,23 +264,6 @@ func readableNumber(n float64) string {
 		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	}
 	return s
-}
-
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }
 
 // findings builds one finding per scenario from its steps' figures.

@@ -308,7 +308,7 @@ func headlineText(t totals, d downtime, dnsMS float64, f fault, servers, writabl
 	} else if !f.found {
 		parts = append(parts, "no failover in the history")
 	}
-	parts = append(parts, fmt.Sprintf("%s of %s acknowledged writes lost", thousands(t.lost), thousands(t.acked)))
+	parts = append(parts, fmt.Sprintf("%s of %s acknowledged writes lost", steps.Thousands(t.lost), steps.Thousands(t.acked)))
 	stopped := fmt.Sprintf("writes stopped %.2f s", d.ms()/1000)
 	if !d.resumed {
 		stopped += " and never resumed"
@@ -339,24 +339,6 @@ func headlineText(t totals, d downtime, dnsMS float64, f fault, servers, writabl
 		parts = append(parts, sb)
 	}
 	return strings.Join(parts, "; ")
-}
-
-// thousands formats n with comma separators: 6652 -> "6,652".
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
 }
 
 func toInt64(v any) (int64, bool) {
