@@ -18,6 +18,9 @@ import (
 const scenarioFile = "../../scenarios/epson-scanner.yaml"
 
 type scenarioReport struct {
+	Findings []struct {
+		Summary string `json:"summary"`
+	} `json:"findings"`
 	Scenarios []struct {
 		Status string `json:"status"`
 		Steps  []struct {
@@ -72,6 +75,10 @@ func TestScenarioLocal(t *testing.T) {
 	assert.Equal(t, false, st.Outputs["visible"])
 	assert.Equal(t, false, st.Outputs["listing_exercised"])
 	assert.Equal(t, testBackendNote, st.Outputs["listing_note"])
+	// The report's findings say so too, not "does not list the scanner".
+	require.Len(t, rep.Findings, 1)
+	assert.Contains(t, rep.Findings[0].Summary, testBackendNote)
+	assert.NotContains(t, rep.Findings[0].Summary, "list the scanner")
 	var titles []string
 	for _, ev := range st.Evidence {
 		titles = append(titles, ev.Title)
