@@ -1,0 +1,58 @@
+package failoverdriver
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opsdrill/opsdrill/steps"
+)
+
+type nopOpener struct{}
+
+func (nopOpener) Check(Params) error { return nil }
+func (nopOpener) Open(context.Context, *steps.Env, Params) (Driver, error) {
+	return nil, nil
+}
+
+func nopEndpoint(context.Context, *steps.Env, string) (Endpoint, error) { return Endpoint{}, nil }
+
+func TestRegister(t *testing.T) {
+	Register("zz-b", nopOpener{})
+	Register("zz-a", nopOpener{})
+	o, ok := Lookup("zz-a")
+	require.True(t, ok)
+	assert.Equal(t, nopOpener{}, o)
+	_, ok = Lookup("zz-none")
+	assert.False(t, ok)
+	names := Drivers()
+	assert.IsIncreasing(t, names)
+	assert.Subset(t, names, []string{"zz-a", "zz-b"})
+
+	cases := []struct {
+		name string
+		fn   func()
+	}{
+		{"duplicate driver", func() { Register("zz-a", nopOpener{}) }},
+		{"empty driver name", func() { Register("", nopOpener{}) }},
+		{"nil driver", func() { Register("zz-c", nil) }},
+		{"duplicate endpoint", func() {
+			RegisterRDSEndpoint("zz-e", nopEndpoint)
+			RegisterRDSEndpoint("zz-e", nopEndpoint)
+		}},
+		{"http is the SDK's own", func() { RegisterRDSEndpoint("http", nopEndpoint) }},
+		{"https is the SDK's own", func() { RegisterRDSEndpoint("https", nopEndpoint) }},
+		{"empty scheme", func() { RegisterRDSEndpoint("", nopEndpoint) }},
+		{"nil endpoint opener", func() { RegisterRDSEndpoint("zz-f", nil) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { assert.Panics(t, tc.fn) })
+	}
+	_, ok = LookupRDSEndpoint("zz-e")
+	assert.True(t, ok)
+	_, ok = LookupRDSEndpoint("zz-f")
+	assert.False(t, ok, "a refused registration leaves nothing behind")
+	assert.Contains(t, RDSEndpoints(), "zz-e")
+}
