@@ -18,6 +18,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/opsdrill/opsdrill/lab"
+	// The lab's RDS API (db.failover endpoint_url lab:LABID); the lab
+	// package itself brings the lab: transport and the lab failover driver.
+	_ "github.com/opsdrill/opsdrill/lab/rdsapi"
 	"github.com/opsdrill/opsdrill/reports"
 	"github.com/opsdrill/opsdrill/runner"
 	"github.com/opsdrill/opsdrill/runner/reaper"

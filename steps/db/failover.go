@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opsdrill/opsdrill/steps"
+	"github.com/opsdrill/opsdrill/steps/db/failoverdriver"
 )
 
 // Failover is db.failover: force the writer to move, then wait until a
@@ -53,15 +54,21 @@ func newFailover() steps.Step {
 		ConnectTimeout: 2 * time.Second, AZWait: 10 * time.Minute}
 }
 
-var (
-	drivers    = []string{"aws-rds", "lab", "command"}
-	labActions = []string{"kill", "partition", "switchover"}
-)
+// drivers are the built-in drivers and those registered with
+// failoverdriver (the lab's, when the program links the lab).
+func drivers() []string {
+	return slices.Concat([]string{"aws-rds"}, failoverdriver.Drivers(), []string{"command"})
+}
+
+// params are what a registered driver reads of the step.
+func (f *Failover) params() failoverdriver.Params {
+	return failoverdriver.Params{Lab: f.Lab, Action: f.Action, PartitionFor: f.PartitionFor, ReplaceStandby: f.ReplaceStandby, Fence: f.Fence}
+}
 
 // Validate checks the parameters for the chosen driver.
 func (f *Failover) Validate() error {
-	if !slices.Contains(drivers, f.Driver) {
-		return fmt.Errorf("driver: must be one of %s, got %q", strings.Join(drivers, ", "), f.Driver)
+	if all := drivers(); !slices.Contains(all, f.Driver) {
+		return fmt.Errorf("driver: must be one of %s, got %q", strings.Join(all, ", "), f.Driver)
 	}
 	if f.DSN != "" {
 		c := f.conn()
@@ -85,18 +92,15 @@ func (f *Failover) Validate() error {
 		case f.TargetInstance != "" && f.Cluster == "":
 			return errors.New("target_instance: only with cluster")
 		}
-		if f.EndpointURL != "" && !strings.HasPrefix(f.EndpointURL, "lab:") {
+		if _, _, registered := rdsEndpointScheme(f.EndpointURL); f.EndpointURL != "" && !registered {
 			u, err := url.Parse(f.EndpointURL)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("endpoint_url: expected http(s)://host[:port] or lab:LABID, got %q", f.EndpointURL)
+				want := "http(s)://host[:port]"
+				for _, s := range failoverdriver.RDSEndpoints() {
+					want += " or " + s + ":…"
+				}
+				return fmt.Errorf("endpoint_url: expected %s, got %q", want, f.EndpointURL)
 			}
-		}
-	case "lab":
-		if !slices.Contains(labActions, f.Action) {
-			return fmt.Errorf("action: must be one of %s, got %q", strings.Join(labActions, ", "), f.Action)
-		}
-		if f.PartitionFor < 0 {
-			return fmt.Errorf("partition_for: must not be negative, got %s", f.PartitionFor)
 		}
 	case "command":
 		if len(f.Command) == 0 || f.Command[0] == "" {
@@ -105,6 +109,9 @@ func (f *Failover) Validate() error {
 		if f.DSN == "" {
 			return errors.New("dsn: required with driver command: the writer's identity before and after is read from the database")
 		}
+	default:
+		o, _ := failoverdriver.Lookup(f.Driver)
+		return o.Check(f.params())
 	}
 	return nil
 }
@@ -198,10 +205,17 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 	switch f.Driver {
 	case "aws-rds":
 		drv, err = f.newRDS(ctx, env)
-	case "lab":
-		drv, err = f.newLab(ctx, env)
-	default:
+	case "command":
 		drv = &commandDriver{argv: f.Command}
+	default:
+		o, ok := failoverdriver.Lookup(f.Driver)
+		if !ok {
+			return fmt.Errorf("driver: %q is not linked into this program", f.Driver)
+		}
+		var d failoverdriver.Driver
+		if d, err = o.Open(ctx, env, f.params()); err == nil {
+			drv = registeredDriver{d}
+		}
 	}
 	if err != nil {
 		return err
@@ -362,7 +376,7 @@ const (
 	MomentComplete = "failover.complete"
 	// MomentFault is the instant the lab driver's fault struck (the kill,
 	// the partition).
-	MomentFault = "failover.fault"
+	MomentFault = failoverdriver.MomentFault
 	// MomentDNSSwitch is what dns.watch notes when the endpoint moved.
 	MomentDNSSwitch = "dns.switch"
 )

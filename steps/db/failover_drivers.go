@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,12 +15,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	rdstypes "github.com/aws/aws-sdk-go-v2/service/rds/types"
 
-	"github.com/opsdrill/opsdrill/lab"
-	"github.com/opsdrill/opsdrill/lab/rdsapi"
 	"github.com/opsdrill/opsdrill/steps"
+	"github.com/opsdrill/opsdrill/steps/db/failoverdriver"
 )
 
-// rdsDriver fails over through the RDS API: AWS's, or the lab's.
+// rdsDriver fails over through the RDS API: AWS's, or an RDS-compatible
+// one (the lab's).
 type rdsDriver struct {
 	api           *rds.Client
 	instance      string
@@ -30,33 +28,29 @@ type rdsDriver struct {
 	target        string
 	forceFailover bool
 	triggered     bool
-	labServer     *rdsapi.Server
-	labBackend    *rdsapi.Lab
+	// closeEndpoint ends a registered endpoint (failoverdriver) when the
+	// step ends.
+	closeEndpoint func() error
 }
 
-// newRDS builds the client: for endpoint_url lab:LABID, against the lab's
-// RDS-compatible API served in this process for the step's duration;
-// otherwise with the AWS configuration (environment, shared files, roles)
-// and, when set, endpoint_url as BaseEndpoint.
+// newRDS builds the client: for endpoint_url SCHEME:REF with a registered
+// scheme (failoverdriver.RegisterRDSEndpoint; the lab's is lab:LABID),
+// against the API that scheme resolves to; otherwise with the AWS
+// configuration (environment, shared files, roles) and, when set,
+// endpoint_url as BaseEndpoint.
 func (f *Failover) newRDS(ctx context.Context, env *steps.Env) (failoverDriver, error) {
 	d := &rdsDriver{instance: f.Instance, cluster: f.Cluster, target: f.TargetInstance, forceFailover: f.ForceFailover}
-	if labID, ok := strings.CutPrefix(f.EndpointURL, "lab:"); ok {
-		pair, err := lab.OpenMariaDBPair(ctx, labID)
-		if err != nil {
-			return nil, fmt.Errorf("endpoint_url: %w", err)
-		}
-		pair.Logf = env.Logf
-		d.labBackend = rdsapi.NewLab(pair)
-		region := f.Region
-		if region == "" {
-			region = lab.PairRegion
-		}
-		d.labServer, err = rdsapi.Start(d.labBackend, region)
+	if open, ref, ok := rdsEndpointScheme(f.EndpointURL); ok {
+		ep, err := open(ctx, env, ref)
 		if err != nil {
 			return nil, err
 		}
-		d.api = rds.New(rds.Options{Region: region, BaseEndpoint: aws.String(d.labServer.URL), Credentials: d.labServer.Credentials()})
-		env.Logf("the lab's RDS API serves at %s (lab %s)", d.labServer.URL, pair.LabID)
+		region := f.Region
+		if region == "" {
+			region = ep.Region
+		}
+		d.api = rds.New(rds.Options{Region: region, BaseEndpoint: aws.String(ep.URL), Credentials: ep.Credentials})
+		d.closeEndpoint = ep.Close
 		return d, nil
 	}
 	var opts []func(*config.LoadOptions) error
@@ -175,114 +169,36 @@ func (d *rdsDriver) events(ctx context.Context, since time.Time) ([]platformEven
 }
 
 func (d *rdsDriver) close() error {
-	if d.labServer == nil {
+	if d.closeEndpoint == nil {
 		return nil
 	}
-	// The lab finishes what it started (the old writer rejoining) before
-	// its API goes away.
-	err := d.labBackend.Wait()
-	return errors.Join(err, d.labServer.Close())
+	return d.closeEndpoint()
 }
 
-// labDriver fails the lab's mariadb-pair over directly.
-type labDriver struct {
-	pair         *lab.MariaDBPair
-	action       string
-	fence        bool
-	partitionFor time.Duration
-	replace      bool // rebuild a killed writer as the standby at once
-	killed       bool
-	done         bool
-	old          *lab.Host // a switched-over writer, to rejoin when the step ends
-	cutOff       *lab.Host // a partitioned writer, to reconnect
-	cutAt        time.Time
-	logf         func(format string, args ...any)
+// rdsEndpointScheme returns the opener of endpoint_url's scheme when it is
+// a registered one, and what follows the colon.
+func rdsEndpointScheme(endpointURL string) (failoverdriver.EndpointOpener, string, bool) {
+	scheme, ref, ok := strings.Cut(endpointURL, ":")
+	if !ok || scheme == "http" || scheme == "https" {
+		return nil, "", false
+	}
+	open, ok := failoverdriver.LookupRDSEndpoint(scheme)
+	return open, ref, ok
 }
 
-func (f *Failover) newLab(ctx context.Context, env *steps.Env) (failoverDriver, error) {
-	pair, err := lab.OpenMariaDBPair(ctx, f.Lab)
-	if err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
-	}
-	pair.Logf = env.Logf
-	pair.OnFault = func(what string, at time.Time) { env.Note(MomentFault, what, at) }
-	// A fault needs a standby to fail over to: one left behind by an
-	// earlier fault of the scenario is made whole first.
-	if err := pair.EnsureStandby(ctx); err != nil {
-		return nil, fmt.Errorf("lab: no standby to fail over to: %w", err)
-	}
-	return &labDriver{pair: pair, action: f.Action, fence: f.Fence, partitionFor: f.PartitionFor, replace: f.ReplaceStandby, logf: env.Logf}, nil
+// registeredDriver is a platform driver that joined failoverdriver.
+type registeredDriver struct{ d failoverdriver.Driver }
+
+func (r registeredDriver) state(ctx context.Context) (writer, bool, error) {
+	w, settled, err := r.d.State(ctx)
+	return writer(w), settled, err
 }
 
-func (d *labDriver) state(ctx context.Context) (writer, bool, error) {
-	h, err := d.pair.Writer(ctx)
-	if err != nil {
-		return writer{}, false, err
-	}
-	id, err := d.pair.Identity(ctx, h)
-	if err != nil {
-		return writer{}, false, err
-	}
-	status := "available"
-	if !id.Running {
-		status = "down"
-	}
-	return writer{Host: h.Name, AZ: id.AZ, SecondaryAZ: d.pair.AZ(d.pair.Other(h)), ServerID: int64(id.ServerID), Hostname: h.Name, Status: status,
-		ReadOnly: id.ReadOnly, Address: net.JoinHostPort(h.IP.String(), strconv.Itoa(lab.PairPort))}, d.done && id.Running, nil
+func (r registeredDriver) trigger(ctx context.Context, env *steps.Env) error {
+	return r.d.Trigger(ctx, env)
 }
 
-func (d *labDriver) trigger(ctx context.Context, env *steps.Env) error {
-	var old, promoted *lab.Host
-	var err error
-	switch d.action {
-	case "switchover":
-		old, promoted, err = d.pair.Switchover(ctx)
-		d.old = old
-	case "partition":
-		old, promoted, err = d.pair.Partition(ctx, d.fence)
-		if old != nil {
-			d.cutOff, d.cutAt = old, time.Now()
-			env.Undo("heal the partition and rebuild "+old.Name+" as the standby", d.pair.EnsureStandby)
-		}
-	default:
-		old, promoted, err = d.pair.FailOver(ctx)
-		d.killed = old != nil
-		if old != nil {
-			// The killed host stays down for the rest of the drill (its
-			// data may hold writes the new writer never got); afterwards
-			// it is rebuilt as the standby, so the pair is whole again.
-			env.Undo("rebuild "+old.Name+" as the standby", d.pair.EnsureStandby)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("lab %s: %w", d.action, err)
-	}
-	d.done = true
-	env.Logf("lab %s: %s -> %s", d.action, old.Name, promoted.Name)
-	return nil
-}
-
-// close lets a switched-over writer rejoin as the standby, as RDS's
-// reboot with failover ends, and heals a partition after partition_for; a
-// killed writer stays down (EnsureStandby at the scenario's end).
-func (d *labDriver) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if d.cutOff != nil && d.partitionFor > 0 {
-		if wait := time.Until(d.cutAt.Add(d.partitionFor)); wait > 0 {
-			d.logf("the partition heals in %s", wait.Round(100*time.Millisecond))
-			sleep(ctx, wait)
-		}
-		return d.pair.Heal(ctx, d.cutOff)
-	}
-	if d.killed && d.replace {
-		return d.pair.EnsureStandby(ctx)
-	}
-	if d.old == nil {
-		return nil
-	}
-	return d.pair.Rejoin(ctx, d.old)
-}
+func (r registeredDriver) close() error { return r.d.Close() }
 
 // commandDriver runs the user's failover script; the writer's identity
 // comes from the database only.

