@@ -692,6 +692,22 @@ func (p *MariaDBPair) PointEndpoint(ctx context.Context, h *Host) error {
 	return nil
 }
 
+// takeOver ends every failover and switchover: it promotes the new writer
+// and points the endpoint at it, logging each step. It returns the old and
+// the new writer the way FailOver does (the new one is nil when it could not
+// be promoted).
+func (p *MariaDBPair) takeOver(ctx context.Context, old, promoted *Host) (*Host, *Host, error) {
+	if err := p.Promote(ctx, promoted); err != nil {
+		return old, nil, err
+	}
+	p.logf("%s promoted", promoted.Name)
+	if err := p.PointEndpoint(ctx, promoted); err != nil {
+		return old, promoted, err
+	}
+	p.logf("endpoint points at %s", promoted.Name)
+	return old, promoted, nil
+}
+
 // Promote makes h, a replica of a primary that may be dead, the primary:
 // it stops receiving, applies everything it has received (a transaction
 // acknowledged under semi-sync is in its relay log), forgets its primary
@@ -749,15 +765,7 @@ func (p *MariaDBPair) FailOver(ctx context.Context) (old, promoted *Host, err er
 	}
 	p.fault(old.Name + " killed")
 	promoted = p.Other(old)
-	if err := p.Promote(ctx, promoted); err != nil {
-		return old, nil, err
-	}
-	p.logf("%s promoted", promoted.Name)
-	if err := p.PointEndpoint(ctx, promoted); err != nil {
-		return old, promoted, err
-	}
-	p.logf("endpoint points at %s", promoted.Name)
-	return old, promoted, nil
+	return p.takeOver(ctx, old, promoted)
 }
 
 // Partition cuts the writer off the lab network (it keeps running, as a
@@ -792,15 +800,7 @@ func (p *MariaDBPair) Partition(ctx context.Context, fence bool) (old, promoted 
 		}
 		p.logf("%s fenced: read-only", old.Name)
 	}
-	if err := p.Promote(ctx, promoted); err != nil {
-		return old, nil, err
-	}
-	p.logf("%s promoted", promoted.Name)
-	if err := p.PointEndpoint(ctx, promoted); err != nil {
-		return old, promoted, err
-	}
-	p.logf("endpoint points at %s", promoted.Name)
-	return old, promoted, nil
+	return p.takeOver(ctx, old, promoted)
 }
 
 // Heal attaches a host cut off by Partition to the lab network again.
@@ -913,15 +913,7 @@ func (p *MariaDBPair) Switchover(ctx context.Context) (old, promoted *Host, err 
 		return old, nil, err
 	}
 	p.logf("%s shut down", old.Name)
-	if err := p.Promote(ctx, promoted); err != nil {
-		return old, nil, err
-	}
-	p.logf("%s promoted", promoted.Name)
-	if err := p.PointEndpoint(ctx, promoted); err != nil {
-		return old, promoted, err
-	}
-	p.logf("endpoint points at %s", promoted.Name)
-	return old, promoted, nil
+	return p.takeOver(ctx, old, promoted)
 }
 
 // Rejoin boots a former writer that shut down cleanly (after Switchover)
