@@ -23,3 +23,13 @@ func Thousands(n int64) string {
 	}
 	return b.String()
 }
+
+// List turns a string slice into the []any an output list is made of
+// (expressions and the journal see outputs as JSON values).
+func List(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

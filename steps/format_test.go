@@ -27,3 +27,17 @@ func TestThousands(t *testing.T) {
 		assert.Equal(t, tc.want, Thousands(tc.n), "%d", tc.n)
 	}
 }
+
+func TestList(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want []any
+	}{
+		{nil, []any{}},
+		{[]string{}, []any{}},
+		{[]string{"a"}, []any{"a"}},
+		{[]string{"b", "a", ""}, []any{"b", "a", ""}},
+	} {
+		assert.Equal(t, tc.want, List(tc.in), "%q", tc.in)
+	}
+}

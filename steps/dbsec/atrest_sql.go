@@ -273,7 +273,7 @@ func (a *AtRest) reportView(env *steps.Env, v sqlView) {
 	}
 	env.SetOutput("tables", tables)
 	env.SetOutput("unencrypted_tables", unenc)
-	env.SetOutput("key_plugins", toAny(v.plugins))
+	env.SetOutput("key_plugins", steps.List(v.plugins))
 	env.SetOutput("server_hostname", v.vars["hostname"])
 	env.AddEvidence(steps.TableEvidence("Tables (the server's view)", []string{"table", "engine", "encrypted", "why"}, rows))
 	var vrows [][]string
@@ -291,14 +291,6 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "NO"
-}
-
-func toAny(s []string) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
-	}
-	return out
 }
 
 // serverHost finds, among datadir_hosts, the one the DSN reached: its

@@ -231,7 +231,7 @@ func (w *Watch) Run(ctx context.Context, env *steps.Env) error {
 				break
 			}
 			change := map[string]any{"at": stamp, "from": last.target(), "to": a.target(),
-				"from_cname": last.cname(), "to_cname": a.cname(), "addresses": toAny(a.addrs), "since_trigger_ms": -1.0}
+				"from_cname": last.cname(), "to_cname": a.cname(), "addresses": steps.List(a.addrs), "since_trigger_ms": -1.0}
 			trig, triggered := env.Timeline().Latest(failoverTrigger, at)
 			if !triggered && !w.CountBeforeTrigger {
 				fmt.Fprintf(out, "%s  %s  <- changed before the failover trigger (not counted)\n", stamp, a.hostLine(w.Name))
@@ -360,12 +360,4 @@ func shortTarget(a answer) string {
 		return strings.TrimSuffix(c, ".")
 	}
 	return a.target()
-}
-
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
 }

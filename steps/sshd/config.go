@@ -235,8 +235,8 @@ func (c *Config) Run(ctx context.Context, env *steps.Env) error {
 
 	env.SetOutput("config", excerpt(cfg, keys))
 	env.SetOutput("root_config", excerpt(rootCfg, keys))
-	env.SetOutput("findings", toAny(findingTexts(findings)))
-	env.SetOutput("unmet", toAny(unmet))
+	env.SetOutput("findings", steps.List(findingTexts(findings)))
+	env.SetOutput("unmet", steps.List(unmet))
 	env.SetOutput("compliant", len(unmet) == 0 && len(findings) == 0)
 	title := "Effective sshd configuration (sshd -T" + matchArg(c.Match) + ")"
 	env.AddEvidence(steps.TableEvidence(title, []string{"keyword", "value", "value for root", "policy"}, rows))
@@ -291,14 +291,6 @@ func excerpt(cfg map[string]string, keys []string) map[string]any {
 		if v, ok := cfg[k]; ok {
 			out[k] = v
 		}
-	}
-	return out
-}
-
-func toAny(s []string) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
 	}
 	return out
 }

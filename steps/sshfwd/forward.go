@@ -180,7 +180,7 @@ func (f *Forward) Run(ctx context.Context, env *steps.Env) error {
 	env.SetOutput("up_at", t.upAt.UTC().Format(time.RFC3339Nano))
 	if f.Mode == modeRemote {
 		t.listening = serverListening(ctx, sh, t.port)
-		env.SetOutput("listening", toAny(t.listening))
+		env.SetOutput("listening", steps.List(t.listening))
 		if len(t.listening) > 0 {
 			env.Logf("the server listens on %s", strings.Join(t.listening, ", "))
 		}
@@ -481,14 +481,6 @@ func toRows(s []string) [][]string {
 	out := make([][]string, len(s))
 	for i, v := range s {
 		out[i] = []string{v}
-	}
-	return out
-}
-
-func toAny(s []string) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
 	}
 	return out
 }
