@@ -379,51 +379,52 @@ func (l *loader) boolean(n *yaml.Node, field string) bool {
 	return b
 }
 
-func (l *loader) vars(n *yaml.Node, sc *Scenario) {
+// identHint follows "%q is not a valid name" where the rule is worth spelling out.
+const identHint = " (letters, digits and _; not starting with a digit)"
+
+// namedMapping walks a mapping of names to definitions (vars:, secrets:,
+// inputs:, outputs:). Null is an empty mapping; another kind is reported as
+// "field: expected <expected>", a key that is not a valid name as
+// "field: %q is not a valid name<hint>". each gets the other entries in order.
+func (l *loader) namedMapping(n *yaml.Node, field, expected, hint string, each func(k, v *yaml.Node)) {
 	if n.Tag == "!!null" {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		l.errAt(n, "vars: expected a mapping of names to values, got %s", kindName(n))
+		l.errAt(n, "%s: expected %s, got %s", field, expected, kindName(n))
 		return
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !isIdent(k.Value) {
-			l.errAt(k, "vars: %q is not a valid name (letters, digits and _; not starting with a digit)", k.Value)
+			l.errAt(k, "%s: %q is not a valid name%s", field, k.Value, hint)
 			continue
 		}
+		each(k, v)
+	}
+}
+
+func (l *loader) vars(n *yaml.Node, sc *Scenario) {
+	l.namedMapping(n, "vars", "a mapping of names to values", identHint, func(k, v *yaml.Node) {
 		if containsTemplate(v) {
 			l.errAt(v, "vars.%s: vars are plain values; ${{ }} is not evaluated here", k.Value)
-			continue
+			return
 		}
 		var val any
 		if err := v.Decode(&val); err != nil {
 			l.errAt(v, "vars.%s: %s", k.Value, cleanDecodeError(err, nil))
-			continue
+			return
 		}
 		sc.Vars[k.Value] = val
-	}
+	})
 }
 
 func (l *loader) secrets(n *yaml.Node, sc *Scenario) {
-	if n.Tag == "!!null" {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		l.errAt(n, "secrets: expected a mapping of names to {env: NAME} or {file: PATH}, got %s", kindName(n))
-		return
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if !isIdent(k.Value) {
-			l.errAt(k, "secrets: %q is not a valid name", k.Value)
-			continue
-		}
+	l.namedMapping(n, "secrets", "a mapping of names to {env: NAME} or {file: PATH}", "", func(k, v *yaml.Node) {
 		src := SecretSource{Pos: nodePos(l.file, v)}
 		if v.Kind != yaml.MappingNode {
 			l.errAt(v, "secrets.%s: expected {env: NAME} or {file: PATH}; secret values never go in a scenario", k.Value)
-			continue
+			return
 		}
 		l.mapping(v, []string{"env", "file", "optional"}, "secrets."+k.Value, func(kk, vv *yaml.Node) {
 			switch kk.Value {
@@ -440,10 +441,10 @@ func (l *loader) secrets(n *yaml.Node, sc *Scenario) {
 		})
 		if (src.Env == "") == (src.File == "") {
 			l.errAt(v, "secrets.%s: give exactly one of env or file", k.Value)
-			continue
+			return
 		}
 		sc.Secrets[k.Value] = src
-	}
+	})
 }
 
 func (l *loader) stepList(n *yaml.Node, phase string) []*Step {

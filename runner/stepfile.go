@@ -215,24 +215,12 @@ func (l *loader) loadStepFile(data []byte) *StepFile {
 }
 
 func (l *loader) inputs(n *yaml.Node, sf *StepFile) {
-	if n.Tag == "!!null" {
-		return
-	}
-	if n.Kind != yaml.MappingNode {
-		l.errAt(n, "inputs: expected a mapping of input names to {type, required, default, secret}, got %s", kindName(n))
-		return
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
+	l.namedMapping(n, "inputs", "a mapping of input names to {type, required, default, secret}", identHint, func(k, v *yaml.Node) {
 		where := "inputs." + k.Value
-		if !isIdent(k.Value) {
-			l.errAt(k, "inputs: %q is not a valid name (letters, digits and _; not starting with a digit)", k.Value)
-			continue
-		}
 		in := Input{Name: k.Value, Type: "string"}
 		if v.Kind != yaml.MappingNode && v.Tag != "!!null" {
 			l.errAt(v, "%s: expected {type, required, default, secret, description}, got %s", where, kindName(v))
-			continue
+			return
 		}
 		var defNode *yaml.Node
 		l.mapping(v, inputKeys, where, func(kk, vv *yaml.Node) {
@@ -267,7 +255,7 @@ func (l *loader) inputs(n *yaml.Node, sf *StepFile) {
 			}
 		}
 		sf.Inputs = append(sf.Inputs, in)
-	}
+	})
 }
 
 func (l *loader) fileOutputs(n *yaml.Node, sf *StepFile, u *refUnit) {
