@@ -692,6 +692,21 @@ func (p *MariaDBPair) PointEndpoint(ctx context.Context, h *Host) error {
 	return nil
 }
 
+// writerAndStandby returns the writer and the standby that is to take over
+// from it (Partition, Switchover); an error, with the writer when it was
+// found, when there is no writer or the standby is not running.
+func (p *MariaDBPair) writerAndStandby(ctx context.Context) (writer, standby *Host, err error) {
+	writer, err = p.Writer(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	standby = p.Other(writer)
+	if st, err := standby.State(ctx); err != nil || st != "running" {
+		return writer, nil, fmt.Errorf("no standby to fail over to: %s is %s", standby.Name, st)
+	}
+	return writer, standby, nil
+}
+
 // takeOver ends every failover and switchover: it promotes the new writer
 // and points the endpoint at it, logging each step. It returns the old and
 // the new writer the way FailOver does (the new one is nil when it could not
@@ -778,13 +793,9 @@ func (p *MariaDBPair) FailOver(ctx context.Context) (old, promoted *Host, err er
 // cut off until Heal.
 func (p *MariaDBPair) Partition(ctx context.Context, fence bool) (old, promoted *Host, err error) {
 	p.begin()
-	old, err = p.Writer(ctx)
+	old, promoted, err = p.writerAndStandby(ctx)
 	if err != nil {
-		return nil, nil, err
-	}
-	promoted = p.Other(old)
-	if st, err := promoted.State(ctx); err != nil || st != "running" {
-		return old, nil, fmt.Errorf("no standby to fail over to: %s is %s", promoted.Name, st)
+		return old, nil, err
 	}
 	if err := old.Disconnect(ctx); err != nil {
 		return old, nil, err
@@ -884,13 +895,9 @@ func (p *MariaDBPair) EnsureStandby(ctx context.Context) error {
 // acknowledged is lost. The old writer stays down until Rejoin.
 func (p *MariaDBPair) Switchover(ctx context.Context) (old, promoted *Host, err error) {
 	p.begin()
-	old, err = p.Writer(ctx)
+	old, promoted, err = p.writerAndStandby(ctx)
 	if err != nil {
-		return nil, nil, err
-	}
-	promoted = p.Other(old)
-	if st, err := promoted.State(ctx); err != nil || st != "running" {
-		return old, nil, fmt.Errorf("no standby to fail over to: %s is %s", promoted.Name, st)
+		return old, nil, err
 	}
 	// read_only waits for running commits; later writes get error 1290.
 	rows, err := p.SQL(ctx, old, "SET GLOBAL read_only = ON; SELECT @@gtid_binlog_pos;")
