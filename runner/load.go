@@ -235,12 +235,7 @@ func (l *loader) load(data []byte) *Scenario {
 	if sc.Name == "" {
 		sc.Name = strings.TrimSuffix(filepath.Base(l.file), filepath.Ext(l.file))
 	}
-	if stepsNode == nil || (stepsNode.Kind == yaml.SequenceNode && len(stepsNode.Content) == 0) || stepsNode.Tag == "!!null" {
-		at := root
-		if stepsNode != nil {
-			at = stepsNode
-		}
-		l.errAt(at, "empty scenario: no steps")
+	if l.noSteps(root, stepsNode, "scenario") {
 		return sc
 	}
 	// Generated ids (exec#3) number the steps across the scenario:
@@ -445,6 +440,20 @@ func (l *loader) secrets(n *yaml.Node, sc *Scenario) {
 		}
 		sc.Secrets[k.Value] = src
 	})
+}
+
+// noSteps reports, as "empty <what>: no steps" at the steps: value or at
+// root when there is none, a file whose steps: is missing, null or empty.
+func (l *loader) noSteps(root, stepsNode *yaml.Node, what string) bool {
+	if stepsNode != nil && stepsNode.Tag != "!!null" && (stepsNode.Kind != yaml.SequenceNode || len(stepsNode.Content) > 0) {
+		return false
+	}
+	at := root
+	if stepsNode != nil {
+		at = stepsNode
+	}
+	l.errAt(at, "empty %s: no steps", what)
+	return true
 }
 
 func (l *loader) stepList(n *yaml.Node, phase string) []*Step {

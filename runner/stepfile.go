@@ -192,12 +192,7 @@ func (l *loader) loadStepFile(data []byte) *StepFile {
 	if sf.Name == "" {
 		sf.Name = strings.TrimSuffix(filepath.Base(l.file), filepath.Ext(l.file))
 	}
-	if stepsNode == nil || stepsNode.Tag == "!!null" || (stepsNode.Kind == yaml.SequenceNode && len(stepsNode.Content) == 0) {
-		at := root
-		if stepsNode != nil {
-			at = stepsNode
-		}
-		l.errAt(at, "empty step file: no steps")
+	if l.noSteps(root, stepsNode, "step file") {
 		return sf
 	}
 	sf.Steps = l.stepList(stepsNode, reportsPhaseMain)
