@@ -46,6 +46,7 @@ import (
 const (
 	PortgateEnv       = "portgate"
 	PortgateGate      = "gate"
+	PortgateInner     = "pginner"
 	PortgateClient1   = "pgclient1"
 	PortgateClient2   = "pgclient2"
 	PortgateUser      = "drill"
@@ -82,11 +83,13 @@ table inet labfw {
 func init() {
 	RegisterEnv(Env{
 		Name: PortgateEnv,
-		Doc:  "portgate (TOTP port opener, nftables) on a default-deny gate in front of sshd, and two clients",
+		Doc:  "portgate (TOTP port opener, nftables) on a default-deny gate in front of sshd, two clients, and a host behind the gate (forward: mode)",
 		Hosts: []HostSpec{
 			{
 				Name: PortgateGate, NetAdmin: true,
-				Files: []File{{Path: "/etc/labfw.nft", Content: []byte(portgateFirewall)}},
+				// Forwarding to the host behind the gate (forward: mode).
+				Sysctls: map[string]string{"net.ipv4.ip_forward": "1"},
+				Files:   []File{{Path: "/etc/labfw.nft", Content: []byte(portgateFirewall)}},
 				Start: []Command{
 					{Args: []string{"nft", "-f", "/etc/labfw.nft"}},
 					{Args: []string{"socat", fmt.Sprintf("TCP-LISTEN:%d,fork,reuseaddr", PortgateEchoPort), "EXEC:/bin/cat"}, Detach: true},
@@ -95,6 +98,10 @@ func init() {
 			},
 			{Name: PortgateClient1},
 			{Name: PortgateClient2},
+			// A host behind the gate, for portgate's forward: mode (the
+			// runbook's "RDP and other ports that are not on the same
+			// machine"): its sshd, reached through the gate once DNAT'ed.
+			{Name: PortgateInner, NetAdmin: true},
 		},
 		Setup: setupPortgate,
 		Vars:  portgateVars,
@@ -151,6 +158,9 @@ func portgateVars(l *Lab) (map[string]any, map[string]string) {
 	}
 	if c, err := l.Host(PortgateClient2); err == nil {
 		v["other_ip"] = c.IP.String()
+	}
+	if c, err := l.Host(PortgateInner); err == nil {
+		v["inner_ip"] = c.IP.String()
 	}
 	return map[string]any{"portgate": v}, map[string]string{
 		PortgateSecretName:      portgateSecretB32(l),

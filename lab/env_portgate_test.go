@@ -29,7 +29,7 @@ func TestPortgateEnvRegistered(t *testing.T) {
 	for _, h := range e.Hosts {
 		names = append(names, h.Name)
 	}
-	assert.Equal(t, []string{lab.PortgateGate, lab.PortgateClient1, lab.PortgateClient2}, names)
+	assert.Equal(t, []string{lab.PortgateGate, lab.PortgateClient1, lab.PortgateClient2, lab.PortgateInner}, names)
 	assert.True(t, e.Hosts[0].NetAdmin, "the gate manages its firewall")
 	// Host names must not clash with any other environment: `make demo`
 	// brings them all up together.
