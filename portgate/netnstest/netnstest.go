@@ -223,6 +223,13 @@ func NewGate(t testing.TB) *Gate {
 // once: the "service" behind the gate. It stops when the test ends.
 func (g *Gate) Serve(t testing.TB, port int) {
 	t.Helper()
+	g.serveTCP(t, port, func(c net.Conn) { c.Close() })
+}
+
+// serveTCP hands every TCP connection to port on the gate to handle, until
+// the test ends.
+func (g *Gate) serveTCP(t testing.TB, port int, handle func(net.Conn)) {
+	t.Helper()
 	l, err := g.Gate.Listen("tcp", fmt.Sprintf(":%d", port))
 	if err != nil {
 		t.Fatalf("listen on the gate: %v", err)
@@ -234,7 +241,7 @@ func (g *Gate) Serve(t testing.TB, port int) {
 			if err != nil {
 				return
 			}
-			c.Close()
+			handle(c)
 		}
 	}()
 }
@@ -268,23 +275,12 @@ func (g *Gate) ServeUDP(t testing.TB, port int) {
 // can be watched after its lease ends. It stops when the test ends.
 func (g *Gate) ServeEcho(t testing.TB, port int) {
 	t.Helper()
-	l, err := g.Gate.Listen("tcp", fmt.Sprintf(":%d", port))
-	if err != nil {
-		t.Fatalf("listen on the gate: %v", err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	g.serveTCP(t, port, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			_, _ = io.Copy(c, c)
+		}()
+	})
 }
 
 // ProbeUDP reports whether a datagram from n to addr is answered within
