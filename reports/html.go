@@ -37,8 +37,6 @@ var htmlFuncs = template.FuncMap{
 	"value": valueHTML,
 	"inc":   func(i int) int { return i + 1 },
 	"upper": strings.ToUpper,
-	"phase": PhaseLabel,
-	"exp":   ExpectationText,
 }
 
 var htmlTmpl = template.Must(template.New("report.html.tmpl").Funcs(htmlFuncs).ParseFS(assets, "assets/report.html.tmpl"))
