@@ -353,7 +353,7 @@ func (f *Failover) recordEvents(ctx context.Context, env *steps.Env, es eventSou
 	out := make([]any, 0, len(evs))
 	for _, e := range evs {
 		lines = append(lines, line{e.At, "RDS", e.Message + " (" + strings.Join(e.Categories, ", ") + ")"})
-		out = append(out, map[string]any{"at": e.At.UTC().Format(time.RFC3339Nano), "message": e.Message, "categories": toAny(e.Categories)})
+		out = append(out, map[string]any{"at": e.At.UTC().Format(time.RFC3339Nano), "message": e.Message, "categories": steps.List(e.Categories)})
 	}
 	for _, m := range env.Timeline().Moments() {
 		if !m.At.Before(triggered.Add(-time.Minute)) {

@@ -287,7 +287,7 @@ func (f *Flood) report(env *steps.Env, cycles []string, stats []writerStats, ela
 		rows = append(rows, []string{c, strconv.FormatInt(a, 10), strconv.FormatInt(k, 10), strconv.FormatInt(last, 10), strconv.FormatInt(fl, 10), strconv.FormatInt(u, 10)})
 	}
 	env.SetOutput("writers", writers)
-	env.SetOutput("cycles", toAny(cycles))
+	env.SetOutput("cycles", steps.List(cycles))
 	env.SetOutput("run", run)
 	env.SetOutput("table", f.Table)
 	env.SetOutput("target", target)
@@ -307,14 +307,6 @@ func (f *Flood) report(env *steps.Env, cycles []string, stats []writerStats, ela
 	env.AddEvidence(steps.Evidence{Kind: "file", Title: "Op log (invoke/ok/fail/unknown per write)", Path: rel, MediaType: "application/jsonl"})
 	env.Logf("flood done: %d writes attempted, %d acknowledged, %d failed, %d unknown in %s (%.0f/s)",
 		attempted, acked, failed, unknown, elapsed.Round(time.Millisecond), rate)
-}
-
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
 }
 
 // floodWriter is one cycle: a connection, a counter, a backoff.
