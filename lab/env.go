@@ -43,6 +43,13 @@ type HostSpec struct {
 	Name string
 	// NetAdmin grants CAP_NET_ADMIN: routes, iptables, nftables, IPsec.
 	NetAdmin bool
+	// Private puts the host on the lab's private network only: a second
+	// bridge, on its own subnet, that no host of the lab network reaches
+	// except those with JoinsPrivate (a private subnet behind a bastion).
+	Private bool
+	// JoinsPrivate attaches the host to the private network as well as to
+	// the lab network (the bastion).
+	JoinsPrivate bool
 	// Tun exposes /dev/net/tun (strongSwan kernel-libipsec, VPN clients).
 	Tun bool
 	// Sysctls are namespaced kernel settings, e.g. net.ipv4.ip_forward=1.

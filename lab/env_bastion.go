@@ -6,9 +6,11 @@ import (
 )
 
 // The bastion environment: a jump host and a host on a network only the
-// bastion reaches, like an EC2 instance in a private subnet. The inner
-// host's firewall accepts nothing but the bastion (and its own replies), so
-// the machine running opsdrill and every other lab host are refused; it
+// bastion reaches, like an EC2 instance in a private subnet. The inner host
+// lives on the lab's private network, which the bastion alone joins
+// besides the lab network; no other lab host has a route there. The
+// machine running opsdrill sits on every Docker bridge, so the inner host's
+// firewall also accepts nothing but the bastion (and its own replies); it
 // serves a small HTTP page on BastionHTTPPort, and its private name
 // BastionInnerName resolves on the bastion only (its /etc/hosts), like a
 // private hosted zone. The lab's ssh_config gives the inner host
@@ -34,8 +36,8 @@ func init() {
 		Name: BastionEnv,
 		Doc:  "a bastion and a host only the bastion reaches (ProxyJump, via:)",
 		Hosts: []HostSpec{
-			{Name: BastionHost},
-			{Name: BastionInner, NetAdmin: true, Start: []Command{
+			{Name: BastionHost, JoinsPrivate: true},
+			{Name: BastionInner, Private: true, NetAdmin: true, Start: []Command{
 				{Args: []string{"sh", "-ec", `mkdir -p /srv/www; echo "inner ok" >/srv/www/index.html`}},
 				{Args: []string{"busybox", "httpd", "-f", "-p", fmt.Sprint(BastionHTTPPort), "-h", "/srv/www"}, Detach: true},
 			}},
@@ -54,8 +56,9 @@ func init() {
 	})
 }
 
-// setupBastion fences the inner host off (everything but the bastion is
-// dropped) and gives the bastion the private name.
+// setupBastion fences the inner host off (everything but the bastion's
+// address on the private network is dropped) and gives the bastion the
+// private name.
 func setupBastion(ctx context.Context, l *Lab) error {
 	b, err := l.Host(BastionHost)
 	if err != nil {
@@ -72,7 +75,7 @@ func setupBastion(ctx context.Context, l *Lab) error {
 		{inner, []string{"sh", "-ec", `iptables -A INPUT -i lo -j ACCEPT
 iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
 iptables -A INPUT -s "$1" -j ACCEPT
-iptables -P INPUT DROP`, "sh", b.IP.String()}},
+iptables -P INPUT DROP`, "sh", b.PrivateIP.String()}},
 		{b, []string{"sh", "-ec", `echo "$1 $2" >>/etc/hosts`, "sh", inner.IP.String(), BastionInnerName}},
 	} {
 		res, err := c.h.Exec(ctx, c.args...)

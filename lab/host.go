@@ -26,8 +26,14 @@ type Host struct {
 	Env         string     // environment that declared it
 	Container   string     // container name: opsdrill-<lab>-<host>
 	ContainerID string     // container id
-	IP          netip.Addr // fixed address on the lab network
-	Ports       []Port     // published on 127.0.0.1
+	IP          netip.Addr // fixed address on the host's network
+	// PrivateIP is the address on the lab's private network of a host
+	// that joins it besides the lab network (HostSpec.JoinsPrivate).
+	PrivateIP netip.Addr
+	Ports     []Port // published on 127.0.0.1
+	// Network is the Docker network the host lives on: the lab network,
+	// or the private network for a HostSpec.Private host.
+	Network string
 
 	spec HostSpec
 	lab  *Lab
@@ -177,9 +183,9 @@ func (h *Host) Start(ctx context.Context) error {
 
 // Disconnect cuts the host off the lab network; it keeps running.
 func (h *Host) Disconnect(ctx context.Context) error {
-	_, err := h.lab.eng.cli.NetworkDisconnect(ctx, h.lab.Network, client.NetworkDisconnectOptions{Container: h.ContainerID, Force: true})
+	_, err := h.lab.eng.cli.NetworkDisconnect(ctx, h.net(), client.NetworkDisconnectOptions{Container: h.ContainerID, Force: true})
 	if err != nil {
-		return fmt.Errorf("disconnect host %s from %s: %w", h.Name, h.lab.Network, err)
+		return fmt.Errorf("disconnect host %s from %s: %w", h.Name, h.net(), err)
 	}
 	return nil
 }
@@ -187,12 +193,12 @@ func (h *Host) Disconnect(ctx context.Context) error {
 // Reconnect attaches the host to the lab network again, with its address
 // and name.
 func (h *Host) Reconnect(ctx context.Context) error {
-	_, err := h.lab.eng.cli.NetworkConnect(ctx, h.lab.Network, client.NetworkConnectOptions{
+	_, err := h.lab.eng.cli.NetworkConnect(ctx, h.net(), client.NetworkConnectOptions{
 		Container:      h.ContainerID,
 		EndpointConfig: h.endpoint(),
 	})
 	if err != nil {
-		return fmt.Errorf("reconnect host %s to %s: %w", h.Name, h.lab.Network, err)
+		return fmt.Errorf("reconnect host %s to %s: %w", h.Name, h.net(), err)
 	}
 	return nil
 }
@@ -208,7 +214,7 @@ func (h *Host) Connected(ctx context.Context) (bool, error) {
 	if ns == nil {
 		return false, nil
 	}
-	_, ok := ns.Networks[h.lab.Network]
+	_, ok := ns.Networks[h.net()]
 	return ok, nil
 }
 
@@ -267,6 +273,30 @@ func (h *Host) endpoint() *network.EndpointSettings {
 	}
 }
 
+// net is the Docker network the host lives on.
+func (h *Host) net() string {
+	if h.Network != "" {
+		return h.Network
+	}
+	return h.lab.Network
+}
+
+// joinPrivate attaches a JoinsPrivate host to the lab's private network,
+// at its PrivateIP.
+func (h *Host) joinPrivate(ctx context.Context) error {
+	_, err := h.lab.eng.cli.NetworkConnect(ctx, h.lab.PrivateNetwork, client.NetworkConnectOptions{
+		Container: h.ContainerID,
+		EndpointConfig: &network.EndpointSettings{
+			IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: h.PrivateIP},
+			Aliases:    []string{h.Name},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("attach host %s to %s: %w", h.Name, h.lab.PrivateNetwork, err)
+	}
+	return nil
+}
+
 // create creates and starts the container through testcontainers. The image
 // is known to be present, so testcontainers never pulls.
 func (h *Host) create(ctx context.Context) error {
@@ -299,11 +329,11 @@ func (h *Host) create(ctx context.Context) error {
 		Env:            h.spec.Env,
 		Files:          files,
 		ExposedPorts:   exposed,
-		Networks:       []string{l.Network},
-		NetworkAliases: map[string][]string{l.Network: {h.Name}},
+		Networks:       []string{h.net()},
+		NetworkAliases: map[string][]string{h.net(): {h.Name}},
 		ConfigModifier: func(c *container.Config) { c.Hostname = h.Name },
 		HostConfigModifier: func(hc *container.HostConfig) {
-			hc.NetworkMode = container.NetworkMode(l.Network)
+			hc.NetworkMode = container.NetworkMode(h.net())
 			hc.PortBindings = bindings
 			hc.Sysctls = h.spec.Sysctls
 			if h.spec.NetAdmin {
@@ -317,10 +347,10 @@ func (h *Host) create(ctx context.Context) error {
 		},
 		EndpointSettingsModifier: func(eps map[string]*network.EndpointSettings) {
 			ep := h.endpoint()
-			if old := eps[l.Network]; old != nil {
+			if old := eps[h.net()]; old != nil {
 				ep.NetworkID = old.NetworkID
 			}
-			eps[l.Network] = ep
+			eps[h.net()] = ep
 		},
 	}
 	// The engine may complete a create whose request was cancelled, after

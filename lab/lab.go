@@ -64,7 +64,12 @@ type Lab struct {
 	Network string // Docker network name
 	Subnet  netip.Prefix
 	Gateway netip.Addr
-	Created time.Time
+	// PrivateNetwork and PrivateSubnet are the lab's private network, when
+	// one of its hosts lives there (HostSpec.Private): a second bridge
+	// that only hosts joining it (HostSpec.JoinsPrivate) reach.
+	PrivateNetwork string
+	PrivateSubnet  netip.Prefix
+	Created        time.Time
 
 	hosts    []*Host
 	vars     map[string]any
@@ -178,8 +183,15 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		l.sshTemp = true
 	}
 	l.logf("lab %s: network %s", l.ID, l.Network)
-	if err := l.createNetwork(ctx, opts.Subnet); err != nil {
+	if l.Subnet, l.Gateway, err = l.createNetwork(ctx, l.Network, opts.Subnet); err != nil {
 		return l, err
+	}
+	if needsPrivate(chosen) {
+		l.PrivateNetwork = l.Network + "-private"
+		l.logf("lab %s: private network %s", l.ID, l.PrivateNetwork)
+		if l.PrivateSubnet, _, err = l.createNetwork(ctx, l.PrivateNetwork, netip.Prefix{}); err != nil {
+			return l, err
+		}
 	}
 	if err := l.startHosts(ctx, chosen); err != nil {
 		return l, err
@@ -402,18 +414,22 @@ func (l *Lab) labels() map[string]string {
 	return m
 }
 
-// createNetwork creates the lab's bridge network on subnet, or on the first
-// free /24 of 10.213.0.0/16 (starting at a place derived from the lab id, so
-// parallel labs rarely race for the same one).
-func (l *Lab) createNetwork(ctx context.Context, subnet netip.Prefix) error {
+// createNetwork creates the bridge network name on subnet, or on the first
+// free /24 of 10.213.0.0/16 (starting at a place derived from the network's
+// name, so parallel labs rarely race for the same one), and returns its
+// subnet and gateway.
+func (l *Lab) createNetwork(ctx context.Context, name string, subnet netip.Prefix) (netip.Prefix, netip.Addr, error) {
 	candidates := []netip.Prefix{subnet}
 	if !subnet.IsValid() {
 		used, err := l.eng.usedSubnets(ctx)
 		if err != nil {
-			return err
+			return netip.Prefix{}, netip.Addr{}, err
 		}
 		h := fnv.New32a()
 		h.Write([]byte(l.ID))
+		if name != l.Network {
+			h.Write([]byte(name))
+		}
 		first := int(h.Sum32() % 256)
 		candidates = nil
 		for i := range 256 {
@@ -424,14 +440,14 @@ func (l *Lab) createNetwork(ctx context.Context, subnet netip.Prefix) error {
 		}
 	}
 	if len(candidates) == 0 {
-		return fmt.Errorf("create lab network %s: no free /24 in 10.213.0.0/16; choose a subnet with --subnet", l.Network)
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("create lab network %s: no free /24 in 10.213.0.0/16; choose a subnet with --subnet", name)
 	}
 	for _, p := range candidates {
 		gw := p.Masked().Addr().Next()
 		ipv6 := false
 		// Not cancelled half-way, for the same reason as container creation.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_, err := l.eng.cli.NetworkCreate(cctx, l.Network, client.NetworkCreateOptions{
+		_, err := l.eng.cli.NetworkCreate(cctx, name, client.NetworkCreateOptions{
 			Driver:     "bridge",
 			EnableIPv6: &ipv6,
 			IPAM:       &network.IPAM{Config: []network.IPAMConfig{{Subnet: p.Masked(), Gateway: gw}}},
@@ -440,17 +456,29 @@ func (l *Lab) createNetwork(ctx context.Context, subnet netip.Prefix) error {
 		cancel()
 		if err == nil {
 			if err := ctx.Err(); err != nil {
-				return err
+				return netip.Prefix{}, netip.Addr{}, err
 			}
-			l.Subnet, l.Gateway = p.Masked(), gw
-			return nil
+			return p.Masked(), gw, nil
 		}
 		// Another lab may have taken the subnet since we listed them.
 		if !strings.Contains(err.Error(), "overlaps") || subnet.IsValid() {
-			return fmt.Errorf("create lab network %s on %s: %w (choose another subnet with --subnet)", l.Network, p, err)
+			return netip.Prefix{}, netip.Addr{}, fmt.Errorf("create lab network %s on %s: %w (choose another subnet with --subnet)", name, p, err)
 		}
 	}
-	return fmt.Errorf("create lab network %s: every free /24 of 10.213.0.0/16 was taken meanwhile; choose a subnet with --subnet", l.Network)
+	return netip.Prefix{}, netip.Addr{}, fmt.Errorf("create lab network %s: every free /24 of 10.213.0.0/16 was taken meanwhile; choose a subnet with --subnet", name)
+}
+
+// needsPrivate reports whether a host of chosen lives on, or joins, the
+// private network.
+func needsPrivate(chosen []Env) bool {
+	for _, e := range chosen {
+		for _, h := range e.Hosts {
+			if h.Private || h.JoinsPrivate {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // usedSubnets lists the subnets of existing Docker networks and of the
@@ -481,25 +509,52 @@ func (e *engine) usedSubnets(ctx context.Context) ([]netip.Prefix, error) {
 // startHosts creates and starts every host in parallel and waits until all
 // are ready.
 func (l *Lab) startHosts(ctx context.Context, chosen []Env) error {
-	ip := l.Subnet.Addr()
-	for range 10 { // .1 is the gateway; hosts start at .10
-		ip = ip.Next()
+	// .1 is the gateway; hosts start at .10.
+	first := func(p netip.Prefix) netip.Addr {
+		ip := p.Addr()
+		for range 10 {
+			ip = ip.Next()
+		}
+		return ip
+	}
+	ip, private := first(l.Subnet), netip.Addr{}
+	if l.PrivateSubnet.IsValid() {
+		private = first(l.PrivateSubnet)
+	}
+	next := func(subnet netip.Prefix, a *netip.Addr) (netip.Addr, error) {
+		if !subnet.Contains(*a) {
+			return netip.Addr{}, fmt.Errorf("subnet %s too small for %d hosts", subnet, len(l.hosts)+1)
+		}
+		got := *a
+		*a = a.Next()
+		return got, nil
 	}
 	for _, e := range chosen {
 		for _, spec := range e.Hosts {
-			if !l.Subnet.Contains(ip) {
-				return fmt.Errorf("subnet %s too small for %d hosts", l.Subnet, len(l.hosts)+1)
-			}
-			l.hosts = append(l.hosts, &Host{
+			h := &Host{
 				Name:      spec.Name,
 				Env:       e.Name,
 				Container: "opsdrill-" + l.ID + "-" + spec.Name,
-				IP:        ip,
 				Ports:     spec.Ports,
 				spec:      withFiles(spec, l.sshFiles(spec.Name)),
 				lab:       l,
-			})
-			ip = ip.Next()
+			}
+			var err error
+			switch {
+			case spec.Private:
+				h.Network = l.PrivateNetwork
+				h.IP, err = next(l.PrivateSubnet, &private)
+			case spec.JoinsPrivate:
+				if h.IP, err = next(l.Subnet, &ip); err == nil {
+					h.PrivateIP, err = next(l.PrivateSubnet, &private)
+				}
+			default:
+				h.IP, err = next(l.Subnet, &ip)
+			}
+			if err != nil {
+				return err
+			}
+			l.hosts = append(l.hosts, h)
 		}
 	}
 	errs := make([]error, len(l.hosts))
@@ -510,6 +565,12 @@ func (l *Lab) startHosts(ctx context.Context, chosen []Env) error {
 			if err := h.create(ctx); err != nil {
 				errs[i] = err
 				return
+			}
+			if h.PrivateIP.IsValid() {
+				if err := h.joinPrivate(ctx); err != nil {
+					errs[i] = err
+					return
+				}
 			}
 			if err := h.prepare(ctx); err != nil {
 				errs[i] = err
@@ -551,6 +612,12 @@ func (l *Lab) buildVars(chosen []Env) (map[string]any, error) {
 	hosts := map[string]any{}
 	for _, h := range l.hosts {
 		hv := map[string]any{"ip": h.IP.String(), "name": h.Name, "container": h.Container, "env": h.Env}
+		if h.PrivateIP.IsValid() {
+			hv["private_ip"] = h.PrivateIP.String()
+		}
+		if h.Network != "" {
+			hv["network"] = h.Network
+		}
 		if len(h.Ports) > 0 {
 			ports := map[string]any{}
 			for _, p := range h.Ports {
@@ -560,16 +627,18 @@ func (l *Lab) buildVars(chosen []Env) (map[string]any, error) {
 		}
 		hosts[h.Name] = hv
 	}
-	vars := map[string]any{
-		"lab": map[string]any{
-			"id":      l.ID,
-			"network": l.Network,
-			"subnet":  l.Subnet.String(),
-			"gateway": l.Gateway.String(),
-			"envs":    slices.Clone(l.Envs),
-		},
-		"hosts": hosts,
+	labVars := map[string]any{
+		"id":      l.ID,
+		"network": l.Network,
+		"subnet":  l.Subnet.String(),
+		"gateway": l.Gateway.String(),
+		"envs":    slices.Clone(l.Envs),
 	}
+	if l.PrivateNetwork != "" {
+		labVars["private_network"] = l.PrivateNetwork
+		labVars["private_subnet"] = l.PrivateSubnet.String()
+	}
+	vars := map[string]any{"lab": labVars, "hosts": hosts}
 	secrets := map[string]any{}
 	for _, e := range chosen {
 		if e.Vars == nil {

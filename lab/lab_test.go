@@ -231,6 +231,43 @@ func TestStatePersistsAcrossProcesses(t *testing.T) {
 	assert.ErrorIs(t, err, lab.ErrNoLab)
 }
 
+// The bastion environment's private network: a second network of the lab,
+// found again by a later process, and gone with the lab.
+func TestPrivateNetworkPersistsAndGoes(t *testing.T) {
+	labtest.Require(t)
+	ctx := testCtx(t, 3*time.Minute)
+	dir := t.TempDir()
+	l, err := lab.Up(ctx, lab.Options{Envs: []string{lab.BastionEnv}, StateDir: dir})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Down(context.Background()) })
+	assert.Len(t, resourcesOf(t, l.ID), 4, "2 containers, the lab network and the private one")
+	assert.Equal(t, "opsdrill-"+l.ID+"-private", l.PrivateNetwork)
+	assert.False(t, l.PrivateSubnet.Overlaps(l.Subnet), "private %s, lab %s", l.PrivateSubnet, l.Subnet)
+
+	again, err := lab.Open(ctx, dir)
+	require.NoError(t, err)
+	assert.Equal(t, l.PrivateNetwork, again.PrivateNetwork)
+	assert.Equal(t, l.PrivateSubnet, again.PrivateSubnet)
+	assert.Equal(t, l.Vars()["lab"], again.Vars()["lab"])
+	for _, name := range []string{lab.BastionHost, lab.BastionInner} {
+		h1, err := l.Host(name)
+		require.NoError(t, err)
+		h2, err := again.Host(name)
+		require.NoError(t, err)
+		assert.Equal(t, h1.IP, h2.IP, name)
+		assert.Equal(t, h1.PrivateIP, h2.PrivateIP, name)
+		assert.Equal(t, h1.Network, h2.Network, name)
+	}
+	inner, err := again.Host(lab.BastionInner)
+	require.NoError(t, err)
+	on, err := inner.Connected(ctx)
+	require.NoError(t, err)
+	assert.True(t, on, "the reopened inner host knows which network it is on")
+
+	require.NoError(t, again.Down(ctx))
+	assert.Empty(t, resourcesOf(t, l.ID), "both networks removed")
+}
+
 func TestConcurrentUpInOneStateDir(t *testing.T) {
 	labtest.Require(t)
 	ctx := testCtx(t, 3*time.Minute)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +82,39 @@ func TestLabOverSSH(t *testing.T) {
 	d := net.Dialer{Timeout: 2 * time.Second}
 	_, err = d.DialContext(ctx, "tcp", inner.Addr(lab.BastionHTTPPort))
 	assert.Error(t, err, "the inner host's service is fenced off from here")
+
+	// The inner host is on a network of its own: the bastion alone has an
+	// address there, and a host of the lab network cannot reach it.
+	require.NotEmpty(t, l.PrivateNetwork)
+	assert.True(t, l.PrivateSubnet.Contains(inner.IP), "inner %s on the private subnet %s", inner.IP, l.PrivateSubnet)
+	assert.False(t, l.Subnet.Contains(inner.IP), "inner %s is not on the lab network %s", inner.IP, l.Subnet)
+	bastion, err := l.Host(lab.BastionHost)
+	require.NoError(t, err)
+	assert.True(t, l.PrivateSubnet.Contains(bastion.PrivateIP), "the bastion joins the private network")
+	client1, err := l.Host("client1")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		h    *lab.Host
+		want bool
+	}{{bastion, true}, {client1, false}} {
+		res, err := tc.h.Exec(ctx, "ip", "-4", "-o", "addr", "show")
+		require.NoError(t, err)
+		require.NoError(t, res.Err())
+		on := false
+		for _, f := range strings.Fields(res.Stdout) {
+			if p, err := netip.ParsePrefix(f); err == nil && l.PrivateSubnet.Contains(p.Addr()) {
+				on = true
+			}
+		}
+		assert.Equal(t, tc.want, on, "%s has an address on the private network: %s", tc.h.Name, res.Stdout)
+	}
+	res, err := client1.Exec(ctx, "curl", "-sS", "--max-time", "3", "http://"+inner.Addr(lab.BastionHTTPPort)+"/")
+	require.NoError(t, err)
+	assert.NotEqual(t, 0, res.ExitCode, "a lab host other than the bastion reaches the inner host: %s", res.Stdout)
+	res, err = bastion.Exec(ctx, "curl", "-sS", "--max-time", "3", "http://"+inner.Addr(lab.BastionHTTPPort)+"/")
+	require.NoError(t, err)
+	require.NoError(t, res.Err())
+	assert.Equal(t, "inner ok\n", res.Stdout)
 
 	// vars-ssh.yaml names the same hosts over SSH.
 	raw, err := os.ReadFile(filepath.Join(l.SSHDir(), lab.SSHVarsFile))

@@ -26,17 +26,20 @@ func defaultVarsFile(stateDir string) string { return filepath.Join(stateDir, "v
 // state is what a later process needs to find and drive a lab that `lab up`
 // left running. It holds the vars, secrets included, so it is written 0600.
 type state struct {
-	ID       string         `json:"id"`
-	Envs     []string       `json:"envs"`
-	Image    string         `json:"image"`
-	Network  string         `json:"network"`
-	Subnet   string         `json:"subnet"`
-	Gateway  string         `json:"gateway"`
-	Created  time.Time      `json:"created"`
-	VarsFile string         `json:"vars_file,omitempty"`
-	Seed     string         `json:"seed"`
-	Hosts    []hostState    `json:"hosts"`
-	Vars     map[string]any `json:"vars"`
+	ID      string   `json:"id"`
+	Envs    []string `json:"envs"`
+	Image   string   `json:"image"`
+	Network string   `json:"network"`
+	Subnet  string   `json:"subnet"`
+	Gateway string   `json:"gateway"`
+	// The private network, when the lab has one.
+	PrivateNetwork string         `json:"private_network,omitempty"`
+	PrivateSubnet  string         `json:"private_subnet,omitempty"`
+	Created        time.Time      `json:"created"`
+	VarsFile       string         `json:"vars_file,omitempty"`
+	Seed           string         `json:"seed"`
+	Hosts          []hostState    `json:"hosts"`
+	Vars           map[string]any `json:"vars"`
 }
 
 type hostState struct {
@@ -45,6 +48,8 @@ type hostState struct {
 	Container   string `json:"container"`
 	ContainerID string `json:"container_id"`
 	IP          string `json:"ip"`
+	PrivateIP   string `json:"private_ip,omitempty"`
+	Network     string `json:"network,omitempty"`
 	Ports       []Port `json:"ports,omitempty"`
 }
 
@@ -52,13 +57,20 @@ func (l *Lab) save() error {
 	st := state{
 		ID: l.ID, Envs: l.Envs, Image: l.Image, Network: l.Network,
 		Subnet: l.Subnet.String(), Gateway: l.Gateway.String(), Created: l.Created,
-		VarsFile: l.varsFile, Seed: string(l.seed), Vars: l.vars,
+		VarsFile: l.varsFile, Seed: string(l.seed), Vars: l.vars, PrivateNetwork: l.PrivateNetwork,
+	}
+	if l.PrivateSubnet.IsValid() {
+		st.PrivateSubnet = l.PrivateSubnet.String()
 	}
 	for _, h := range l.hosts {
-		st.Hosts = append(st.Hosts, hostState{
+		hs := hostState{
 			Name: h.Name, Env: h.Env, Container: h.Container, ContainerID: h.ContainerID,
-			IP: h.IP.String(), Ports: h.Ports,
-		})
+			IP: h.IP.String(), Network: h.Network, Ports: h.Ports,
+		}
+		if h.PrivateIP.IsValid() {
+			hs.PrivateIP = h.PrivateIP.String()
+		}
+		st.Hosts = append(st.Hosts, hs)
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -121,12 +133,23 @@ func Open(ctx context.Context, stateDir string) (*Lab, error) {
 	if l.Gateway, err = netip.ParseAddr(st.Gateway); err != nil {
 		return nil, fmt.Errorf("lab state: gateway: %w", err)
 	}
+	if st.PrivateNetwork != "" {
+		l.PrivateNetwork = st.PrivateNetwork
+		if l.PrivateSubnet, err = netip.ParsePrefix(st.PrivateSubnet); err != nil {
+			return nil, fmt.Errorf("lab state: private subnet: %w", err)
+		}
+	}
 	for _, hs := range st.Hosts {
 		ip, err := netip.ParseAddr(hs.IP)
 		if err != nil {
 			return nil, fmt.Errorf("lab state: host %s: %w", hs.Name, err)
 		}
-		h := &Host{Name: hs.Name, Env: hs.Env, Container: hs.Container, ContainerID: hs.ContainerID, IP: ip, Ports: hs.Ports, lab: l}
+		h := &Host{Name: hs.Name, Env: hs.Env, Container: hs.Container, ContainerID: hs.ContainerID, IP: ip, Network: hs.Network, Ports: hs.Ports, lab: l}
+		if hs.PrivateIP != "" {
+			if h.PrivateIP, err = netip.ParseAddr(hs.PrivateIP); err != nil {
+				return nil, fmt.Errorf("lab state: host %s: private address: %w", hs.Name, err)
+			}
+		}
 		// Start commands and probes come from the code, not the state file.
 		if e, ok := LookupEnv(hs.Env); ok {
 			for _, spec := range e.Hosts {
