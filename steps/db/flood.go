@@ -10,6 +10,7 @@ import (
 	"net"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,7 +222,8 @@ func (f *Flood) preflight(ctx context.Context, env *steps.Env, run string, cycle
 		return "", "", f.explain(err)
 	}
 	if id.ReadOnly {
-		return "", "", fmt.Errorf("dsn: %s (%s, server_id %d) is read-only: a standby or replica; point the flood at the primary or the endpoint", f.addr(), id.Hostname, id.ServerID)
+		return "", "", fmt.Errorf("dsn: %s (%s, server_id %d) is read-only (%s): a standby or replica; point the flood at the primary or the endpoint",
+			f.addr(), id.Hostname, id.ServerID, strings.Join(id.ReadOnlyBy, ", "))
 	}
 	created, err := ensureTable(pctx, db, f.Table, f.CreateTable, cycleLen)
 	if err != nil {

@@ -233,7 +233,7 @@ INSERT INTO drill.failover_test SET cycle = 'rused-cycle1', counter = 1, failove
 		{"non-transactional table", func(f *Flood) { f.Table = "myisam_table" }, "MyISAM engine"},
 		{"cycle column too short", func(f *Flood) { f.Table = "short_cycle" }, "column cycle holds 5 characters"},
 		{"absent table, creation off", func(f *Flood) { f.Table = "absent_table"; f.CreateTable = false }, "table: absent_table does not exist"},
-		{"the standby", func(f *Flood) { f.DSN = pl.dsn(standbyIP(t, pl)) }, "is read-only: a standby or replica"},
+		{"the standby", func(f *Flood) { f.DSN = pl.dsn(standbyIP(t, pl)) }, "is read-only (read_only): a standby or replica"},
 		{"a run tag that already has rows", func(f *Flood) { f.RunTag = "rused" }, `run: tag "rused" already has 1 rows in failover_test`},
 	}
 	for _, tc := range cases {
