@@ -141,6 +141,7 @@ func init() {
 			{Name: "downtime_start_s", Type: "float", Doc: "the gap's start in seconds since the flood started"},
 			{Name: "downtime_end_s", Type: "float", Doc: "the gap's end in seconds since the flood started"},
 			{Name: "writes_resumed", Type: "bool", Doc: "writes were acknowledged again after the gap"},
+			{Name: "resumed_note", Type: "string", Doc: "why writes not resuming is expected (a flood pinned to the old primary's address), else empty"},
 			{Name: "oplog_complete", Type: "bool", Doc: "the op log ends with its end line (false: the flood was killed)"},
 			{Name: "verified_on", Type: "map", Doc: "hostname, server_id, read_only and address of the server read"},
 			{Name: "verified_new_writer", Type: "bool", Doc: "the server read is the new writer db.failover saw"},

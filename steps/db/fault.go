@@ -311,7 +311,7 @@ func headlineText(t totals, d downtime, dnsMS float64, f fault, servers, writabl
 	parts = append(parts, fmt.Sprintf("%s of %s acknowledged writes lost", steps.Thousands(t.lost), steps.Thousands(t.acked)))
 	stopped := fmt.Sprintf("writes stopped %.2f s", d.ms()/1000)
 	if !d.resumed {
-		stopped += " and never resumed"
+		stopped += " and never resumed" + d.unresumedNote()
 	}
 	parts = append(parts, stopped)
 	switch {

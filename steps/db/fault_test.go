@@ -81,6 +81,7 @@ func TestFaultMustMeetTheLoad(t *testing.T) {
 			h, err := loadHistory(strings.NewReader(hdr + tc.body))
 			require.NoError(t, err)
 			require.Equal(t, tc.pinned, h.header.Pinned)
+			assert.Equal(t, tc.pinned, h.downtime(0).pinned, "the downtime knows the flood was pinned")
 			f := (&Verify{}).locateFault(envWith(t, tc.moments...), h)
 			assert.Equal(t, tc.inLoad, f.inLoad)
 			if tc.why != "" && tc.found {
@@ -129,6 +130,10 @@ func TestHeadline(t *testing.T) {
 			"0 of 6,652 acknowledged writes lost; writes stopped 2.76 s; DNS moved 3.6 s after the trigger; no split brain"},
 		{"loss, no resume, split brain", totals{acked: 1234567, lost: 3}, downtime{endUS: 9000000}, -1, found, []serverCheck{db1, db2}, []serverCheck{db1, db2},
 			"3 of 1,234,567 acknowledged writes lost; writes stopped 9.00 s and never resumed; DNS move not measured; SPLIT BRAIN: db-a (server_id 1) at 10.0.0.2:3306 and db-b (server_id 2) at 10.0.0.3:3306 take writes"},
+		{"a pinned flood cannot resume", totals{acked: 500}, downtime{endUS: 4000000, pinned: true}, 2100, found, []serverCheck{db1, db2}, []serverCheck{db2},
+			"0 of 500 acknowledged writes lost; writes stopped 4.00 s and never resumed on the address the flood was pinned to (expected: the old primary takes no writes after a failover); DNS moved 2.1 s"},
+		{"a pinned flood that resumed says nothing more", totals{acked: 500}, downtime{endUS: 4000000, resumed: true, pinned: true}, 2100, found, []serverCheck{db1, db2}, []serverCheck{db2},
+			"writes stopped 4.00 s; DNS moved"},
 		{"the killed writer is unreachable", totals{acked: 10}, downtime{endUS: 1000, resumed: true}, 10, found, []serverCheck{down, db2}, []serverCheck{db2},
 			"no split brain (unreachable, not checked: 10.0.0.2:3306)"},
 		{"outside the load", totals{acked: 10}, downtime{resumed: false}, -1, fault{found: true, why: "the failover happened outside the load (flood ended 6.1 s before the trigger)"}, nil, nil,

@@ -22,7 +22,7 @@ var verifyFigures = []steps.Figure{
 	{Output: "split_brain", Text: "split brain: {writable_servers} took writes", TextFalse: "no split brain"},
 	{Output: "fault_in_load", TextFalse: "the failover happened outside the load ({fault_reason|no failover seen})"},
 	{Output: "verified_new_writer", TextFalse: "verified on a server that is not the new writer"},
-	{Output: "writes_resumed", TextFalse: "writes never resumed"},
+	{Output: "writes_resumed", TextFalse: "writes never resumed{resumed_note|}"},
 	{Output: "unexpected", Text: "{value} rows no writer attempted", When: "unexpected"},
 	{Output: "duplicates", Text: "{value} duplicate rows", When: "duplicates"},
 	{Output: "failed_present", Text: "{value} refused writes present anyway", When: "failed_present"},

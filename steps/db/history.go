@@ -268,9 +268,21 @@ func (h *history) totals() totals {
 type downtime struct {
 	startUS, endUS int64 // µs since the flood started
 	resumed        bool  // writes were acknowledged again after it
+	pinned         bool  // the flood wrote to one address it resolved once
 }
 
 func (d downtime) ms() float64 { return float64(d.endUS-d.startUS) / 1000 }
+
+// unresumedNote explains, after "writes never resumed", why a pinned flood
+// is expected not to resume: it keeps writing to the address it resolved
+// first, and after a failover that server is read-only or gone. Empty when
+// writes resumed or the flood followed the endpoint.
+func (d downtime) unresumedNote() string {
+	if d.resumed || !d.pinned {
+		return ""
+	}
+	return " on the address the flood was pinned to (expected: the old primary takes no writes after a failover)"
+}
 
 // downtime finds the longest stretch without an acknowledged write that
 // ends after the failover instant since (µs since the flood started;
@@ -280,6 +292,12 @@ func (d downtime) ms() float64 { return float64(d.endUS-d.startUS) / 1000 }
 // is resumed only when acknowledged writes follow it, which after a
 // failover means they follow the failover.
 func (h *history) downtime(since int64) downtime {
+	d := h.longestGap(since)
+	d.pinned = h.header.Pinned
+	return d
+}
+
+func (h *history) longestGap(since int64) downtime {
 	if len(h.acks) == 0 {
 		return downtime{startUS: max(h.firstT, 0), endUS: max(h.lastT, 0)}
 	}

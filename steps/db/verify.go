@@ -168,10 +168,12 @@ func (v *Verify) report(env *steps.Env, h *history, f fault, id Identity, server
 	env.SetOutput("downtime_start_s", float64(d.startUS)/1e6)
 	env.SetOutput("downtime_end_s", float64(d.endUS)/1e6)
 	env.SetOutput("writes_resumed", d.resumed)
+	note := d.unresumedNote()
+	env.SetOutput("resumed_note", note)
 
 	resumed := "writes resumed"
 	if !d.resumed {
-		resumed = "writes never resumed"
+		resumed = "writes never resumed" + note
 	}
 	env.Logf("%d acknowledged: %d lost, %d recovered (unknown but present), %d unexpected, %d duplicates; longest write gap %.1f ms (%s)",
 		t.acked, t.lost, t.recovered, t.unexpected, t.dups, d.ms(), resumed)
