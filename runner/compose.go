@@ -45,7 +45,7 @@ func (sr *scenarioRun) execForEach(ctx context.Context, fr *frame, st *Step, pha
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			outs[i] = sr.execOne(ctx, iid, st, phase, iscope)
+			outs[i] = sr.execOne(ctx, fr, iid, st, phase, iscope)
 		}()
 	}
 	wg.Wait()
@@ -103,8 +103,9 @@ func (sr *scenarioRun) finishForEach(info *reports.StepInfo, start time.Time, ou
 }
 
 // attemptFile runs a step file once: check the inputs, run its steps
-// (reported as id/inner; their undo actions join the scenario's stack),
-// compute its outputs, check the caller's expectations.
+// (reported as id/inner; their undo actions join the scenario's stack;
+// its background steps are its own, joined before it ends), compute its
+// outputs, check the caller's expectations.
 func (sr *scenarioRun) attemptFile(ctx context.Context, id string, st *Step, phase string, scope map[string]any) (*outcome, []reports.Expectation, bool) {
 	inputs, err := sr.fileInputs(st, scope)
 	if err != nil {
@@ -117,7 +118,7 @@ func (sr *scenarioRun) attemptFile(ctx context.Context, id string, st *Step, pha
 		defer cancel()
 	}
 	child := newFrame(id+"/", map[string]any{"inputs": inputs, "env": sr.env, "scenario": scope["scenario"]})
-	failed, _ := sr.runList(sctx, nil, child, st.File.Steps, phase)
+	failed := sr.runMain(sctx, child, st.File.Steps, phase)
 	out := &outcome{status: reports.StatusPassed, outputs: map[string]any{}}
 	for _, f := range failed {
 		if f.status == reports.StatusErrored {

@@ -165,8 +165,6 @@ type loader struct {
 	// reported); stack is the chain of files being loaded, for recursion.
 	files map[string]*StepFile
 	stack []string
-	// stepFile is set while loading a step file rather than a scenario.
-	inFile bool
 	// autoIDOffset is added to a step's position in its list for its
 	// generated id, so ids of different lists never clash.
 	autoIDOffset int
@@ -564,9 +562,6 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 	}
 	if st.Background && phase == phaseSteady {
 		l.errAt(n, "%s: steady_state steps cannot run in the background: they are the check before and after the drill", where)
-	}
-	if st.Background && l.inStepFile() {
-		l.errAt(n, "%s: steps in a step file cannot run in the background; run the step file itself with background: true", where)
 	}
 	l.forEach(st, forEachNode, parallelNode, where)
 	if ifNode != nil {

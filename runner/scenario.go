@@ -39,24 +39,38 @@ type scenarioRun struct {
 
 	mu       sync.Mutex
 	undo     []undoAction
-	bg       map[string]*bgStep
-	bgOrder  []string
 	failures []string // "step x failed: ..." for the scenario summary
 }
 
 // frame is one list of steps and the expression scope they run in: the
 // scenario's, or a step file's, whose steps are reported under the
-// caller's id (prefix "caller/").
+// caller's id (prefix "caller/"). Each frame has its own background
+// steps: a wait joins those of its own list, and a step file's end joins
+// what it started, so nothing outlives it.
 type frame struct {
 	prefix string
 	scope  map[string]any
 	steps  map[string]any // scope["steps"]
+
+	mu       sync.Mutex
+	bg       map[string]*bgStep
+	bgOrder  []string
+	bgFailed []failure // background steps found failed when joined, not yet taken
 }
 
 func newFrame(prefix string, scope map[string]any) *frame {
-	fr := &frame{prefix: prefix, scope: scope, steps: map[string]any{}}
+	fr := &frame{prefix: prefix, scope: scope, steps: map[string]any{}, bg: map[string]*bgStep{}}
 	scope["steps"] = fr.steps
 	return fr
+}
+
+// takeFailed returns the background failures found since the last call.
+func (fr *frame) takeFailed() []failure {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	out := fr.bgFailed
+	fr.bgFailed = nil
+	return out
 }
 
 type undoAction struct {
@@ -124,7 +138,6 @@ func (sr *scenarioRun) run() string {
 			"run_id": sr.runID, "tags": sc.Tags,
 		},
 	})
-	sr.bg = map[string]*bgStep{}
 	info := &reports.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256,
 		Description: sc.Description, Tags: sc.Tags, Controls: sc.Controls, Vars: declaredVars(sc, vars)}
 	declare(&info.Steps, "", sc.SteadyState, reports.PhaseSteadyBefore)
@@ -185,18 +198,9 @@ func (sr *scenarioRun) run() string {
 		return status
 	}
 
-	bgCtx, cancelBg := context.WithCancel(ctx)
-	failed, stopped := sr.runList(ctx, bgCtx, sr.top, sc.Steps, reports.PhaseMain)
-	for _, f := range failed {
+	for _, f := range sr.runMain(ctx, sr.top, sc.Steps, reports.PhaseMain) {
 		sr.fail(f.String())
 	}
-	if stopped != "" {
-		// A drill that stopped early does not wait for its background
-		// load to run its course.
-		cancelBg()
-	}
-	sr.joinAll(context.WithoutCancel(ctx))
-	cancelBg()
 	// Steady state after, before cleanup: has the drill left the system as
 	// healthy as it found it?
 	if len(sc.SteadyState) > 0 {
@@ -278,6 +282,25 @@ func declare(out *[]reports.StepInfo, prefix string, list []*Step, phase string)
 	}
 }
 
+// runMain runs a list of steps that may start background steps (the
+// scenario's steps:, a step file's), then waits for those still running:
+// none outlives its list. It returns the steps that failed the list: the
+// background ones a wait found failed, the step that stopped the list,
+// then the background ones found failed at its end.
+func (sr *scenarioRun) runMain(ctx context.Context, fr *frame, list []*Step, phase string) []failure {
+	bgCtx, cancelBg := context.WithCancel(ctx)
+	defer cancelBg()
+	failed, stopped := sr.runList(ctx, bgCtx, fr, list, phase)
+	failed = append(fr.takeFailed(), failed...)
+	if stopped != "" {
+		// A list that stopped early does not wait for its background
+		// load to run its course.
+		cancelBg()
+	}
+	_ = sr.join(context.WithoutCancel(ctx), fr, nil) // failures are kept by join
+	return append(failed, fr.takeFailed()...)
+}
+
 // runList runs a list of steps in order; background steps start when bgCtx
 // is given. It returns the steps that failed it and, when the list stopped
 // early, why.
@@ -293,7 +316,7 @@ func (sr *scenarioRun) runList(ctx, bgCtx context.Context, fr *frame, list []*St
 			continue
 		}
 		if st.Background && bgCtx != nil {
-			sr.startBackground(bgCtx, fr, st)
+			sr.startBackground(bgCtx, fr, st, phase)
 			continue
 		}
 		out := sr.execStep(ctx, fr, st, phase, fr.scope)
@@ -392,36 +415,38 @@ func (sr *scenarioRun) fail(msg string) {
 	sr.mu.Unlock()
 }
 
-func (sr *scenarioRun) startBackground(ctx context.Context, fr *frame, st *Step) {
+func (sr *scenarioRun) startBackground(ctx context.Context, fr *frame, st *Step, phase string) {
 	b := &bgStep{st: st, done: make(chan struct{})}
-	sr.mu.Lock()
-	sr.bg[st.ID] = b
-	sr.bgOrder = append(sr.bgOrder, st.ID)
-	sr.mu.Unlock()
-	// The scope is read by the background goroutine while the scenario
+	fr.mu.Lock()
+	fr.bg[st.ID] = b
+	fr.bgOrder = append(fr.bgOrder, st.ID)
+	fr.mu.Unlock()
+	// The scope is read by the background goroutine while the list's
 	// goroutine writes it; give the step its own snapshot.
 	scope := maps.Clone(fr.scope)
 	scope["steps"] = maps.Clone(fr.steps)
 	go func() {
 		defer close(b.done)
-		b.out = sr.execStep(ctx, fr, st, reports.PhaseMain, scope)
+		b.out = sr.execStep(ctx, fr, st, phase, scope)
 	}()
 }
 
-// join waits for background steps and publishes their results. It runs on
-// the scenario goroutine (from a wait step or at scenario end).
-func (sr *scenarioRun) join(ctx context.Context, ids []string) error {
-	sr.mu.Lock()
+// join waits for background steps of frame fr (all started so far when
+// ids is empty) and publishes their results to its scope. It runs while
+// fr's list is blocked: from a wait step, or at the list's end. A joined
+// step that failed is kept as a failure of fr's list.
+func (sr *scenarioRun) join(ctx context.Context, fr *frame, ids []string) error {
+	fr.mu.Lock()
 	if len(ids) == 0 {
-		ids = append([]string(nil), sr.bgOrder...)
+		ids = append([]string(nil), fr.bgOrder...)
 	}
 	targets := make([]*bgStep, 0, len(ids))
 	for _, id := range ids {
-		if b := sr.bg[id]; b != nil && !b.joined {
+		if b := fr.bg[id]; b != nil && !b.joined {
 			targets = append(targets, b)
 		}
 	}
-	sr.mu.Unlock()
+	fr.mu.Unlock()
 	var failed []string
 	for _, b := range targets {
 		select {
@@ -430,10 +455,13 @@ func (sr *scenarioRun) join(ctx context.Context, ids []string) error {
 			return ctx.Err()
 		}
 		b.joined = true
-		sr.record(sr.top, b.st, b.out)
+		sr.record(fr, b.st, b.out)
 		if bad(b.out.status) && !b.st.ContinueOnError {
-			sr.fail(fmt.Sprintf("step %s %s", b.st.ID, b.out.status))
-			failed = append(failed, fmt.Sprintf("%s %s", b.st.ID, b.out.status))
+			id := fr.prefix + b.st.ID
+			fr.mu.Lock()
+			fr.bgFailed = append(fr.bgFailed, failure{id: id, status: b.out.status, err: b.out.err})
+			fr.mu.Unlock()
+			failed = append(failed, fmt.Sprintf("%s %s", id, b.out.status))
 		}
 	}
 	if len(failed) > 0 {
@@ -441,10 +469,6 @@ func (sr *scenarioRun) join(ctx context.Context, ids []string) error {
 		return steps.Failf("background step %v", failed)
 	}
 	return nil
-}
-
-func (sr *scenarioRun) joinAll(ctx context.Context) {
-	_ = sr.join(ctx, nil) // failures are recorded by join itself
 }
 
 // cleanup runs the scenario's cleanup steps (unless the drill never
@@ -536,12 +560,12 @@ func (sr *scenarioRun) execStep(ctx context.Context, fr *frame, st *Step, phase 
 	if st.ForEach != nil {
 		return sr.execForEach(ctx, fr, st, phase, scope)
 	}
-	return sr.execOne(ctx, fr.prefix+st.ID, st, phase, scope)
+	return sr.execOne(ctx, fr, fr.prefix+st.ID, st, phase, scope)
 }
 
 // execOne runs one step (or one iteration) reported as id, with its
 // retries.
-func (sr *scenarioRun) execOne(ctx context.Context, id string, st *Step, phase string, scope map[string]any) *outcome {
+func (sr *scenarioRun) execOne(ctx context.Context, fr *frame, id string, st *Step, phase string, scope map[string]any) *outcome {
 	info := &reports.StepInfo{ID: id, Uses: st.Uses, Phase: phase, Background: st.Background}
 	if st.If != nil {
 		v, err := st.If.Eval(scope)
@@ -575,7 +599,7 @@ func (sr *scenarioRun) execOne(ctx context.Context, id string, st *Step, phase s
 		if st.File != nil {
 			out, exps, retryable = sr.attemptFile(ctx, id, st, phase, scope)
 		} else {
-			out, exps, evidence, retryable = sr.attempt(ctx, id, st, phase, scope)
+			out, exps, evidence, retryable = sr.attempt(ctx, fr, id, st, phase, scope)
 		}
 		out.attempts = append(prevAttempts, reports.Attempt{Attempt: attempt, Status: out.status, Error: attemptError(out, exps),
 			DurationMS: time.Since(began).Milliseconds()})
@@ -636,7 +660,7 @@ func secretOutput(st *Step, name string) bool {
 
 // attempt runs a Go step once: resolve parameters, run, check expectations.
 // retryable is false for errors retrying cannot fix (bad parameters).
-func (sr *scenarioRun) attempt(ctx context.Context, id string, st *Step, phase string, scope map[string]any) (*outcome, []reports.Expectation, []steps.Evidence, bool) {
+func (sr *scenarioRun) attempt(ctx context.Context, fr *frame, id string, st *Step, phase string, scope map[string]any) (*outcome, []reports.Expectation, []steps.Evidence, bool) {
 	with := st.With
 	if len(st.tmpls) > 0 {
 		var err error
@@ -660,7 +684,7 @@ func (sr *scenarioRun) attempt(ctx context.Context, id string, st *Step, phase s
 		sctx, cancel = context.WithTimeout(ctx, st.Timeout)
 		defer cancel()
 	}
-	env := steps.NewEnv(sr.sc.Name, id, sr.reportDir, sr.hooks(id, st, phase))
+	env := steps.NewEnv(sr.sc.Name, id, sr.reportDir, sr.hooks(fr, id, st, phase))
 	env.BaseDir = sr.sc.Dir
 	err = sr.callGuarded(sctx, func(ctx context.Context) error { return step.Run(ctx, env) })
 	outputs := env.Outputs()
@@ -810,7 +834,7 @@ func (sr *scenarioRun) registerSecret(v any) {
 	}
 }
 
-func (sr *scenarioRun) hooks(id string, st *Step, phase string) steps.Hooks {
+func (sr *scenarioRun) hooks(fr *frame, id string, st *Step, phase string) steps.Hooks {
 	info := &reports.StepInfo{ID: id, Uses: st.Uses, Phase: phase, Background: st.Background}
 	return steps.Hooks{
 		Log: func(line string) {
@@ -822,7 +846,7 @@ func (sr *scenarioRun) hooks(id string, st *Step, phase string) steps.Hooks {
 			sr.undo = append(sr.undo, undoAction{name: name, fn: fn})
 			sr.mu.Unlock()
 		},
-		Join:     func(ctx context.Context, ids []string) error { return sr.join(ctx, ids) },
+		Join:     func(ctx context.Context, ids []string) error { return sr.join(ctx, fr, ids) },
 		Timeline: &sr.timeline,
 		Progress: func(status string) {
 			if sr.opts.Progress != nil {

@@ -58,8 +58,6 @@ func isFileRef(uses string) bool {
 	return strings.HasPrefix(uses, "./") || strings.HasPrefix(uses, "../")
 }
 
-func (l *loader) inStepFile() bool { return l.inFile }
-
 // input returns the declared input named name.
 func (f *StepFile) input(name string) *Input {
 	for i := range f.Inputs {
@@ -106,7 +104,7 @@ func LoadStepFile(path string) (*StepFile, error) {
 	if err != nil {
 		abs = path
 	}
-	l := &loader{file: path, files: map[string]*StepFile{abs: nil}, stack: []string{abs}, inFile: true}
+	l := &loader{file: path, files: map[string]*StepFile{abs: nil}, stack: []string{abs}}
 	sf := l.loadStepFile(data)
 	if len(l.probs) > 0 {
 		l.probs.Sort()
@@ -145,7 +143,7 @@ func (l *loader) stepFile(at *yaml.Node, ref, where string) *StepFile {
 		l.errAt(at, "%s.uses: step file %s: %s", where, path, strings.TrimPrefix(err.Error(), "open "+path+": "))
 		return nil
 	}
-	sub := &loader{file: path, opts: LoadOptions{}, files: l.files, stack: append(append([]string(nil), l.stack...), abs), inFile: true}
+	sub := &loader{file: path, opts: LoadOptions{}, files: l.files, stack: append(append([]string(nil), l.stack...), abs)}
 	l.files[abs] = nil // a broken file is reported once
 	sf := sub.loadStepFile(data)
 	l.probs = append(l.probs, sub.probs...)
@@ -265,6 +263,9 @@ func (l *loader) fileOutputs(n *yaml.Node, sf *StepFile, u *refUnit) {
 	for i, st := range sf.Steps {
 		rc.index[st.ID] = i
 		rc.byID[st.ID] = st
+		// The file's background steps are all joined when its steps end,
+		// before its outputs are computed.
+		rc.joined[st.ID] = st.Background
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]

@@ -29,7 +29,7 @@ func init() {
 	steps.Register(steps.Spec{
 		Name:    "wait",
 		Summary: "Wait for background steps to finish",
-		Doc: "Joins the background steps named in `for` (all started so far when empty). " +
+		Doc: "Joins the background steps named in `for` (all started so far when empty); in a step file, the file's own. " +
 			"Their outputs can be read only after a wait. The wait fails when a joined step failed " +
 			"(unless that step has continue_on_error).",
 		New:      func() steps.Step { return &Wait{} },
