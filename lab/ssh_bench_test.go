@@ -1,11 +1,14 @@
 package lab_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,9 +47,16 @@ func timeEach(b *testing.B, run func() error) []time.Duration {
 	return ds
 }
 
-// BenchmarkHostCommand: the cost of one command (`true`) on a lab host,
-// over opsdrill's reused SSH connection, a fresh ssh process per command,
-// the system ssh multiplexed by ControlMaster, and docker exec (lab:).
+// benchCommand is what every way runs: a real program (an exec on the
+// host, not a shell builtin) with a line of output.
+var benchCommand = []string{"hostname"}
+
+// BenchmarkHostCommand: the cost of one command on a lab host, over
+// opsdrill's reused SSH connection (through the host's command runner,
+// and in a session of its own as a command with stdin gets), against a
+// fresh ssh process per command, the system ssh multiplexed by
+// ControlMaster, and docker exec (lab:); and two floors: a bare session
+// and one line echoed through a long-lived session.
 //
 //	make bench-ssh
 func BenchmarkHostCommand(b *testing.B) {
@@ -60,37 +70,50 @@ func BenchmarkHostCommand(b *testing.B) {
 	sshCmd := func(extra ...string) func() error {
 		return func() error {
 			args := append([]string{"-F", cfg, "-o", "BatchMode=yes"}, extra...)
-			out, err := exec.Command("ssh", append(args, "client1", "true")...).CombinedOutput()
+			out, err := exec.Command("ssh", append(append(args, "client1"), benchCommand...)...).CombinedOutput()
 			if err != nil {
 				return fmt.Errorf("ssh: %w: %s", err, out)
 			}
 			return nil
 		}
 	}
-	b.Run("reused-connection", func(b *testing.B) {
+	openHost := func(b *testing.B) *host.SSH {
 		p := &host.Pool{SSHConfig: cfg}
-		defer p.Close()
+		b.Cleanup(func() { _ = p.Close() })
 		h, err := p.Open(ctx, "ssh://client1")
 		if err != nil {
 			b.Fatal(err)
+		}
+		return h.(*host.SSH)
+	}
+	run := func(h host.Host, c host.Command) func() error {
+		return func() error {
+			res, err := h.Run(ctx, c)
+			if err == nil && (res.ExitCode != 0 || res.Stdout != "client1\n") {
+				err = fmt.Errorf("exit %d, stdout %q, stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+			}
+			return err
+		}
+	}
+	b.Run("runner", func(b *testing.B) {
+		h := openHost(b)
+		if err := run(h, host.Command{Args: benchCommand})(); err != nil {
+			b.Fatal(err) // the runner starts here, outside the timing
 		}
 		for range b.N {
-			percentiles(b, "reused connection (opsdrill)", timeEach(b, func() error {
-				_, err := h.Run(ctx, host.Command{Args: []string{"true"}})
-				return err
-			}))
+			percentiles(b, "reused connection, command runner (opsdrill)", timeEach(b, run(h, host.Command{Args: benchCommand})))
 		}
 	})
-	// The floor: a bare session running `true`, without the wrapper that
-	// gives the command its process group and kill on cancellation.
-	b.Run("bare-session", func(b *testing.B) {
-		p := &host.Pool{SSHConfig: cfg}
-		defer p.Close()
-		h, err := p.Open(ctx, "ssh://client1")
-		if err != nil {
-			b.Fatal(err)
+	b.Run("session", func(b *testing.B) {
+		h := openHost(b)
+		for range b.N {
+			percentiles(b, "reused connection, a session per command (opsdrill, stdin)", timeEach(b, run(h, host.Command{Args: benchCommand, Stdin: []byte("\n")})))
 		}
-		c, err := h.(*host.SSH).Client(ctx)
+	})
+	// The floor of a session per command: a bare session running the
+	// command, without the wrapper that reports its process group.
+	b.Run("bare-session", func(b *testing.B) {
+		c, err := openHost(b).Client(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -101,7 +124,41 @@ func BenchmarkHostCommand(b *testing.B) {
 					return err
 				}
 				defer s.Close()
-				return s.Run("true")
+				return s.Run(strings.Join(benchCommand, " "))
+			}))
+		}
+	})
+	// The floor of a runner: a line there and back through a session
+	// running cat (no process start on the host at all).
+	b.Run("echo-round-trip", func(b *testing.B) {
+		c, err := openHost(b).Client(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := c.NewSession()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		in, err := s.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := s.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Start("exec cat"); err != nil {
+			b.Fatal(err)
+		}
+		r := bufio.NewReader(out)
+		for range b.N {
+			percentiles(b, "a line echoed by a long-lived session (cat)", timeEach(b, func() error {
+				if _, err := io.WriteString(in, "x\n"); err != nil {
+					return err
+				}
+				_, err := r.ReadString('\n')
+				return err
 			}))
 		}
 	})
@@ -124,7 +181,7 @@ func BenchmarkHostCommand(b *testing.B) {
 	b.Run("docker-exec", func(b *testing.B) {
 		for range b.N {
 			percentiles(b, "docker exec (lab:)", timeEach(b, func() error {
-				_, err := client1.Exec(ctx, "true")
+				_, err := client1.Exec(ctx, benchCommand...)
 				return err
 			}))
 		}

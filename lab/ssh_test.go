@@ -138,14 +138,36 @@ func TestLabSSHFaults(t *testing.T) {
 	client1, err := l.Host("client1")
 	require.NoError(t, err)
 
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	_, err = h.Run(short, host.Command{Args: []string{"sh", "-c", "sleep 3041 & sleep 3041"}})
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Eventually(t, func() bool {
-		r, err := client1.Exec(ctx, "sh", "-c", "pgrep -f '^sleep 3041' || true")
-		return err == nil && strings.TrimSpace(r.Stdout) == ""
-	}, 10*time.Second, 200*time.Millisecond, "no leftover process on the host")
+	// A deadline and a cancel, as the login user and under sudo (the
+	// command runner runs as root then), through the runner and in a
+	// session of its own (stdin).
+	hs, err := p.Open(ctx, "ssh://client1?sudo=true")
+	require.NoError(t, err)
+	for i, tc := range []struct {
+		h      host.Host
+		stdin  []byte
+		cancel bool
+	}{
+		{h: h}, {h: h, cancel: true}, {h: h, stdin: []byte("x"), cancel: true},
+		{h: hs}, {h: hs, cancel: true}, {h: hs, stdin: []byte("x"), cancel: true},
+	} {
+		marker := strconv.Itoa(3041 + i)
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if tc.cancel {
+			short, cancel = context.WithCancel(ctx)
+			time.AfterFunc(1500*time.Millisecond, cancel)
+		}
+		_, err = tc.h.Run(short, host.Command{Args: []string{"sh", "-c", "sleep " + marker + " & sleep " + marker}, Stdin: tc.stdin})
+		cancel()
+		require.ErrorIs(t, err, short.Err(), "%s %d", tc.h, i)
+		require.Eventually(t, func() bool {
+			r, err := client1.Exec(ctx, "sh", "-c", "pgrep -f '^sleep "+marker+"' || true")
+			return err == nil && strings.TrimSpace(r.Stdout) == ""
+		}, 10*time.Second, 200*time.Millisecond, "no leftover process on the host (%s %d)", tc.h, i)
+		res, err := tc.h.Run(ctx, host.Command{Args: []string{"id", "-un"}})
+		require.NoError(t, err)
+		assert.Contains(t, []string{"ops\n", "root\n"}, res.Stdout, "the host runs the next command")
+	}
 
 	errc := make(chan error, 1)
 	go func() {

@@ -116,6 +116,11 @@ type SSH struct {
 	via      *SSH          // the ProxyJump hop this host is reached through
 	sessions chan struct{} // counts open session channels
 
+	rmu      sync.Mutex
+	idle     []*runner // command runners waiting for a command
+	nrunners int       // runners open, idle or busy
+	noRunner bool      // the runner cannot start here: sessions only
+
 	mu     sync.Mutex
 	client *ssh.Client
 	closed bool
@@ -512,19 +517,39 @@ func (h *SSH) session(ctx context.Context) (*ssh.Session, error) {
 	return s, nil
 }
 
-// Run runs c on the host. The command runs in its own process group under
-// sh; on ctx's end the group is killed (SIGTERM to the session makes sh
-// kill it), and a deadline is also enforced on the host by coreutils
+// Run runs c on the host. A command without stdin goes to one of the
+// host's command runners (sshrunner.go); one with stdin, or one arriving
+// while every runner is busy, gets a session of its own. Either way the
+// command has a process group that is killed on ctx's end, from a second
+// session, and a deadline is also enforced on the host by coreutils
 // timeout, so a dropped connection cannot leave it running past it. Env
-// travels on stdin ahead of c.Stdin, never on the command line.
+// travels on stdin, never on a command line.
 func (h *SSH) Run(ctx context.Context, c Command) (Result, error) {
 	if len(c.Args) == 0 {
 		return Result{}, errors.New("empty command")
 	}
-	line, stdin, err := remoteCommand(ctx, c, h.ref.Sudo)
-	if err != nil {
+	if err := checkCommand(c); err != nil {
 		return Result{}, fmt.Errorf("%s: %w", h, err)
 	}
+	if len(c.Stdin) == 0 {
+		// Twice: an idle runner may have died just before it was taken.
+		for range 2 {
+			r := h.takeRunner(ctx)
+			if r == nil {
+				break
+			}
+			res, retry, err := h.runOn(ctx, r, c, withDeadline(ctx, c.Args))
+			if !retry {
+				return res, err
+			}
+		}
+	}
+	return h.runSession(ctx, c)
+}
+
+// runSession runs c in a session of its own.
+func (h *SSH) runSession(ctx context.Context, c Command) (Result, error) {
+	line, stdin := remoteCommand(ctx, c, h.ref.Sudo)
 	s, err := h.session(ctx)
 	if err != nil {
 		return Result{}, err
@@ -554,6 +579,11 @@ func (h *SSH) Run(ctx context.Context, c Command) (Result, error) {
 	case errors.As(err, &ee) && ee.Signal() == "":
 		res.ExitCode = ee.ExitStatus()
 		return res, nil
+	case errors.As(err, &ee) && signalNumbers[ee.Signal()] > 0:
+		// The command is the session's process: report its death as a
+		// shell would (and a runner does), 128 + the signal's number.
+		res.ExitCode = 128 + signalNumbers[ee.Signal()]
+		return res, nil
 	case errors.As(err, &ee):
 		return res, fmt.Errorf("%s: %q killed by SIG%s", h, c.Args[0], ee.Signal())
 	case errors.As(err, &missing), errors.Is(err, io.EOF):
@@ -562,12 +592,23 @@ func (h *SSH) Run(ctx context.Context, c Command) (Result, error) {
 	return res, fmt.Errorf("%s: %q: %w", h, c.Args[0], err)
 }
 
-// The wrapper every command runs in on the host. $1.. are the command.
-// The command gets its own process group (setsid), stdin passed on by an
-// explicit redirection (an asynchronous list would get /dev/null). The
-// group's id goes first on stderr, so a cancelled command is killed from
-// a second session; a TERM, INT or HUP to the wrapper kills it too (sshd
-// delivers signals only to sessions of non-root users).
+// signalNumbers are the signals whose numbers are the same on every
+// POSIX host (those XSI fixes, and SEGV and PIPE, alike on Linux and the
+// BSDs), by the names SSH reports them with.
+var signalNumbers = map[string]int{"HUP": 1, "INT": 2, "QUIT": 3, "ABRT": 6, "KILL": 9, "SEGV": 11, "PIPE": 13, "ALRM": 14, "TERM": 15}
+
+// The wrapper a command in a session of its own runs in on the host; $1..
+// are the command. sshd makes each session's process a session leader,
+// so the login shell's pid is the process group's id: it goes first on
+// stderr, so a cancelled command is killed from a second session, and the
+// command replaces the shell (stdin, process group and all).
+const remoteExec = `echo "$$" >&2
+exec "$@"`
+
+// remoteWrapper is the wrapper under sudo, whose child is no group leader:
+// the command gets a group of its own (setsid), stdin passed on by an
+// explicit redirection (an asynchronous list would get /dev/null). A
+// TERM, INT or HUP to the wrapper kills it too.
 const remoteWrapper = `exec 3<&0
 setsid "$@" <&3 3<&- &
 p=$!
@@ -585,7 +626,7 @@ func (h *SSH) kill(s *ssh.Session, pid *pidWriter, done <-chan error) {
 		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if ks, err := h.session(kctx); err == nil {
-			_ = ks.Run(joinCommand([]string{"kill", "-KILL", "-" + strconv.Itoa(pid.pid)}, h.ref.Sudo))
+			_ = ks.Run(killCommand(h.ref.Sudo, pid.pid))
 			_ = ks.Close()
 			<-h.sessions
 		}
@@ -595,6 +636,28 @@ func (h *SSH) kill(s *ssh.Session, pid *pidWriter, done <-chan error) {
 	case <-done:
 	case <-time.After(3 * time.Second):
 	}
+}
+
+// killCommand is the command line that SIGKILLs process groups on the
+// host, each kill repeated once, errors ignored (a group that is gone).
+// It is always the shell's builtin kill: procps' /usr/bin/kill (Debian
+// 12) was seen to take "kill -KILL -PGID" for kill -1, every process it
+// may signal, which under sudo is the whole host; so sudo runs sh -c.
+func killCommand(sudo bool, groups ...int) string {
+	var b strings.Builder
+	for range 2 {
+		for _, g := range groups {
+			if g < 2 {
+				continue // -1 is every process, -0 our own group
+			}
+			b.WriteString("kill -KILL -" + strconv.Itoa(g) + " 2>/dev/null; ")
+		}
+	}
+	b.WriteString("true")
+	if sudo {
+		return joinCommand([]string{"sh", "-c", b.String()}, true)
+	}
+	return b.String()
 }
 
 // pidWriter takes the wrapper's first stderr line (the process group id)
@@ -635,36 +698,62 @@ const remoteEnv = `IFS= read -r n || exit 125
 eval "$(head -c "$n")"
 `
 
-func remoteCommand(ctx context.Context, c Command, sudo bool) (string, []byte, error) {
-	script := remoteWrapper
+// checkCommand rejects what no POSIX shell can pass on: env names that
+// are not names, NUL bytes (which end a C string).
+func checkCommand(c Command) error {
+	for _, kv := range c.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || !validEnvName(k) {
+			return fmt.Errorf("env %q: use NAME=value", k)
+		}
+		if strings.IndexByte(kv, 0) >= 0 {
+			return fmt.Errorf("env %s: a NUL byte cannot be passed", k)
+		}
+	}
+	for i, a := range c.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("argument %d of %q: a NUL byte cannot be passed", i, c.Args[0])
+		}
+	}
+	return nil
+}
+
+// withDeadline puts args under coreutils timeout when ctx has a deadline.
+func withDeadline(ctx context.Context, args []string) []string {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return args
+	}
+	secs := math.Ceil(time.Until(dl).Seconds())
+	if secs < 1 {
+		secs = 1
+	}
+	return append([]string{"timeout", "-s", "KILL", strconv.Itoa(int(secs))}, args...)
+}
+
+func remoteCommand(ctx context.Context, c Command, sudo bool) (string, []byte) {
+	script := remoteExec
+	if sudo {
+		script = remoteWrapper
+	}
 	stdin := c.Stdin
 	if len(c.Env) > 0 {
 		var env strings.Builder
 		for _, kv := range c.Env {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok || !validEnvName(k) {
-				return "", nil, fmt.Errorf("env %q: use NAME=value", k)
-			}
+			k, v, _ := strings.Cut(kv, "=")
 			env.WriteString("export " + k + "=" + shellQuote(v) + "\n")
 		}
 		pre := strconv.Itoa(env.Len()) + "\n" + env.String()
 		stdin = append([]byte(pre), c.Stdin...)
 		script = remoteEnv + script
 	}
-	args := c.Args
-	if dl, ok := ctx.Deadline(); ok {
-		secs := math.Ceil(time.Until(dl).Seconds())
-		if secs < 1 {
-			secs = 1
-		}
-		args = append([]string{"timeout", "-s", "KILL", strconv.Itoa(int(secs))}, args...)
-	}
+	args := withDeadline(ctx, c.Args)
 	if sudo {
-		return joinCommand(append([]string{"sh", "-c", script, "sh"}, args...), true), stdin, nil
+		return joinCommand(append([]string{"sh", "-c", script, "sh"}, args...), true), stdin
 	}
 	// The login shell (POSIX: sh, bash, dash, ksh, zsh) runs the wrapper
 	// itself, one exec fewer than `sh -c` under it.
-	return "set -- " + joinCommand(args, false) + "\n" + script, stdin, nil
+	return "set -- " + joinCommand(args, false) + "\n" + script, stdin
 }
 
 func joinCommand(words []string, sudo bool) string {

@@ -76,17 +76,22 @@ func TestSSHSecretsNotOnCommandLine(t *testing.T) {
 	_, h := openSSH(t, cfg, "ssh://box")
 	ctx := context.Background()
 	const secret = "s3cr3t-token-4711"
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = h.Run(ctx, Command{Args: []string{"sh", "-c", "sleep 2; echo $TOKEN"}, Env: []string{"TOKEN=" + secret}, Stdin: []byte(secret)})
-	}()
-	time.Sleep(700 * time.Millisecond)
-	ps, err := exec.Command("ps", "-eo", "args").Output()
-	require.NoError(t, err)
-	assert.Contains(t, string(ps), "sleep 2; echo $TOKEN", "the command is running")
-	assert.NotContains(t, string(ps), secret, "no secret in any command line")
-	<-done
+	// With stdin: a session of its own; without: the host's runner.
+	for _, stdin := range [][]byte{[]byte(secret), nil} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			res, err := h.Run(ctx, Command{Args: []string{"sh", "-c", "sleep 2; echo $TOKEN"}, Env: []string{"TOKEN=" + secret}, Stdin: stdin})
+			assert.NoError(t, err)
+			assert.Equal(t, secret+"\n", res.Stdout)
+		}()
+		time.Sleep(700 * time.Millisecond)
+		ps, err := exec.Command("ps", "-eo", "args").Output()
+		require.NoError(t, err)
+		assert.Contains(t, string(ps), "sleep 2; echo $TOKEN", "the command is running")
+		assert.NotContains(t, string(ps), secret, "no secret in any command line")
+		<-done
+	}
 }
 
 func TestSSHTimeoutKillsRemoteProcess(t *testing.T) {

@@ -1,0 +1,213 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opsdrill/opsdrill/steps/host/sshtest"
+)
+
+func openRunnerHost(t *testing.T) (*sshtest.Server, *Pool, *SSH) {
+	t.Helper()
+	s := sshtest.Start(t)
+	cfg := s.Config(t, s.KnownHosts(t, s.HostKey), map[string]string{"box": ""})
+	p, h := openSSH(t, cfg, "ssh://box")
+	return s, p, h.(*SSH)
+}
+
+// Commands without stdin go through the host's runner: output bytes come
+// back exactly, whatever they are.
+func TestSSHRunnerOutput(t *testing.T) {
+	_, _, h := openRunnerHost(t)
+	ctx := context.Background()
+	bin := make([]byte, 1<<20)
+	_, err := rand.Read(bin)
+	require.NoError(t, err)
+	for i := range 256 {
+		bin[i] = byte(i)
+	}
+	binFile := filepath.Join(t.TempDir(), "bin")
+	require.NoError(t, os.WriteFile(binFile, bin, 0o600))
+	large := bytes.Repeat([]byte("0123456789abcdef\n"), 5<<20/17)
+	largeFile := filepath.Join(t.TempDir(), "large")
+	require.NoError(t, os.WriteFile(largeFile, large, 0o600))
+	// What a report looks like, with a marker of the same shape.
+	fake := "\n" + hex.EncodeToString(make([]byte, 16)) + " e0\n"
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		want Result
+	}{
+		{name: "trailing newline", args: []string{"echo", "hi"}, want: Result{Stdout: "hi\n"}},
+		{name: "no trailing newline", args: []string{"printf", "%s", "hi"}, want: Result{Stdout: "hi"}},
+		{name: "only newlines", args: []string{"printf", `\n\n`}, want: Result{Stdout: "\n\n"}},
+		{name: "no output", args: []string{"true"}, want: Result{}},
+		{name: "stderr apart", args: []string{"sh", "-c", "printf out; printf 'err\n' >&2; printf more"}, want: Result{Stdout: "outmore", Stderr: "err\n"}},
+		{name: "exit status", args: []string{"sh", "-c", "echo no >&2; exit 7"}, want: Result{Stderr: "no\n", ExitCode: 7}},
+		{name: "not found", args: []string{"no-such-program-here"}, want: Result{ExitCode: 127}},
+		{name: "killed by a signal", args: []string{"sh", "-c", "kill -KILL $$"}, want: Result{ExitCode: 137}},
+		{name: "binary", args: []string{"cat", binFile}, want: Result{Stdout: string(bin)}},
+		{name: "large", args: []string{"cat", largeFile}, want: Result{Stdout: string(large)}},
+		{name: "large on stderr too", args: []string{"sh", "-c", `cat "$1"; cat "$1" >&2`, "sh", largeFile}, want: Result{Stdout: string(large), Stderr: string(large)}},
+		{name: "marker-like output", args: []string{"printf", "%s", fake + fake[1:] + fake[:20]}, want: Result{Stdout: fake + fake[1:] + fake[:20]}},
+		{name: "marker-like on stderr", args: []string{"sh", "-c", `printf '%s' "$1" >&2`, "sh", fake}, want: Result{Stderr: fake}},
+		{name: "newlines and quotes in arguments", args: []string{"printf", "%s|", "a\nb", "it's", "", " $HOME `x` \\"}, want: Result{Stdout: "a\nb|it's|| $HOME `x` \\|"}},
+		{name: "the program, not a shell builtin", args: []string{"echo", `a\nb`}, want: Result{Stdout: "a\\nb\n"}},
+		{name: "env", args: []string{"sh", "-c", `printf '%s|%s' "$A" "$B"`}, env: []string{"A=x 'y'\nz", "B="}, want: Result{Stdout: "x 'y'\nz|"}},
+		{name: "env not kept for the next command", args: []string{"sh", "-c", `printf '%s' "${A-unset}"`}, want: Result{Stdout: "unset"}},
+		{name: "stdin is empty", args: []string{"cat"}, want: Result{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := h.Run(ctx, Command{Args: tc.args, Env: tc.env})
+			require.NoError(t, err)
+			if tc.name == "not found" {
+				assert.Contains(t, res.Stderr, "no-such-program-here")
+				res.Stderr = ""
+			}
+			assert.Equal(t, len(tc.want.Stdout), len(res.Stdout))
+			assert.True(t, tc.want == res, "got %.200q", res)
+		})
+	}
+	// All of it went through one runner process.
+	a, err := h.Run(ctx, Command{Args: []string{"sh", "-c", "echo $PPID"}})
+	require.NoError(t, err)
+	b, err := h.Run(ctx, Command{Args: []string{"sh", "-c", "echo $PPID"}})
+	require.NoError(t, err)
+	assert.Equal(t, a.Stdout, b.Stdout, "one runner for sequential commands")
+	ps, err := exec.Command("ps", "-o", "args=", "-p", strings.TrimSpace(a.Stdout)).Output()
+	require.NoError(t, err)
+	assert.Contains(t, string(ps), "sh -c")
+}
+
+// Concurrent commands share one connection; up to maxRunners runners,
+// the rest in sessions of their own.
+func TestSSHRunnerConcurrent(t *testing.T) {
+	s, _, h := openRunnerHost(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Go(func() {
+			want := strings.Repeat("x", i*1000)
+			r, err := h.Run(ctx, Command{Args: []string{"sh", "-c", `printf %s "$1"; printf %s "$1" >&2; exit "$2"`, "sh", want, itoa(i % 5)}})
+			if assert.NoError(t, err) {
+				// A session of its own runs the login shell, whose rc
+				// files may talk on stderr first.
+				assert.True(t, r.Stdout == want && strings.HasSuffix(r.Stderr, want) && r.ExitCode == i%5,
+					"command %d: exit %d, stdout %d bytes %.40q, stderr %d bytes %.40q", i, r.ExitCode, len(r.Stdout), r.Stdout, len(r.Stderr), r.Stderr)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 1, s.Accepted(t))
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	assert.LessOrEqual(t, h.nrunners, maxRunners)
+	assert.Equal(t, h.nrunners, len(h.idle), "every runner back, idle")
+	assert.Equal(t, h.nrunners, len(h.sessions), "a session slot held by each runner, none leaked")
+}
+
+// A command that kills its runner: an error that says so, and the next
+// command gets a new runner.
+func TestSSHRunnerKilledByItsCommand(t *testing.T) {
+	_, _, h := openRunnerHost(t)
+	ctx := context.Background()
+	before, err := h.Run(ctx, Command{Args: []string{"sh", "-c", "echo $PPID"}})
+	require.NoError(t, err)
+	_, err = h.Run(ctx, Command{Args: []string{"sh", "-c", "kill -KILL $PPID; sleep 5"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "ssh://box")
+	assert.Contains(t, err.Error(), "runner on the host was killed by SIGKILL")
+	_, err = h.Run(ctx, Command{Args: []string{"sh", "-c", "exit 0 & kill -TERM $PPID"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "killed by SIGTERM")
+	after, err := h.Run(ctx, Command{Args: []string{"sh", "-c", "echo $PPID"}})
+	require.NoError(t, err)
+	assert.NotEqual(t, before.Stdout, after.Stdout, "a new runner")
+	h.rmu.Lock()
+	assert.Equal(t, 1, h.nrunners)
+	assert.Equal(t, 1, len(h.sessions), "the dead runners' session slots are free")
+	h.rmu.Unlock()
+}
+
+// A cancelled command is gone from the host, grandchildren too, through
+// a runner and in a session of its own (stdin), and the host runs the
+// next command.
+func TestSSHRunnerCancel(t *testing.T) {
+	_, _, h := openRunnerHost(t)
+	for _, tc := range []struct {
+		name     string
+		marker   string
+		stdin    []byte
+		deadline bool
+	}{
+		{name: "runner, cancel", marker: "3111"},
+		{name: "runner, deadline", marker: "3112", deadline: true},
+		{name: "session, cancel", marker: "3113", stdin: []byte("x")},
+		{name: "session, deadline", marker: "3114", stdin: []byte("x"), deadline: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			if tc.deadline {
+				ctx, cancel = context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			} else {
+				time.AfterFunc(time.Second, cancel)
+			}
+			defer cancel()
+			start := time.Now()
+			res, err := h.Run(ctx, Command{Args: []string{"sh", "-c", "echo started; sleep " + tc.marker + " & sleep " + tc.marker}, Stdin: tc.stdin})
+			require.ErrorIs(t, err, ctx.Err())
+			assert.Equal(t, "started\n", res.Stdout, "the output up to the cancel")
+			assert.Less(t, time.Since(start), 6*time.Second)
+			assert.Eventually(t, func() bool {
+				out, _ := exec.Command("pgrep", "-f", "^sleep "+tc.marker).Output()
+				return strings.TrimSpace(string(out)) == ""
+			}, 5*time.Second, 50*time.Millisecond, "no sleep left on the host")
+			res, err = h.Run(context.Background(), Command{Args: []string{"echo", "next"}})
+			require.NoError(t, err)
+			assert.Equal(t, "next\n", res.Stdout)
+		})
+	}
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	assert.Equal(t, h.nrunners, len(h.sessions), "no session slot leaked")
+}
+
+func TestRequestIsOneLine(t *testing.T) {
+	line := request([]string{"printf", "a\nb", "c'\nd"}, []string{"K=x\ny"})
+	assert.Equal(t, 1, strings.Count(line, "\n"))
+	assert.True(t, strings.HasSuffix(line, "\n"))
+	assert.Equal(t, `( export K='x'"$n"'y'; exec printf 'a'"$n"'b' 'c'\'''"$n"'d' ) </dev/null & r`+"\n", line)
+}
+
+func TestSSHRejectsNUL(t *testing.T) {
+	for _, c := range []Command{
+		{Args: []string{"echo", "a\x00b"}},
+		{Args: []string{"true"}, Env: []string{"K=a\x00b"}},
+		{Args: []string{"true"}, Env: []string{"1K=x"}},
+	} {
+		err := checkCommand(c)
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "a\x00b")
+	}
+}
+
+func TestKillCommand(t *testing.T) {
+	assert.Equal(t, "kill -KILL -42 2>/dev/null; kill -KILL -7 2>/dev/null; kill -KILL -42 2>/dev/null; kill -KILL -7 2>/dev/null; true", killCommand(false, 42, 7))
+	assert.Equal(t, "true", killCommand(false, 1, 0, -3), "never every process, never our own group")
+	assert.Equal(t, `sudo -n -- sh -c 'kill -KILL -42 2>/dev/null; kill -KILL -42 2>/dev/null; true'`, killCommand(true, 42),
+		"the shell's builtin kill under sudo, not /usr/bin/kill")
+}
