@@ -681,9 +681,12 @@ func (p *pidWriter) Write(b []byte) (int, error) {
 		p.line = append(p.line, b[:i]...)
 		b = b[i+1:]
 		p.done = true
+		// A first line that is no pid (sudo's complaint, say) is passed on.
 		if id, err := strconv.Atoi(string(p.line)); err == nil && id > 1 {
 			p.pid = id
 			close(p.got)
+		} else if _, err := p.w.Write(append(p.line, '\n')); err != nil {
+			return 0, err
 		}
 	}
 	if _, err := p.w.Write(b); err != nil {

@@ -211,3 +211,26 @@ func TestKillCommand(t *testing.T) {
 	assert.Equal(t, `sudo -n -- sh -c 'kill -KILL -42 2>/dev/null; kill -KILL -42 2>/dev/null; true'`, killCommand(true, 42),
 		"the shell's builtin kill under sudo, not /usr/bin/kill")
 }
+
+// A host where the runner cannot start (here: no sudo for ?sudo=true)
+// runs commands in sessions of their own, which report it as before.
+func TestSSHRunnerCannotStart(t *testing.T) {
+	if _, err := exec.LookPath("sudo"); err == nil {
+		t.Skip("sudo is installed here: the runner would start")
+	}
+	s := sshtest.Start(t)
+	cfg := s.Config(t, s.KnownHosts(t, s.HostKey), map[string]string{"box": ""})
+	_, hh := openSSH(t, cfg, "ssh://box?sudo=true")
+	h := hh.(*SSH)
+	for range 2 {
+		res, err := h.Run(context.Background(), Command{Args: []string{"true"}})
+		require.NoError(t, err)
+		assert.Equal(t, 127, res.ExitCode)
+		assert.Contains(t, res.Stderr, "sudo")
+	}
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	assert.True(t, h.noRunner)
+	assert.Equal(t, 0, h.nrunners)
+	assert.Equal(t, 0, len(h.sessions))
+}
