@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -160,6 +161,25 @@ func BenchmarkHostCommand(b *testing.B) {
 				_, err := r.ReadString('\n')
 				return err
 			}))
+		}
+	})
+	// What the runner cannot save: the fork and exec of the command on
+	// the host, timed there (a loop in sh, the mean of benchCommands).
+	b.Run("host-fork-exec", func(b *testing.B) {
+		loop := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do ( exec %s ) >/dev/null </dev/null & wait $!; i=$((i+1)); done`, benchCommands, strings.Join(benchCommand, " "))
+		for range b.N {
+			r, err := client1.Exec(ctx, "sh", "-c", `s=$(date +%s%N); `+loop+`; echo $(( $(date +%s%N) - s ))`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ns, err := strconv.ParseInt(strings.TrimSpace(r.Stdout), 10, 64)
+			if err != nil {
+				b.Fatalf("%q: %v", r.Stdout, err)
+			}
+			mean := float64(ns) / benchCommands / 1e6
+			b.ReportMetric(mean, "mean_ms")
+			b.ReportMetric(0, "ns/op")
+			b.Logf("fork and exec on the host, no SSH: %d commands, mean %.2f ms", benchCommands, mean)
 		}
 	})
 	b.Run("fresh-ssh-process", func(b *testing.B) {
