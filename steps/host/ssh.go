@@ -531,6 +531,9 @@ func (h *SSH) Run(ctx context.Context, c Command) (Result, error) {
 	if err := checkCommand(c); err != nil {
 		return Result{}, fmt.Errorf("%s: %w", h, err)
 	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err // an idle runner would start it regardless
+	}
 	if len(c.Stdin) == 0 {
 		// Twice: an idle runner may have died just before it was taken.
 		for range 2 {

@@ -181,6 +181,13 @@ func TestSSHRunnerCancel(t *testing.T) {
 			assert.Equal(t, "next\n", res.Stdout)
 		})
 	}
+	// A context that is already done starts nothing.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	mark := filepath.Join(t.TempDir(), "ran")
+	_, err := h.Run(done, Command{Args: []string{"touch", mark}})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.NoFileExists(t, mark)
 	h.rmu.Lock()
 	defer h.rmu.Unlock()
 	assert.Equal(t, h.nrunners, len(h.sessions), "no session slot leaked")
