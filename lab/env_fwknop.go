@@ -128,7 +128,7 @@ func setupFwknop(ctx context.Context, l *Lab) error {
 	if err != nil {
 		return err
 	}
-	if err := portgateUnpack(ctx, gate, []portgateFile{{"etc/fwknop/access.conf", fwknopAccess(l), 0o600}}); err != nil {
+	if err := unpackFiles(ctx, gate, []labFile{{"etc/fwknop/access.conf", fwknopAccess(l), 0o600}}); err != nil {
 		return err
 	}
 	if _, err := gate.ExecCommand(ctx, Command{Detach: true, Args: fwknopdStart}); err != nil {
@@ -138,7 +138,7 @@ func setupFwknop(ctx context.Context, l *Lab) error {
 	if err != nil {
 		return err
 	}
-	if err := portgateUnpack(ctx, client, []portgateFile{{FwknopKeyFile[1:], fwknopRC(l), 0o600}}); err != nil {
+	if err := unpackFiles(ctx, client, []labFile{{FwknopKeyFile[1:], fwknopRC(l), 0o600}}); err != nil {
 		return err
 	}
 	res, err := gate.Exec(ctx, "sh", "-c", "for i in $(seq 100); do pidof fwknopd >/dev/null && iptables -S INPUT | grep -q FWKNOP_INPUT && exit 0; sleep 0.1; done; exit 1")

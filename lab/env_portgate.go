@@ -1,8 +1,6 @@
 package lab
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,16 +10,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base32"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -187,7 +179,7 @@ users:
 }
 
 func setupPortgate(ctx context.Context, l *Lab) error {
-	bin, err := portgateBinary(ctx)
+	bin, err := labBinary(ctx, "portgate", PortgateBinaryEnv)
 	if err != nil {
 		return err
 	}
@@ -199,13 +191,13 @@ func setupPortgate(ctx context.Context, l *Lab) error {
 	if err != nil {
 		return fmt.Errorf("portgate certificate: %w", err)
 	}
-	files := []portgateFile{
+	files := []labFile{
 		{"usr/local/bin/portgate", bin, 0o755},
 		{"etc/portgate/config.yaml", portgateConfig(l), 0o600},
 		{"etc/portgate/tls.crt", certPEM, 0o644},
 		{"etc/portgate/tls.key", keyPEM, 0o600},
 	}
-	if err := portgateUnpack(ctx, gate, files); err != nil {
+	if err := unpackFiles(ctx, gate, files); err != nil {
 		return err
 	}
 	for _, name := range []string{PortgateClient1, PortgateClient2} {
@@ -213,7 +205,7 @@ func setupPortgate(ctx context.Context, l *Lab) error {
 		if err != nil {
 			return err
 		}
-		if err := portgateUnpack(ctx, h, []portgateFile{{strings.TrimPrefix(PortgateCAPath, "/"), certPEM, 0o644}}); err != nil {
+		if err := unpackFiles(ctx, h, []labFile{{strings.TrimPrefix(PortgateCAPath, "/"), certPEM, 0o644}}); err != nil {
 			return err
 		}
 	}
@@ -250,37 +242,6 @@ func setupPortgate(ctx context.Context, l *Lab) error {
 	}
 }
 
-type portgateFile struct {
-	path string // relative to /
-	data []byte
-	mode int64
-}
-
-// portgateUnpack copies files into h in one tar stream (no shell).
-func portgateUnpack(ctx context.Context, h *Host, files []portgateFile) error {
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f.path, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Now(), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	res, err := h.ExecCommand(ctx, Command{Args: []string{"tar", "-x", "--no-same-owner", "-C", "/", "-f", "-"}, Stdin: b.Bytes()})
-	if err == nil {
-		err = res.Err()
-	}
-	if err != nil {
-		return fmt.Errorf("copy portgate files into %s: %w", h.Name, err)
-	}
-	return nil
-}
-
 // portgateCert is a self-signed certificate for the gate's address.
 func portgateCert(ip string) (certPEM, keyPEM []byte, err error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -314,83 +275,4 @@ func portgateCert(ip string) (certPEM, keyPEM []byte, err error) {
 		return nil, nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
-}
-
-// The binary is built once per process and kept in memory (about 12 MB):
-// tests bring up several labs.
-var portgateBin struct {
-	sync.Mutex
-	data []byte
-}
-
-// portgateBinary returns a static linux build of cmd/portgate for the
-// lab's image: PortgateBinaryEnv when set, else built from the source tree
-// found from the working folder or the executable upwards.
-func portgateBinary(ctx context.Context) ([]byte, error) {
-	if p := os.Getenv(PortgateBinaryEnv); p != "" {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", PortgateBinaryEnv, err)
-		}
-		return b, nil
-	}
-	portgateBin.Lock()
-	defer portgateBin.Unlock()
-	if portgateBin.data != nil {
-		return portgateBin.data, nil
-	}
-	src, err := portgateSource()
-	if err != nil {
-		return nil, err
-	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		return nil, fmt.Errorf("the portgate environment builds cmd/portgate at lab up and needs Go (not found: %v); or set %s to a static build (CGO_ENABLED=0 go build ./cmd/portgate)", err, PortgateBinaryEnv)
-	}
-	tmp, err := os.MkdirTemp("", "opsdrill-portgate-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	out := filepath.Join(tmp, "portgate")
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-o", out, "./cmd/portgate")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build portgate for the lab (in %s): %w: %s", src, err, msg)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		return nil, err
-	}
-	portgateBin.data = b
-	return b, nil
-}
-
-// portgateSource finds the opsdrill source tree: a folder with go.mod and
-// cmd/portgate, from the working folder or the executable's upwards.
-func portgateSource() (string, error) {
-	var starts []string
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	if exe, err := os.Executable(); err == nil {
-		starts = append(starts, filepath.Dir(exe))
-	}
-	for _, dir := range starts {
-		for {
-			if _, err := os.Stat(filepath.Join(dir, "cmd", "portgate", "main.go")); err == nil {
-				if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-					return dir, nil
-				}
-			}
-			parent := filepath.Dir(dir)
-			if parent == dir {
-				break
-			}
-			dir = parent
-		}
-	}
-	return "", errors.New("the portgate environment builds cmd/portgate from the opsdrill source tree, not found from " +
-		strings.Join(starts, " or ") + ": run from the checkout, or set " + PortgateBinaryEnv + " to a static build (CGO_ENABLED=0 go build ./cmd/portgate)")
 }
