@@ -35,6 +35,23 @@ type Env struct {
 	// the vars file, and its secrets, which go under the "secrets" key.
 	// Both are computed once at Up and persisted with the lab's state.
 	Vars func(l *Lab) (vars map[string]any, secrets map[string]string)
+	// AWS returns the environment's AWS-compatible APIs as named profiles,
+	// which Up writes to aws/credentials and aws/config in the state folder
+	// for the aws CLI and the SDKs (AWS_SHARED_CREDENTIALS_FILE,
+	// AWS_CONFIG_FILE).
+	AWS func(l *Lab) []AWSProfile
+}
+
+// AWSProfile is an AWS-compatible API of the lab as a shared-configuration
+// profile. The endpoint is not part of it (the aws CLI before 2.13 reads no
+// endpoint_url from the configuration): give it with --endpoint-url.
+type AWSProfile struct {
+	Name            string
+	Region          string
+	AccessKeyID     string
+	SecretAccessKey string
+	// Endpoint is written as a comment, for the reader.
+	Endpoint string
 }
 
 // HostSpec describes one host (container) of an environment.

@@ -26,8 +26,10 @@ import (
 // it is promoted, which is how a standby behaves.
 //
 // MariaDBPair drives a running pair from any process: the db.failover step
-// (lab driver) and the lab's RDS-compatible API (lab/rdsapi) use it to kill
-// or reboot the primary, promote the standby and repoint the endpoint.
+// (lab driver) uses it through the container engine to kill or partition
+// the primary, promote the standby and repoint the endpoint; the lab's
+// RDS-compatible API, a service on db-dns (env_mariadb_api.go), uses it
+// over SSH (ServicePair) to reboot and switch over.
 const (
 	// PairEnv is the environment's name.
 	PairEnv = "mariadb-pair"
@@ -160,27 +162,30 @@ func init() {
 		Hosts: []HostSpec{pairHostSpec(pairNodes[0]), pairHostSpec(pairNodes[1]), pairDNSSpec()},
 		Setup: setupPair,
 		Vars:  pairVars,
+		AWS:   pairAWS,
 	})
 }
 
 // pairVars are the names scenarios/rds-multi-az-failover.yaml reads.
 func pairVars(l *Lab) (map[string]any, map[string]string) {
 	v := map[string]any{
-		"rds_endpoint":     PairEndpoint,
-		"rds_port":         PairPort,
-		"rds_instance":     PairInstance,
-		"rds_region":       PairRegion,
-		"rds_api_endpoint": "lab:" + l.ID,
-		"rds_lab":          l.ID,
-		"rds_user":         PairUser,
-		"rds_database":     PairDatabase,
-		"mariadb_pair":     map[string]any{"lab": l.ID, "writer": pairNodes[0].host, "standby": pairNodes[1].host},
+		"rds_endpoint": PairEndpoint,
+		"rds_port":     PairPort,
+		"rds_instance": PairInstance,
+		"rds_region":   PairRegion,
+		"rds_lab":      l.ID,
+		"rds_user":     PairUser,
+		"rds_database": PairDatabase,
+		"mariadb_pair": map[string]any{"lab": l.ID, "writer": pairNodes[0].host, "standby": pairNodes[1].host},
 	}
 	if dns, err := l.Host(PairDNSHost); err == nil {
 		v["rds_resolver"] = dns.Addr(53)
+		v["rds_api_endpoint"] = pairAPIURL(dns)
 	}
+	keyID, secret := pairAPICredentials(l)
+	v["rds_api_access_key_id"] = keyID
 	maps.Copy(v, pairSecurityVars(l))
-	return v, map[string]string{"rds_password": l.Password("mariadb-pair/drill")}
+	return v, map[string]string{"rds_password": l.Password("mariadb-pair/drill"), "rds_api_secret_access_key": secret}
 }
 
 func setupPair(ctx context.Context, l *Lab) error {
@@ -246,7 +251,10 @@ GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%%';`,
 	if err := p.replicate(ctx, standby, primary, "slave_pos"); err != nil {
 		return err
 	}
-	return p.SetReplication(ctx, mode)
+	if err := p.SetReplication(ctx, mode); err != nil {
+		return err
+	}
+	return setupPairAPI(ctx, l, dns, p.nodes)
 }
 
 // MariaDBPair is a running mariadb-pair environment. Open it with
@@ -446,17 +454,14 @@ func (p *MariaDBPair) Writer(ctx context.Context) (*Host, error) {
 	return nil, fmt.Errorf("endpoint CNAME names no host of the pair: %q", strings.TrimSpace(res.Stdout))
 }
 
-// Identity reports who h is. A host that does not run reports Running
-// false and no server id.
+// Identity reports who h is. A host whose mariadbd does not serve
+// reports Running false and no server id.
 func (p *MariaDBPair) Identity(ctx context.Context, h *Host) (PairIdentity, error) {
 	n := nodeOf(h.Name)
 	id := PairIdentity{Host: h.Name, AZ: n.az, DNSName: n.dnsName}
-	st, err := h.State(ctx)
-	if err != nil {
+	serving, err := p.Serving(ctx, h)
+	if err != nil || !serving {
 		return id, err
-	}
-	if st != "running" {
-		return id, nil
 	}
 	rows, err := p.SQL(ctx, h, "SELECT @@server_id, @@read_only")
 	if err != nil {
@@ -469,6 +474,87 @@ func (p *MariaDBPair) Identity(ctx context.Context, h *Host) (PairIdentity, erro
 	id.ServerID, _ = strconv.Atoi(rows[0][0])
 	id.ReadOnly = rows[0][1] == "1"
 	return id, nil
+}
+
+// Serving reports whether h's mariadbd answers. Its host may run without
+// it: the lab's RDS API service (ServicePair) shuts mariadbd down cleanly
+// and leaves the host running, as it reboots an instance.
+func (p *MariaDBPair) Serving(ctx context.Context, h *Host) (bool, error) {
+	st, err := h.State(ctx)
+	if err != nil || st != "running" {
+		return false, err
+	}
+	if h.ops != nil {
+		// State asked mariadbd already.
+		return true, nil
+	}
+	res, err := h.Exec(ctx, mariadbPing...)
+	return err == nil && res.ExitCode == 0, nil
+}
+
+// boot makes h serve: its host is started when it is down (its start
+// commands start mariadbd), mariadbd alone when the host runs without it.
+func (p *MariaDBPair) boot(ctx context.Context, h *Host) error {
+	st, err := h.State(ctx)
+	if err != nil {
+		return err
+	}
+	if st != "running" {
+		if err := h.Start(ctx); err != nil {
+			return err
+		}
+		p.logf("%s booted", h.Name)
+		return nil
+	}
+	serving, err := p.Serving(ctx, h)
+	if err != nil || serving {
+		return err
+	}
+	if err := h.startServices(ctx); err != nil {
+		return err
+	}
+	p.logf("%s ran without mariadbd: started it", h.Name)
+	return nil
+}
+
+// PairAPIBusyFile exists on db-dns while the lab's RDS API service runs
+// an operation or what follows it (the old writer rejoining as the
+// standby); its first line is the service's pid, the second the
+// operation.
+const PairAPIBusyFile = "/run/opsdrill-rdsapi.busy"
+
+// WaitAPIIdle waits until the lab's RDS API service has no operation under
+// way. The lab's own control plane (the lab failover driver, EnsureStandby)
+// acts on the pair behind RDS's back, so it lets RDS finish first, as an
+// operator waits for an instance's pending maintenance; a busy file left by
+// a service that died does not count.
+func (p *MariaDBPair) WaitAPIIdle(ctx context.Context) error {
+	const script = `[ -f "$0" ] && kill -0 "$(head -n 1 "$0")" 2>/dev/null && tail -n +2 "$0"`
+	deadline := time.Now().Add(6 * time.Minute)
+	logged := false
+	for {
+		res, err := p.dns.Exec(ctx, "sh", "-c", script, PairAPIBusyFile)
+		if err != nil {
+			return fmt.Errorf("ask the lab's RDS API service whether it is busy: %w", err)
+		}
+		if res.ExitCode != 0 {
+			return nil
+		}
+		what := strings.TrimSpace(res.Stdout)
+		if !logged {
+			p.begin()
+			p.logf("waiting for the lab's RDS API to finish: %s", what)
+			logged = true
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the lab's RDS API is still busy after 6m: %s", what)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the lab's RDS API (%s): %w", what, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // SQL runs statements as root on h through the local socket and returns
@@ -537,7 +623,7 @@ func (p *MariaDBPair) SetReplication(ctx context.Context, mode string) error {
 		on = "ON"
 	}
 	for _, h := range p.nodes {
-		if st, err := h.State(ctx); err != nil || st != "running" {
+		if serving, err := p.Serving(ctx, h); err != nil || !serving {
 			continue
 		}
 		if err := writeFile(ctx, h, pairModeConf, pairModeConfText(mode), false); err != nil {
@@ -701,8 +787,8 @@ func (p *MariaDBPair) writerAndStandby(ctx context.Context) (writer, standby *Ho
 		return nil, nil, err
 	}
 	standby = p.Other(writer)
-	if st, err := standby.State(ctx); err != nil || st != "running" {
-		return writer, nil, fmt.Errorf("no standby to fail over to: %s is %s", standby.Name, st)
+	if serving, err := p.Serving(ctx, standby); err != nil || !serving {
+		return writer, nil, fmt.Errorf("no standby to fail over to: %s does not serve", standby.Name)
 	}
 	return writer, standby, nil
 }
@@ -846,13 +932,17 @@ func (p *MariaDBPair) Heal(ctx context.Context, h *Host) error {
 	return nil
 }
 
-// EnsureStandby makes the pair whole after any fault: the host that is
-// not the writer is reconnected when cut off and, unless it runs as a
-// replica of the writer without a replication error, rebuilt as its
-// standby (booted first when down). A replica whose I/O thread was merely
+// EnsureStandby makes the pair whole after any fault: once the lab's RDS
+// API service is idle (WaitAPIIdle), the host that is not the writer is
+// reconnected when cut off and, unless it serves as a replica of the
+// writer without a replication error, rebuilt as its standby (booted
+// first when its host or only its mariadbd is down). A replica whose I/O thread was merely
 // stopped (a lagging standby, a fault some drills inject on purpose) is
 // left as it is.
 func (p *MariaDBPair) EnsureStandby(ctx context.Context) error {
+	if err := p.WaitAPIIdle(ctx); err != nil {
+		return err
+	}
 	w, err := p.Writer(ctx)
 	if err != nil {
 		return err
@@ -865,7 +955,7 @@ func (p *MariaDBPair) EnsureStandby(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if st, err := s.State(ctx); err == nil && st == "running" {
+	if serving, err := p.Serving(ctx, s); err == nil && serving {
 		rs, err := p.status(ctx, s, "SHOW SLAVE STATUS")
 		if err == nil && rs["Master_Host"] == w.Name && rs["Slave_SQL_Running"] == "Yes" && rs["Last_IO_Error"] == "" {
 			return nil
@@ -923,8 +1013,9 @@ func (p *MariaDBPair) Switchover(ctx context.Context) (old, promoted *Host, err 
 	return p.takeOver(ctx, old, promoted)
 }
 
-// Rejoin boots a former writer that shut down cleanly (after Switchover)
-// and makes it the standby of the current writer.
+// Rejoin boots a former writer that shut down cleanly (after Switchover;
+// its host, or only its mariadbd when the host kept running) and makes it
+// the standby of the current writer.
 func (p *MariaDBPair) Rejoin(ctx context.Context, old *Host) error {
 	p.begin()
 	w, err := p.Writer(ctx)
@@ -934,13 +1025,8 @@ func (p *MariaDBPair) Rejoin(ctx context.Context, old *Host) error {
 	if w.Name == old.Name {
 		return fmt.Errorf("rejoin %s: it is the writer", old.Name)
 	}
-	if st, err := old.State(ctx); err != nil {
+	if err := p.boot(ctx, old); err != nil {
 		return err
-	} else if st != "running" {
-		if err := old.Start(ctx); err != nil {
-			return err
-		}
-		p.logf("%s booted", old.Name)
 	}
 	if err := p.replicate(ctx, old, w, "current_pos"); err != nil {
 		return err
@@ -972,7 +1058,7 @@ func (p *MariaDBPair) Reboot(ctx context.Context) error {
 }
 
 // Rebuild makes h a fresh standby of the current writer after an abrupt
-// failover: it boots h if it is down, replaces its drill schema with a
+// failover: it boots h if it is down (or runs without mariadbd), replaces its drill schema with a
 // consistent copy of the writer's (whatever h had and the writer never got
 // is discarded, as RDS discards a failed primary), and replicates from the
 // copy's position.
@@ -985,14 +1071,8 @@ func (p *MariaDBPair) Rebuild(ctx context.Context, h *Host) error {
 	if w.Name == h.Name {
 		return fmt.Errorf("rebuild %s: it is the writer", h.Name)
 	}
-	st, err := h.State(ctx)
-	if err != nil {
+	if err := p.boot(ctx, h); err != nil {
 		return err
-	}
-	if st != "running" {
-		if err := h.Start(ctx); err != nil {
-			return err
-		}
 	}
 	dump, err := w.Exec(ctx, "mariadb-dump", "--single-transaction", "--gtid", "--master-data=1", "--databases", PairDatabase)
 	if err == nil {

@@ -26,9 +26,13 @@ func TestMariaDBPair(t *testing.T) {
 
 	vars := l.Vars()
 	assert.Equal(t, lab.PairEndpoint, vars["rds_endpoint"])
-	assert.Equal(t, "lab:"+l.ID, vars["rds_api_endpoint"])
+	dns, err := l.Host(lab.PairDNSHost)
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprintf("http://%s:%d", dns.IP, lab.PairAPIPort), vars["rds_api_endpoint"])
+	assert.Regexp(t, `^AKIALAB[0-9A-F]{13}$`, vars["rds_api_access_key_id"])
 	assert.NotEmpty(t, vars["rds_resolver"])
 	assert.Contains(t, vars[lab.SecretsKey], "rds_password")
+	assert.Contains(t, vars[lab.SecretsKey], "rds_api_secret_access_key")
 
 	p, err := lab.OpenMariaDBPair(ctx, l.ID)
 	require.NoError(t, err)
@@ -115,4 +119,24 @@ func TestMariaDBPair(t *testing.T) {
 	insert(promoted, 4)
 	require.NoError(t, p2.WaitReplicating(ctx))
 	assert.Equal(t, "4", count(killed))
+
+	// The lab's RDS API shuts mariadbd down and leaves its host running:
+	// such a host does not serve, and making the pair whole starts
+	// mariadbd in it, not just the container.
+	res, err := killed.Exec(ctx, "mariadb-admin", "shutdown")
+	require.NoError(t, err)
+	require.NoError(t, res.Err())
+	st, err = killed.State(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "running", st)
+	id, err = p2.Identity(ctx, killed)
+	require.NoError(t, err)
+	assert.False(t, id.Running, "mariadbd down in a running host")
+	require.NoError(t, p2.EnsureStandby(ctx))
+	id, err = p2.Identity(ctx, killed)
+	require.NoError(t, err)
+	assert.True(t, id.Running && id.ReadOnly, "%+v", id)
+	insert(promoted, 5)
+	require.NoError(t, p2.WaitReplicating(ctx))
+	assert.Equal(t, "5", count(killed))
 }

@@ -37,6 +37,9 @@ type Host struct {
 
 	spec HostSpec
 	lab  *Lab
+	// ops, when set, carries the host's operations instead of the
+	// container engine (see hostOps).
+	ops hostOps
 }
 
 // ExecResult is the outcome of a command run in a host.
@@ -93,6 +96,9 @@ func (h *Host) ExecCommand(ctx context.Context, c Command) (ExecResult, error) {
 	res := ExecResult{Args: c.Args}
 	if len(c.Args) == 0 {
 		return res, errors.New("exec: empty command")
+	}
+	if h.ops != nil {
+		return h.ops.exec(ctx, c)
 	}
 	cli := h.lab.eng.cli
 	attach := !c.Detach
@@ -155,6 +161,9 @@ func (h *Host) ExecCommand(ctx context.Context, c Command) (ExecResult, error) {
 // Kill stops the host abruptly with SIGKILL, like a power cut, and returns
 // once the engine reports it stopped.
 func (h *Host) Kill(ctx context.Context) error {
+	if h.ops != nil {
+		return h.noEngine("kill")
+	}
 	if _, err := h.lab.eng.cli.ContainerKill(ctx, h.ContainerID, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 		return fmt.Errorf("kill host %s: %w", h.Name, err)
 	}
@@ -164,6 +173,9 @@ func (h *Host) Kill(ctx context.Context) error {
 // Stop stops the host gracefully: its processes get SIGTERM and timeout to
 // exit before SIGKILL.
 func (h *Host) Stop(ctx context.Context, timeout time.Duration) error {
+	if h.ops != nil {
+		return h.ops.stop(ctx, timeout)
+	}
 	secs := int(timeout.Round(time.Second) / time.Second)
 	if _, err := h.lab.eng.cli.ContainerStop(ctx, h.ContainerID, client.ContainerStopOptions{Timeout: &secs}); err != nil {
 		return fmt.Errorf("stop host %s: %w", h.Name, err)
@@ -175,6 +187,9 @@ func (h *Host) Stop(ctx context.Context, timeout time.Duration) error {
 // started with its address, its start commands run again and its readiness
 // probe is awaited.
 func (h *Host) Start(ctx context.Context) error {
+	if h.ops != nil {
+		return h.ops.start(ctx)
+	}
 	if _, err := h.lab.eng.cli.ContainerStart(ctx, h.ContainerID, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start host %s: %w", h.Name, err)
 	}
@@ -183,6 +198,9 @@ func (h *Host) Start(ctx context.Context) error {
 
 // Disconnect cuts the host off the lab network; it keeps running.
 func (h *Host) Disconnect(ctx context.Context) error {
+	if h.ops != nil {
+		return h.noEngine("disconnect")
+	}
 	_, err := h.lab.eng.cli.NetworkDisconnect(ctx, h.net(), client.NetworkDisconnectOptions{Container: h.ContainerID, Force: true})
 	if err != nil {
 		return fmt.Errorf("disconnect host %s from %s: %w", h.Name, h.net(), err)
@@ -193,6 +211,9 @@ func (h *Host) Disconnect(ctx context.Context) error {
 // Reconnect attaches the host to the lab network again, with its address
 // and name.
 func (h *Host) Reconnect(ctx context.Context) error {
+	if h.ops != nil {
+		return h.noEngine("reconnect")
+	}
 	_, err := h.lab.eng.cli.NetworkConnect(ctx, h.net(), client.NetworkConnectOptions{
 		Container:      h.ContainerID,
 		EndpointConfig: h.endpoint(),
@@ -206,6 +227,9 @@ func (h *Host) Reconnect(ctx context.Context) error {
 // Connected reports whether the host is attached to the lab network (false
 // after Disconnect).
 func (h *Host) Connected(ctx context.Context) (bool, error) {
+	if h.ops != nil {
+		return false, h.noEngine("inspect")
+	}
 	ins, err := h.lab.eng.cli.ContainerInspect(ctx, h.ContainerID, client.ContainerInspectOptions{})
 	if err != nil {
 		return false, fmt.Errorf("inspect host %s: %w", h.Name, err)
@@ -221,6 +245,9 @@ func (h *Host) Connected(ctx context.Context) (bool, error) {
 // State returns the container state: running, exited, ..., or "missing"
 // when the container no longer exists.
 func (h *Host) State(ctx context.Context) (string, error) {
+	if h.ops != nil {
+		return h.ops.state(ctx)
+	}
 	ins, err := h.lab.eng.cli.ContainerInspect(ctx, h.ContainerID, client.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		return "missing", nil
@@ -233,6 +260,9 @@ func (h *Host) State(ctx context.Context) (string, error) {
 
 // Logs returns the last lines of the container's output (tail <= 0: all).
 func (h *Host) Logs(ctx context.Context, tail int) (string, error) {
+	if h.ops != nil {
+		return "", h.noEngine("read the logs of")
+	}
 	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true}
 	if tail > 0 {
 		opts.Tail = strconv.Itoa(tail)
@@ -380,6 +410,13 @@ func (h *Host) prepare(ctx context.Context) error {
 	if err := h.startSSH(ctx); err != nil {
 		return err
 	}
+	return h.startServices(ctx)
+}
+
+// startServices runs the host's start commands and waits for its readiness
+// probe: what prepare does after sshd, also on a host that kept running
+// while its services were stopped.
+func (h *Host) startServices(ctx context.Context) error {
 	for _, c := range h.spec.Start {
 		res, err := h.ExecCommand(ctx, c)
 		if err == nil {

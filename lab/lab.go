@@ -219,6 +219,9 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err := l.writeSSHVars(); err != nil {
 		return l, err
 	}
+	if err := l.writeAWS(chosen); err != nil {
+		return l, err
+	}
 	// The state file comes last: once written, the lab is up for good.
 	if l.stateDir != "" {
 		if err := l.save(); err != nil {

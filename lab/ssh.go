@@ -6,11 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -28,6 +30,8 @@ import (
 //	known_hosts      every host's own host key, generated for this lab
 //	vars-ssh.yaml    the lab's vars with every lab:LABID/NAME host
 //	                 reference turned into ssh://NAME?sudo=true
+//	aws/credentials  the environments' AWS-compatible APIs (Env.AWS) as
+//	aws/config       named profiles, the credentials file 0600
 //
 // so that `ssh -F .lab/ssh_config client1 hostname` works with the system
 // client and `opsdrill run --ssh-config .lab/ssh_config --vars
@@ -175,13 +179,61 @@ func (l *Lab) writeSSH() error {
 
 // sshFileNames are the files writeSSH and writeSSHVars write, removed by
 // Down.
-var sshFileNames = []string{SSHConfigFile, SSHKeyFile, SSHKeyFile + ".pub", SSHKnownHosts, SSHVarsFile}
+var sshFileNames = []string{SSHConfigFile, SSHKeyFile, SSHKeyFile + ".pub", SSHKnownHosts, SSHVarsFile, AWSCredentialsFile, AWSConfigFile}
 
 func removeSSHFiles(dir string) error {
 	for _, n := range sshFileNames {
 		if err := removeIfExists(filepath.Join(dir, n)); err != nil {
 			return err
 		}
+	}
+	// The aws folder goes when empty.
+	if err := os.Remove(filepath.Join(dir, filepath.Dir(AWSConfigFile))); err != nil && !os.IsNotExist(err) && !isNotEmpty(err) {
+		return err
+	}
+	return nil
+}
+
+func isNotEmpty(err error) bool {
+	return errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST)
+}
+
+// The lab's AWS-compatible APIs as shared-configuration profiles (Env.AWS),
+// beside ssh_config in the state folder.
+const (
+	AWSCredentialsFile = "aws/credentials"
+	AWSConfigFile      = "aws/config"
+)
+
+// writeAWS writes the environments' AWS profiles, if any: the credentials
+// file 0600 (it holds the secret keys), the config file with each
+// profile's region.
+func (l *Lab) writeAWS(chosen []Env) error {
+	var profiles []AWSProfile
+	for _, e := range chosen {
+		if e.AWS != nil {
+			profiles = append(profiles, e.AWS(l)...)
+		}
+	}
+	if len(profiles) == 0 || l.sshDir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Join(l.sshDir, filepath.Dir(AWSConfigFile)), 0o700); err != nil {
+		return fmt.Errorf("lab aws profiles: %w", err)
+	}
+	var creds, cfg bytes.Buffer
+	fmt.Fprintf(&creds, "# Written by `opsdrill lab up` for lab %s.\n", l.ID)
+	fmt.Fprintf(&cfg, "# Written by `opsdrill lab up` for lab %s. Use it with:\n#   AWS_CONFIG_FILE=%s AWS_SHARED_CREDENTIALS_FILE=%s aws --profile NAME --endpoint-url URL ...\n",
+		l.ID, filepath.Join(l.sshDir, AWSConfigFile), filepath.Join(l.sshDir, AWSCredentialsFile))
+	for _, p := range profiles {
+		fmt.Fprintf(&creds, "\n[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", p.Name, p.AccessKeyID, p.SecretAccessKey)
+		fmt.Fprintf(&cfg, "\n# endpoint: %s\n[profile %s]\nregion = %s\noutput = json\n", p.Endpoint, p.Name, p.Region)
+	}
+	if err := writeFileAtomic(filepath.Join(l.sshDir, AWSCredentialsFile), creds.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("lab aws profiles: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(l.sshDir, AWSConfigFile), cfg.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("lab aws profiles: %w", err)
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ packages=(
 	python3        # secret-leak property test: Python's repr, json.dumps, quote, quote_plus of a secret
 	util-linux     # prlimit: the journal write-failure test
 	procps         # pgrep: ssh.forward's keepalive test freezes the sshd serving it (sshd -T of sshd.config tests: openssh-server)
+	awscli         # aws rds describe-db-instances --endpoint-url: the lab's RDS API service answers the real CLI
 )
 
 missing=()

@@ -10,9 +10,9 @@ import (
 )
 
 // TestLabDriversLinked: the binary links what the lab registers from its
-// own packages (steps/ never imports the lab): driver: lab and its checks,
-// and the lab: RDS endpoint scheme. Dropping the link makes validate
-// refuse them.
+// own packages (steps/ never imports the lab): driver: lab and its checks.
+// Dropping the link makes validate refuse them. The lab's RDS API is a
+// service of the lab reached by URL: the in-process lab: scheme is gone.
 func TestLabDriversLinked(t *testing.T) {
 	cases := []struct {
 		name string
@@ -22,8 +22,8 @@ func TestLabDriversLinked(t *testing.T) {
 	}{
 		{"the lab failover driver", "{ driver: lab, action: partition, fence: false }", 0, ""},
 		{"its parameters checked by the lab", "{ driver: lab, action: reboot }", 2, "action: must be one of kill, partition, switchover"},
-		{"the lab's RDS endpoint", "{ driver: aws-rds, instance: testrds, endpoint_url: 'lab:abc123' }", 0, ""},
-		{"an endpoint scheme nobody registered", "{ driver: aws-rds, instance: testrds, endpoint_url: 'nosuch:abc123' }", 2, "endpoint_url: expected http(s)://host[:port] or lab:…"},
+		{"the lab's RDS API, by its URL", "{ driver: aws-rds, instance: testrds, endpoint_url: 'http://10.0.0.2:8080' }", 0, ""},
+		{"no in-process lab: endpoint", "{ driver: aws-rds, instance: testrds, endpoint_url: 'lab:abc123' }", 2, `endpoint_url: expected http(s)://host[:port], got "lab:abc123"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

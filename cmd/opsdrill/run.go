@@ -17,10 +17,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	// The lab package brings the lab: transport and the lab failover
+	// driver; its RDS API is a service inside the lab, reached by URL.
 	"github.com/opsdrill/opsdrill/lab"
-	// The lab's RDS API (db.failover endpoint_url lab:LABID); the lab
-	// package itself brings the lab: transport and the lab failover driver.
-	_ "github.com/opsdrill/opsdrill/lab/rdsapi"
 	"github.com/opsdrill/opsdrill/reports"
 	"github.com/opsdrill/opsdrill/runner"
 	"github.com/opsdrill/opsdrill/runner/reaper"

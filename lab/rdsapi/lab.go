@@ -4,11 +4,34 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/opsdrill/opsdrill/lab"
 )
+
+// Pair is what the Lab backend acts on: the lab's mariadb-pair, as
+// lab.MariaDBPair drives it (in the lab-rdsapi service, from db-dns over
+// SSH: lab.ServicePair).
+type Pair interface {
+	// Writer is the host the endpoint names.
+	Writer(ctx context.Context) (*lab.Host, error)
+	// Nodes are both database hosts; Other the one that is not h.
+	Nodes() []*lab.Host
+	Other(h *lab.Host) *lab.Host
+	// AZ is the zone of a database host.
+	AZ(h *lab.Host) string
+	// Serving says whether h's mariadbd answers.
+	Serving(ctx context.Context, h *lab.Host) (bool, error)
+	// Reboot restarts the writer in place.
+	Reboot(ctx context.Context) error
+	// Switchover moves the writer to the standby; the old writer stays
+	// down until Rejoin.
+	Switchover(ctx context.Context) (old, promoted *lab.Host, err error)
+	// Rejoin boots old and makes it the standby.
+	Rejoin(ctx context.Context, old *lab.Host) error
+}
 
 // Lab is the Backend of the lab's mariadb-pair. It serves the Multi-AZ
 // instance lab.PairInstance (its endpoint is lab.PairEndpoint, its zone is
@@ -24,18 +47,28 @@ import (
 // without failover restarts the writer in place. As on AWS, the instance's
 // AvailabilityZone and SecondaryAvailabilityZone lag the new writer (by
 // AZLag), and the reboot's events (DescribeEvents) carry RDS's messages.
+//
+// Operations run one at a time, each with what follows it: a reboot asked
+// for while the old writer still rejoins is accepted (the instance reports
+// "rebooting") and starts once the rejoin is done. While any runs, BusyFile
+// (when set) exists, so the lab's own control plane can wait for it.
 type Lab struct {
-	Pair *lab.MariaDBPair
+	Pair Pair
+	// BusyFile, when set, exists while an operation or its rejoin runs:
+	// the process id, then the operation (lab.PairAPIBusyFile).
+	BusyFile string
 	// Timeout bounds one reboot or failover (default 5m).
 	Timeout time.Duration
 	// AZLag is how long after a failover the zones still show the old
 	// writer's (default 3s; AWS: "within a few seconds to <10 minutes").
 	AZLag time.Duration
 
-	mu     sync.Mutex
-	status string // "" when available
-	err    error  // the last operation's failure
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	status  string // "" when available
+	err     error  // the last operation's failure
+	wg      sync.WaitGroup
+	pending int        // operations started and not finished, rejoins included
+	serial  sync.Mutex // held by the operation running
 	// The zones reported until staleUntil, after a failover.
 	staleAZ, staleSecondary string
 	staleUntil              time.Time
@@ -43,7 +76,7 @@ type Lab struct {
 }
 
 // NewLab returns the backend of a pair.
-func NewLab(p *lab.MariaDBPair) *Lab {
+func NewLab(p Pair) *Lab {
 	return &Lab{Pair: p, Timeout: 5 * time.Minute, AZLag: 3 * time.Second}
 }
 
@@ -96,12 +129,12 @@ func (b *Lab) Instances(ctx context.Context, id string) ([]Instance, error) {
 		SecondaryAZ: secondary, MultiAZ: true, Address: lab.PairEndpoint, Port: lab.PairPort}
 	all := []Instance{main}
 	for _, h := range b.Pair.Nodes() {
-		st, err := h.State(ctx)
+		serving, err := b.Pair.Serving(ctx, h)
 		if err != nil {
 			return nil, err
 		}
 		ms := "available"
-		if st != "running" {
+		if !serving {
 			ms = "stopped"
 		}
 		all = append(all, Instance{ID: memberID(h), Status: ms, Engine: "mariadb", Version: "10.11", AZ: b.Pair.AZ(h),
@@ -163,6 +196,7 @@ func (b *Lab) switchover(ctx context.Context) (func(context.Context) error, erro
 
 // start runs op in the background unless one is running; the status is
 // available again when op returns, and then what op left to do (then) runs.
+// An op started while the previous one's then runs waits for it.
 func (b *Lab) start(status string, op func(context.Context) (then func(context.Context) error, err error)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -170,9 +204,17 @@ func (b *Lab) start(status string, op func(context.Context) (then func(context.C
 		return fmt.Errorf("%s", b.status)
 	}
 	b.status, b.err = status, nil
+	b.busy(1, status)
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer func() {
+			b.mu.Lock()
+			b.busy(-1, "")
+			b.mu.Unlock()
+		}()
+		b.serial.Lock()
+		defer b.serial.Unlock()
 		// The request that started it returns at once; the operation
 		// must finish whatever happens to it.
 		ctx, cancel := context.WithTimeout(context.Background(), b.Timeout)
@@ -191,6 +233,23 @@ func (b *Lab) start(status string, op func(context.Context) (then func(context.C
 		}
 	}()
 	return nil
+}
+
+// busy counts operations in and out; BusyFile exists while there are any.
+// The file is written before the request that started the operation
+// returns, so whoever reads it after the API answered sees it. The caller
+// holds b.mu.
+func (b *Lab) busy(delta int, what string) {
+	b.pending += delta
+	if b.BusyFile == "" {
+		return
+	}
+	switch {
+	case b.pending == 0:
+		_ = os.Remove(b.BusyFile)
+	case delta > 0:
+		_ = os.WriteFile(b.BusyFile, fmt.Appendf(nil, "%d\n%s %s since %s\n", os.Getpid(), lab.PairInstance, what, time.Now().UTC().Format(time.RFC3339)), 0o644)
+	}
 }
 
 // Clusters implements Backend.

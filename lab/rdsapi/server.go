@@ -7,9 +7,11 @@
 //
 // What the API acts on is a Backend: Memory, an in-memory Multi-AZ
 // instance for tests of the client side, or Lab, which turns a reboot
-// with failover into a real switchover of the lab's mariadb-pair.
+// with failover into a real switchover of the lab's mariadb-pair. The lab
+// runs Lab as a service of its own, cmd/lab-rdsapi on the pair's db-dns
+// host; its URL and credentials are in the lab's vars.
 //
-//	srv, err := rdsapi.Start(rdsapi.NewLab(pair), lab.PairRegion)
+//	srv, err := rdsapi.Start(rdsapi.NewMemory(), "ap-south-1")
 //	defer srv.Close()
 //	client := rds.New(rds.Options{Region: srv.Region, BaseEndpoint: &srv.URL, Credentials: srv.Credentials()})
 package rdsapi
@@ -248,12 +250,17 @@ func (h *Handler) verify(r *http.Request, body []byte) error {
 		return err
 	}
 	again.Host = r.Host
-	again.ContentLength = int64(len(body))
+	// The signer signs Content-Length when the request has one: only when
+	// the client signed it too (the Go SDK does, botocore does not).
+	again.ContentLength = 0
 	for name := range strings.SplitSeq(fields["SignedHeaders"], ";") {
-		if name == "host" || name == "content-length" {
-			continue
+		switch name {
+		case "host":
+		case "content-length":
+			again.ContentLength = int64(len(body))
+		default:
+			again.Header[http.CanonicalHeaderKey(name)] = r.Header.Values(name)
 		}
-		again.Header[http.CanonicalHeaderKey(name)] = r.Header.Values(name)
 	}
 	if err := v4.NewSigner().SignHTTP(r.Context(), h.Creds, again, hash, "rds", scope[2], signedAt); err != nil {
 		return err
@@ -489,7 +496,7 @@ func newID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// Server is a running API endpoint on the loopback interface.
+// Server is a running API endpoint.
 type Server struct {
 	// URL is the BaseEndpoint to give the SDK.
 	URL string
@@ -509,6 +516,11 @@ func Start(b Backend, region string) (*Server, error) {
 		return nil, fmt.Errorf("rds api: %w", err)
 	}
 	creds := aws.Credentials{AccessKeyID: "AKIALAB" + strings.ToUpper(newID()[:13]), SecretAccessKey: newID() + newID(), Source: "opsdrill lab"}
+	return Serve(ln, b, region, creds), nil
+}
+
+// Serve serves b on ln to requests signed with creds, until Close.
+func Serve(ln net.Listener, b Backend, region string, creds aws.Credentials) *Server {
 	s := &Server{
 		URL:    "http://" + ln.Addr().String(),
 		Region: region,
@@ -520,7 +532,7 @@ func Start(b Backend, region string) (*Server, error) {
 		defer close(s.done)
 		_ = s.srv.Serve(ln)
 	}()
-	return s, nil
+	return s
 }
 
 // Credentials returns a provider of the server's credentials for the SDK.

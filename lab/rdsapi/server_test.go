@@ -2,11 +2,16 @@ package rdsapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	"github.com/aws/aws-sdk-go-v2/service/rds/types"
 	"github.com/aws/smithy-go"
@@ -193,4 +198,35 @@ func TestZonesLagAndEvents(t *testing.T) {
 	ev, err = c.DescribeEvents(ctx, &rds.DescribeEventsInput{SourceIdentifier: aws.String("single"), StartTime: aws.Time(start.Add(-time.Minute)), EndTime: aws.Time(clk.t)})
 	require.NoError(t, err)
 	assert.Empty(t, ev.Events)
+}
+
+// TestSignedHeadersAsSent: the signature is checked over the headers the
+// client signed. botocore (the aws CLI) does not sign Content-Length, the
+// Go SDK does: both get in, and a request whose signed body was changed
+// does not.
+func TestSignedHeadersAsSent(t *testing.T) {
+	_, srv, _, _ := startMemory(t)
+	ctx := context.Background()
+	creds, err := srv.Credentials().Retrieve(ctx)
+	require.NoError(t, err)
+	body := "Action=DescribeDBInstances&Version=" + APIVersion
+	send := func(t *testing.T, signContentLength bool, sent string) int {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/", strings.NewReader(sent))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+		signed := req.Clone(ctx)
+		if !signContentLength {
+			signed.ContentLength = 0
+		}
+		sum := sha256.Sum256([]byte(body))
+		require.NoError(t, v4.NewSigner().SignHTTP(ctx, creds, signed, hex.EncodeToString(sum[:]), "rds", srv.Region, time.Now()))
+		req.Header = signed.Header
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, send(t, true, body), "Content-Length signed (Go SDK)")
+	assert.Equal(t, http.StatusOK, send(t, false, body), "Content-Length not signed (botocore)")
+	assert.Equal(t, http.StatusForbidden, send(t, false, body+"&DBInstanceIdentifier=single"), "a body other than the signed one")
 }

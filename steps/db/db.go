@@ -67,8 +67,9 @@ func init() {
 		Doc: "Records the writer before (the platform's view: zone, cluster writer or lab host; and with `dsn`, the server's @@hostname and @@server_id " +
 			"read through the endpoint), notes the trigger on the scenario's timeline, then triggers the failover with the chosen driver. " +
 			"aws-rds: RebootDBInstance with ForceFailover for a Multi-AZ `instance` (the runbook's \"Reboot With Failover\"), or FailoverDBCluster " +
-			"for a Multi-AZ DB `cluster`, through aws-sdk-go-v2 with the usual AWS configuration; `endpoint_url: lab:LABID` serves the lab's " +
-			"RDS-compatible API in-process, so one scenario runs against AWS and the lab. It then polls DescribeDBInstances/DescribeDBClusters every `poll`; " +
+			"for a Multi-AZ DB `cluster`, through aws-sdk-go-v2: credentials `access_key_id` with `secret_access_key` (a secret), else `profile`, else the SDK's default chain; " +
+			"`endpoint_url` replaces AWS's endpoint, e.g. with the lab's RDS API service (vars rds_api_endpoint, rds_api_access_key_id, " +
+			"secrets rds_api_secret_access_key), so one scenario runs against AWS and the lab. It then polls DescribeDBInstances/DescribeDBClusters every `poll`; " +
 			"after the new writer serves it waits (up to `az_wait`, default 10m) for the instance's AvailabilityZone and SecondaryAvailabilityZone " +
 			"to show the swap, which AWS reports late, and fails if they never do; RDS's own events (DescribeEvents) go in the evidence beside the drill's timeline. " +
 			"lab: SIGKILL the lab writer's host (the abrupt failure the runbook wished for), promote the standby after it applied what it received, " +
@@ -96,7 +97,8 @@ func init() {
 		},
 		Figures: failoverFigures,
 		Examples: []steps.Example{
-			{Title: "Reboot with failover, on AWS or (endpoint_url lab:ID) on the lab", YAML: "- id: failover\n  uses: db.failover\n  with:\n    driver: aws-rds\n    instance: testrds\n    region: ap-south-1\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n  expect:\n    - outputs.az_after != outputs.az_before"},
+			{Title: "Reboot with failover, on AWS", YAML: "- id: failover\n  uses: db.failover\n  with:\n    driver: aws-rds\n    instance: testrds\n    region: ap-south-1\n    dsn: \"admin:${{ secrets.db_password }}@tcp(${{ vars.endpoint }}:3306)/drill\"\n  expect:\n    - outputs.az_after != outputs.az_before"},
+			{Title: "Reboot with failover through the lab's RDS API", YAML: "- uses: db.failover\n  with:\n    driver: aws-rds\n    instance: ${{ vars.rds_instance }}\n    region: ${{ vars.rds_region }}\n    endpoint_url: ${{ vars.rds_api_endpoint }}\n    access_key_id: ${{ vars.rds_api_access_key_id }}\n    secret_access_key: ${{ secrets.rds_api_secret_access_key }}"},
 			{Title: "Pull the plug on the lab's primary", YAML: "- uses: db.failover\n  with: { driver: lab, action: kill }"},
 		},
 	})

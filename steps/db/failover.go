@@ -26,12 +26,15 @@ type Failover struct {
 	TLSOptions     `yaml:",inline"`
 
 	// aws-rds.
-	Instance       string `yaml:"instance" doc:"aws-rds: DB instance identifier (Multi-AZ instance): RebootDBInstance"`
-	Cluster        string `yaml:"cluster" doc:"aws-rds: DB cluster identifier (Multi-AZ DB cluster): FailoverDBCluster"`
-	TargetInstance string `yaml:"target_instance" doc:"aws-rds with cluster: the reader to promote (default: RDS chooses)"`
-	Region         string `yaml:"region" doc:"aws-rds: region (default: from the AWS configuration)"`
-	EndpointURL    string `yaml:"endpoint_url" doc:"aws-rds: API endpoint (BaseEndpoint) instead of AWS's, e.g. http://localhost:4566; lab:LABID serves the lab's RDS-compatible API in-process"`
-	ForceFailover  bool   `yaml:"force_failover" doc:"aws-rds with instance: reboot with failover (false reboots in place, which the check must then catch)"`
+	Instance        string `yaml:"instance" doc:"aws-rds: DB instance identifier (Multi-AZ instance): RebootDBInstance"`
+	Cluster         string `yaml:"cluster" doc:"aws-rds: DB cluster identifier (Multi-AZ DB cluster): FailoverDBCluster"`
+	TargetInstance  string `yaml:"target_instance" doc:"aws-rds with cluster: the reader to promote (default: RDS chooses)"`
+	Region          string `yaml:"region" doc:"aws-rds: region (default: from the AWS configuration)"`
+	EndpointURL     string `yaml:"endpoint_url" doc:"aws-rds: API endpoint (BaseEndpoint) instead of AWS's, e.g. the lab's RDS API service (vars.rds_api_endpoint)"`
+	Profile         string `yaml:"profile" doc:"aws-rds: shared configuration profile (default: the SDK's, e.g. AWS_PROFILE)"`
+	AccessKeyID     string `yaml:"access_key_id" doc:"aws-rds: access key id; with secret_access_key (default: the SDK's credential chain)"`
+	SecretAccessKey string `yaml:"secret_access_key" doc:"aws-rds: secret access key, from the scenario's secrets; redacted from every output"`
+	ForceFailover   bool   `yaml:"force_failover" doc:"aws-rds with instance: reboot with failover (false reboots in place, which the check must then catch)"`
 	// AWS updates an instance's zones after the writer moved.
 	AZWait time.Duration `yaml:"az_wait" doc:"aws-rds with instance: after the writer changed, wait this long for DescribeDBInstances to show the zones swapped (AWS: \"within a few seconds to <10 minutes\"); 0: report the zones as first seen"`
 
@@ -92,15 +95,14 @@ func (f *Failover) Validate() error {
 		case f.TargetInstance != "" && f.Cluster == "":
 			return errors.New("target_instance: only with cluster")
 		}
-		if _, _, registered := rdsEndpointScheme(f.EndpointURL); f.EndpointURL != "" && !registered {
+		if f.EndpointURL != "" {
 			u, err := url.Parse(f.EndpointURL)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				want := "http(s)://host[:port]"
-				for _, s := range failoverdriver.RDSEndpoints() {
-					want += " or " + s + ":…"
-				}
-				return fmt.Errorf("endpoint_url: expected %s, got %q", want, f.EndpointURL)
+				return fmt.Errorf("endpoint_url: expected http(s)://host[:port], got %q", f.EndpointURL)
 			}
+		}
+		if (f.AccessKeyID == "") != (f.SecretAccessKey == "") {
+			return errors.New("access_key_id and secret_access_key: give both or neither (neither: profile, or the SDK's credential chain)")
 		}
 	case "command":
 		if len(f.Command) == 0 || f.Command[0] == "" {
@@ -193,6 +195,7 @@ type failoverDriver interface {
 
 // Run fails over and watches for the new writer.
 func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
+	env.Secret(f.SecretAccessKey)
 	c := f.conn()
 	if f.DSN != "" {
 		env.Secret(c.password())
@@ -204,7 +207,7 @@ func (f *Failover) Run(ctx context.Context, env *steps.Env) error {
 	var err error
 	switch f.Driver {
 	case "aws-rds":
-		drv, err = f.newRDS(ctx, env)
+		drv, err = f.newRDS(ctx)
 	case "command":
 		drv = &commandDriver{argv: f.Command}
 	default:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	rdstypes "github.com/aws/aws-sdk-go-v2/service/rds/types"
 
@@ -20,7 +21,7 @@ import (
 )
 
 // rdsDriver fails over through the RDS API: AWS's, or an RDS-compatible
-// one (the lab's).
+// one (the lab's service).
 type rdsDriver struct {
 	api           *rds.Client
 	instance      string
@@ -28,34 +29,23 @@ type rdsDriver struct {
 	target        string
 	forceFailover bool
 	triggered     bool
-	// closeEndpoint ends a registered endpoint (failoverdriver) when the
-	// step ends.
-	closeEndpoint func() error
 }
 
-// newRDS builds the client: for endpoint_url SCHEME:REF with a registered
-// scheme (failoverdriver.RegisterRDSEndpoint; the lab's is lab:LABID),
-// against the API that scheme resolves to; otherwise with the AWS
-// configuration (environment, shared files, roles) and, when set,
-// endpoint_url as BaseEndpoint.
-func (f *Failover) newRDS(ctx context.Context, env *steps.Env) (failoverDriver, error) {
+// newRDS builds the client with the AWS configuration: access_key_id and
+// secret_access_key when given, else profile or the SDK's default chain
+// (environment, shared files, roles); endpoint_url, when set, as
+// BaseEndpoint (the lab's RDS API service, or any RDS-compatible API).
+func (f *Failover) newRDS(ctx context.Context) (failoverDriver, error) {
 	d := &rdsDriver{instance: f.Instance, cluster: f.Cluster, target: f.TargetInstance, forceFailover: f.ForceFailover}
-	if open, ref, ok := rdsEndpointScheme(f.EndpointURL); ok {
-		ep, err := open(ctx, env, ref)
-		if err != nil {
-			return nil, err
-		}
-		region := f.Region
-		if region == "" {
-			region = ep.Region
-		}
-		d.api = rds.New(rds.Options{Region: region, BaseEndpoint: aws.String(ep.URL), Credentials: ep.Credentials})
-		d.closeEndpoint = ep.Close
-		return d, nil
-	}
 	var opts []func(*config.LoadOptions) error
 	if f.Region != "" {
 		opts = append(opts, config.WithRegion(f.Region))
+	}
+	if f.Profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(f.Profile))
+	}
+	if f.AccessKeyID != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(f.AccessKeyID, f.SecretAccessKey, "")))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -168,23 +158,7 @@ func (d *rdsDriver) events(ctx context.Context, since time.Time) ([]platformEven
 	return evs, nil
 }
 
-func (d *rdsDriver) close() error {
-	if d.closeEndpoint == nil {
-		return nil
-	}
-	return d.closeEndpoint()
-}
-
-// rdsEndpointScheme returns the opener of endpoint_url's scheme when it is
-// a registered one, and what follows the colon.
-func rdsEndpointScheme(endpointURL string) (failoverdriver.EndpointOpener, string, bool) {
-	scheme, ref, ok := strings.Cut(endpointURL, ":")
-	if !ok || scheme == "http" || scheme == "https" {
-		return nil, "", false
-	}
-	open, ok := failoverdriver.LookupRDSEndpoint(scheme)
-	return open, ref, ok
-}
+func (d *rdsDriver) close() error { return nil }
 
 // registeredDriver is a platform driver that joined failoverdriver.
 type registeredDriver struct{ d failoverdriver.Driver }

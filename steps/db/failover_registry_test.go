@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opsdrill/opsdrill/lab/rdsapi"
 	"github.com/opsdrill/opsdrill/steps"
 	"github.com/opsdrill/opsdrill/steps/db/failoverdriver"
 )
@@ -70,26 +69,7 @@ func (p *testPlatform) Close() error {
 	return nil
 }
 
-// The test-rds endpoint scheme resolves to testEndpointURL, records the
-// refs it was asked for and counts its Close calls.
-var (
-	testEndpointURL    string
-	testEndpointCreds  *rdsapi.Server
-	testEndpointCloses int
-	testEndpointRefs   []string
-)
-
-func init() {
-	failoverdriver.Register("test-platform", platform)
-	failoverdriver.RegisterRDSEndpoint("test-rds", func(_ context.Context, _ *steps.Env, ref string) (failoverdriver.Endpoint, error) {
-		testEndpointRefs = append(testEndpointRefs, ref)
-		if ref == "broken" {
-			return failoverdriver.Endpoint{}, errors.New("endpoint_url: no such test API")
-		}
-		return failoverdriver.Endpoint{URL: testEndpointURL, Region: "ap-south-1", Credentials: testEndpointCreds.Credentials(),
-			Close: func() error { testEndpointCloses++; return nil }}, nil
-	})
-}
+func init() { failoverdriver.Register("test-platform", platform) }
 
 // TestFailoverRegisteredDriver: a driver that joined failoverdriver gets
 // the step's parameters, is checked at validate time, drives the failover
@@ -148,38 +128,4 @@ func TestFailoverRegisteredDriver(t *testing.T) {
 			assert.Contains(t, kinds, MomentFault, "the driver's fault moment is the step's")
 		})
 	}
-}
-
-// TestFailoverRegisteredRDSEndpoint: endpoint_url SCHEME:REF with a
-// registered scheme reaches the API it resolves to through the unmodified
-// SDK client (SigV4, Query API), and the endpoint is closed at the end; an
-// unregistered scheme is refused at validate time, naming the ones there
-// are.
-func TestFailoverRegisteredRDSEndpoint(t *testing.T) {
-	m := rdsapi.NewMemory()
-	m.AddInstance(rdsapi.Instance{ID: "testrds", Status: "available", Engine: "mysql", AZ: "ap-south-1b", SecondaryAZ: "ap-south-1a", MultiAZ: true})
-	srv, err := rdsapi.Start(m, "ap-south-1")
-	require.NoError(t, err)
-	t.Cleanup(func() { srv.Close() })
-	testEndpointURL, testEndpointCreds, testEndpointCloses, testEndpointRefs = srv.URL, srv, 0, nil
-
-	f := rdsFailover("test-rds:api-1")
-	f.Region = ""
-	env, _ := newEnv(t, t.TempDir(), "drill", "failover")
-	require.NoError(t, run(t, f, env))
-	assert.Equal(t, true, env.Outputs()["switched"])
-	assert.Equal(t, "ap-south-1a", env.Outputs()["az_after"])
-	assert.Contains(t, m.Calls(), "RebootDBInstance testrds")
-	assert.Equal(t, []string{"api-1"}, testEndpointRefs)
-	assert.Equal(t, 1, testEndpointCloses)
-
-	f = rdsFailover("test-rds:broken")
-	env, _ = newEnv(t, t.TempDir(), "drill", "failover")
-	err = run(t, f, env)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "no such test API")
-
-	err = rdsFailover("nosuch:x").Validate()
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), `endpoint_url: expected http(s)://host[:port] or lab:… or test-rds:…, got "nosuch:x"`)
 }

@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -119,6 +120,53 @@ func TestFailoverSameWriterFails(t *testing.T) {
 	}
 }
 
+// TestFailoverAWSRDSCredentials: the aws-rds driver signs with the step's
+// access_key_id and secret_access_key (over whatever the environment
+// holds) or a shared-configuration profile; a wrong secret is refused by
+// the API, and the secret never appears in the step's output, log or
+// error.
+func TestFailoverAWSRDSCredentials(t *testing.T) {
+	_, url := fakeAWS(t)
+	goodID, goodSecret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	// The default chain now holds a key the API refuses: only the step's
+	// own credentials get through.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+	shared := filepath.Join(t.TempDir(), "credentials")
+	require.NoError(t, os.WriteFile(shared, fmt.Appendf(nil, "[drill]\naws_access_key_id = %s\naws_secret_access_key = %s\n", goodID, goodSecret), 0o600))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", shared)
+
+	cases := []struct {
+		name   string
+		mutate func(f *Failover)
+		secret string
+		err    string
+	}{
+		{name: "access key and secret", mutate: func(f *Failover) { f.AccessKeyID, f.SecretAccessKey = goodID, goodSecret }, secret: goodSecret},
+		{name: "profile", mutate: func(f *Failover) { f.Profile = "drill" }},
+		{name: "wrong secret", mutate: func(f *Failover) { f.AccessKeyID, f.SecretAccessKey = goodID, "not-the-secret-0123" }, secret: "not-the-secret-0123", err: "SignatureDoesNotMatch"},
+		{name: "the default chain's wrong key", mutate: func(*Failover) {}, err: "InvalidClientTokenId"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := rdsFailover(url)
+			tc.mutate(f)
+			env, rec := newEnv(t, t.TempDir(), "drill", "failover")
+			err := run(t, f, env)
+			if tc.secret != "" {
+				rec.assertNoSecret(t, env, err, tc.secret)
+			}
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, true, env.Outputs()["switched"])
+		})
+	}
+}
+
 func TestFailoverValidate(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -130,6 +178,9 @@ func TestFailoverValidate(t *testing.T) {
 		{"both", func(f *Failover) { f.Cluster = "c" }, "instance, cluster: give exactly one"},
 		{"target without cluster", func(f *Failover) { f.TargetInstance = "x" }, "target_instance: only with cluster"},
 		{"bad endpoint", func(f *Failover) { f.EndpointURL = "localhost:4566" }, "endpoint_url: expected http(s)://"},
+		{"the in-process lab: scheme is gone", func(f *Failover) { f.EndpointURL = "lab:abc" }, `endpoint_url: expected http(s)://host[:port], got "lab:abc"`},
+		{"access key without secret", func(f *Failover) { f.AccessKeyID = "AKIA0" }, "access_key_id and secret_access_key: give both or neither"},
+		{"secret without access key", func(f *Failover) { f.SecretAccessKey = "s" }, "access_key_id and secret_access_key: give both or neither"},
 		{"bad action", func(f *Failover) { f.Driver, f.Action = "lab", "reboot" }, "action: must be one of kill, partition, switchover"},
 		{"negative partition_for", func(f *Failover) { f.Driver, f.Action, f.PartitionFor = "lab", "partition", -time.Second }, "partition_for: must not be negative"},
 		{"negative az_wait", func(f *Failover) { f.AZWait = -time.Second }, "az_wait: must not be negative"},
@@ -148,7 +199,7 @@ func TestFailoverValidate(t *testing.T) {
 			assert.False(t, strings.Contains(err.Error(), "secret-pw"))
 		})
 	}
-	require.NoError(t, rdsFailover("lab:abc123").Validate())
+	require.NoError(t, rdsFailover("http://10.0.0.2:8080").Validate())
 }
 
 // fakeZones reports the old zones for the first lag polls, then swapped.

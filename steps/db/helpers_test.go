@@ -21,6 +21,8 @@ type pairLab struct {
 	pair     *lab.MariaDBPair
 	password string
 	resolver string
+	// The lab's RDS API service, from the vars.
+	apiURL, apiKeyID, apiSecret string
 }
 
 func upPair(t testing.TB) *pairLab {
@@ -32,7 +34,14 @@ func upPair(t testing.TB) *pairLab {
 	require.NoError(t, err)
 	vars := l.Vars()
 	secrets := vars[lab.SecretsKey].(map[string]any)
-	return &pairLab{lab: l, pair: p, password: secrets["rds_password"].(string), resolver: vars["rds_resolver"].(string)}
+	return &pairLab{lab: l, pair: p, password: secrets["rds_password"].(string), resolver: vars["rds_resolver"].(string),
+		apiURL: vars["rds_api_endpoint"].(string), apiKeyID: vars["rds_api_access_key_id"].(string), apiSecret: secrets["rds_api_secret_access_key"].(string)}
+}
+
+// viaAPI points an aws-rds failover at the lab's RDS API service, as
+// scenarios/rds-multi-az-failover.yaml does with the lab's vars.
+func (pl *pairLab) viaAPI(f *Failover) {
+	f.Driver, f.Region, f.EndpointURL, f.AccessKeyID, f.SecretAccessKey = "aws-rds", lab.PairRegion, pl.apiURL, pl.apiKeyID, pl.apiSecret
 }
 
 // dsn is the drill user's DSN through the endpoint (host "" ) or to a host.

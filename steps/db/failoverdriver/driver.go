@@ -3,22 +3,15 @@
 // platform's package, whose init calls Register, as database/sql drivers
 // register themselves. The lab's mariadb-pair registers the "lab" driver
 // this way (package lab), so steps/db knows no lab code; aws-rds and
-// command are built into the step.
-//
-// A platform may also register an RDS API endpoint scheme
-// (RegisterRDSEndpoint): endpoint_url SCHEME:REF on the aws-rds driver is
-// then resolved by it to an RDS-compatible API the unmodified SDK client
-// talks to.
+// command are built into the step. (The lab's RDS API needs no hook: it
+// is a service of the lab that the aws-rds driver reaches by its URL.)
 package failoverdriver
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/opsdrill/opsdrill/steps"
 )
@@ -73,23 +66,9 @@ type Opener interface {
 	Open(ctx context.Context, env *steps.Env, p Params) (Driver, error)
 }
 
-// Endpoint is an RDS-compatible API an endpoint scheme resolved to.
-type Endpoint struct {
-	URL         string
-	Region      string // used when the step gives none
-	Credentials aws.CredentialsProvider
-	// Close, when set, runs when the step ends.
-	Close func() error
-}
-
-// EndpointOpener resolves endpoint_url SCHEME:ref (ref is what follows the
-// colon).
-type EndpointOpener func(ctx context.Context, env *steps.Env, ref string) (Endpoint, error)
-
 var (
-	mu        sync.RWMutex
-	drivers   = map[string]Opener{}
-	endpoints = map[string]EndpointOpener{}
+	mu      sync.RWMutex
+	drivers = map[string]Opener{}
 )
 
 // Register makes a driver available under name. It panics on a duplicate
@@ -120,40 +99,6 @@ func Drivers() []string {
 	defer mu.RUnlock()
 	names := make([]string, 0, len(drivers))
 	for n := range drivers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// RegisterRDSEndpoint makes endpoint_url SCHEME:REF resolve through o. It
-// panics on a duplicate, an empty name, or http/https.
-func RegisterRDSEndpoint(scheme string, o EndpointOpener) {
-	mu.Lock()
-	defer mu.Unlock()
-	if scheme == "" || scheme == "http" || scheme == "https" || o == nil {
-		panic(fmt.Sprintf("failoverdriver: RegisterRDSEndpoint(%q): reserved or empty scheme, or nil opener", scheme))
-	}
-	if _, dup := endpoints[scheme]; dup {
-		panic("failoverdriver: RegisterRDSEndpoint called twice for " + scheme)
-	}
-	endpoints[scheme] = o
-}
-
-// LookupRDSEndpoint returns the opener registered for scheme.
-func LookupRDSEndpoint(scheme string) (EndpointOpener, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	o, ok := endpoints[scheme]
-	return o, ok
-}
-
-// RDSEndpoints returns the registered endpoint schemes, sorted.
-func RDSEndpoints() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	names := make([]string, 0, len(endpoints))
-	for n := range endpoints {
 		names = append(names, n)
 	}
 	sort.Strings(names)

@@ -17,8 +17,6 @@ func (nopOpener) Open(context.Context, *steps.Env, Params) (Driver, error) {
 	return nil, nil
 }
 
-func nopEndpoint(context.Context, *steps.Env, string) (Endpoint, error) { return Endpoint{}, nil }
-
 func TestRegister(t *testing.T) {
 	Register("zz-b", nopOpener{})
 	Register("zz-a", nopOpener{})
@@ -38,21 +36,8 @@ func TestRegister(t *testing.T) {
 		{"duplicate driver", func() { Register("zz-a", nopOpener{}) }},
 		{"empty driver name", func() { Register("", nopOpener{}) }},
 		{"nil driver", func() { Register("zz-c", nil) }},
-		{"duplicate endpoint", func() {
-			RegisterRDSEndpoint("zz-e", nopEndpoint)
-			RegisterRDSEndpoint("zz-e", nopEndpoint)
-		}},
-		{"http is the SDK's own", func() { RegisterRDSEndpoint("http", nopEndpoint) }},
-		{"https is the SDK's own", func() { RegisterRDSEndpoint("https", nopEndpoint) }},
-		{"empty scheme", func() { RegisterRDSEndpoint("", nopEndpoint) }},
-		{"nil endpoint opener", func() { RegisterRDSEndpoint("zz-f", nil) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { assert.Panics(t, tc.fn) })
 	}
-	_, ok = LookupRDSEndpoint("zz-e")
-	assert.True(t, ok)
-	_, ok = LookupRDSEndpoint("zz-f")
-	assert.False(t, ok, "a refused registration leaves nothing behind")
-	assert.Contains(t, RDSEndpoints(), "zz-e")
 }
