@@ -158,7 +158,7 @@ func pairDNSSpec() HostSpec {
 func init() {
 	RegisterEnv(Env{
 		Name:  PairEnv,
-		Doc:   "RDS Multi-AZ stand-in: MariaDB primary + standby (GTID, semi-sync) behind a dnsmasq endpoint CNAME",
+		Doc:   "RDS Multi-AZ stand-in: MariaDB primary + standby (GTID, semi-sync) behind a dnsmasq endpoint CNAME, and its RDS API as a service on db-dns",
 		Hosts: []HostSpec{pairHostSpec(pairNodes[0]), pairHostSpec(pairNodes[1]), pairDNSSpec()},
 		Setup: setupPair,
 		Vars:  pairVars,
