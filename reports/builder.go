@@ -48,6 +48,7 @@ func (b *Builder) Emit(ev *Event) {
 			b.run.ToolCommit = ev.Run.ToolCommit
 			b.run.VarsFiles = ev.Run.VarsFiles
 			b.run.Args = ev.Run.Args
+			b.run.Reaper = ev.Run.Reaper
 			b.run.Shard = ev.Run.Shard
 			b.run.Merged = ev.Run.Merged
 			b.waivers = ev.Run.Waivers

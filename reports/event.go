@@ -55,6 +55,7 @@ type RunInfo struct {
 	UID        string    `json:"uid,omitempty"`
 	Args       []string  `json:"args,omitempty"`
 	VarsFiles  []FileRef `json:"vars_files,omitempty"`
+	Reaper     string    `json:"reaper,omitempty"`
 	// Shard and Merged: see Run.
 	Shard  *Shard     `json:"shard,omitempty"`
 	Merged []ShardRef `json:"merged,omitempty"`

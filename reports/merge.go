@@ -88,7 +88,7 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 	first := shards[0].Run
 	info := &RunInfo{ToolVersion: first.ToolVersion, ToolCommit: first.ToolCommit, Waivers: first.Waivers, RunID: opts.RunID, Args: opts.Args}
 	started, finished := first.Started, first.Finished
-	var hosts, users, uids []string
+	var hosts, users, uids, reapers []string
 	var touched []HostRef
 	gitRefs := map[string]*GitRef{}
 	status := StatusPassed
@@ -120,6 +120,7 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 			}
 		}
 		status = worseRun(status, r.Status)
+		reapers = appendNew(reapers, r.Reaper)
 		info.Merged = append(info.Merged, ShardRef{Dir: sh.Dir, RunID: r.RunID, Index: shardIndex(sh), Host: r.Host,
 			Status: r.Status, Scenarios: len(r.Scenarios), Started: r.Started, Finished: r.Finished})
 		for _, ev := range sh.Events {
@@ -134,6 +135,13 @@ func Merge(shards []*ShardJournal, opts MergeOptions) ([]*Event, []string, error
 	info.Host = strings.Join(hosts, ", ")
 	info.User = strings.Join(users, ", ")
 	info.UID = strings.Join(uids, ", ")
+	// The merged run is as protected as its least protected shard.
+	switch {
+	case len(reapers) == 1:
+		info.Reaper = reapers[0]
+	case slices.Contains(reapers, "environment"):
+		info.Reaper = "environment"
+	}
 	sort.SliceStable(order, func(i, j int) bool {
 		a, b := order[i], order[j]
 		if a.file != b.file {

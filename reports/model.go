@@ -75,6 +75,11 @@ type Run struct {
 	VarsFiles []FileRef `json:"vars_files,omitempty"`
 	// Hosts are the hosts steps acted from or through.
 	Hosts []HostRef `json:"hosts,omitempty"`
+	// Reaper is what would have killed any process the run left behind,
+	// even with opsdrill killed: "cgroup" (every process the steps started
+	// was in the run's cgroup) or "environment" (those carrying the run's
+	// token; a process that wiped its environment escapes it).
+	Reaper string `json:"reaper,omitempty"`
 	// Signer is the fingerprint of the key the manifest is signed with.
 	Signer    string      `json:"signer,omitempty"`
 	Scenarios []*Scenario `json:"scenarios"`

@@ -61,6 +61,9 @@ type Options struct {
 	// Shard is recorded when the scenarios are one shard of a split run
 	// (SelectShard).
 	Shard *reports.Shard
+	// Reaper is recorded: what kills the processes a run leaves, even
+	// when opsdrill is killed (runner/reaper: cgroup or environment).
+	Reaper string
 }
 
 // Result is what a run produced.
@@ -136,7 +139,7 @@ func Run(ctx context.Context, scenarios []*Scenario, opts Options) (*Result, err
 	userName, uid := currentUser()
 	em.emit(&reports.Event{Type: reports.EventRunStart, Run: &reports.RunInfo{
 		ToolVersion: opts.ToolVersion, ToolCommit: opts.ToolCommit, RunID: runID, Host: host, User: userName, UID: uid,
-		Args: opts.Args, VarsFiles: opts.VarsFiles, Waivers: opts.Waivers, Shard: opts.Shard,
+		Args: opts.Args, VarsFiles: opts.VarsFiles, Waivers: opts.Waivers, Shard: opts.Shard, Reaper: opts.Reaper,
 	}})
 	hosts := &hostRecord{}
 	// Where the scenario files stand in git is asked beside the run.

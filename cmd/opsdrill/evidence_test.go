@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/opsdrill/opsdrill/runner/reaper"
 )
 
 // A journal that cannot be written stops the run at once: the step after
@@ -99,10 +101,19 @@ func sleepers(t *testing.T, arg, marker string) []string {
 
 // A killed runner leaves nothing running: not after SIGKILL (no cleanup
 // possible), not after SIGINT/SIGTERM, not a direct child, not a shell's
-// child, not one that left for a session of its own.
+// child, not one that left for a session of its own; with the run's
+// cgroup, and with the environment token alone (the fallback where
+// cgroups cannot be written).
 func TestKilledRunLeavesNoProcessRunning(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM, syscall.SIGINT} {
-		t.Run(sig.String(), func(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		sig    syscall.Signal
+	}{
+		{reaper.MethodCgroup, syscall.SIGKILL}, {reaper.MethodCgroup, syscall.SIGTERM}, {reaper.MethodCgroup, syscall.SIGINT},
+		{reaper.MethodEnv, syscall.SIGKILL}, {reaper.MethodEnv, syscall.SIGTERM},
+	} {
+		sig := tc.sig
+		t.Run(tc.method+"/"+sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			marker := "OPSDRILL_TEST_MARK=" + filepath.Base(dir) + sig.String()
 			started := filepath.Join(dir, "started")
@@ -121,7 +132,7 @@ func TestKilledRunLeavesNoProcessRunning(t *testing.T) {
     with: { shell: sh, script: "touch `+started+`; exec sleep 300" }
 `), 0o644))
 			cmd := exec.Command(binary, "run", "--report-dir", filepath.Join(dir, "out"), scenario)
-			cmd.Env = append(os.Environ(), "NO_COLOR=1", marker)
+			cmd.Env = append(os.Environ(), "NO_COLOR=1", marker, reaper.EnvMethod+"="+tc.method)
 			require.NoError(t, cmd.Start())
 			require.Eventually(t, func() bool { return len(sleepers(t, "300", marker)) == 3 }, 20*time.Second, 20*time.Millisecond,
 				"three sleep 300 running")

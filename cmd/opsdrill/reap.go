@@ -14,12 +14,15 @@ func init() { subcommands = append(subcommands, newReapCmd) }
 // hidden, never typed by a user.
 func newReapCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:    reaper.Subcommand + " TOKEN",
+		Use:    reaper.Subcommand + " TOKEN [CGROUP]",
 		Hidden: true,
-		Args:   cobra.ExactArgs(1),
+		Args:   cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reaper.Watch(os.NewFile(3, "run"), args[0])
-			return nil
+			cgroup := ""
+			if len(args) == 2 {
+				cgroup = args[1]
+			}
+			return reaper.Watch(os.NewFile(3, "run"), args[0], cgroup)
 		},
 	}
 }

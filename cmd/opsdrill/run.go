@@ -176,9 +176,15 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		}
 	}
 	// Nothing the run starts may outlive it, even when it is killed.
+	reaperMethod := ""
 	if self, err := os.Executable(); err == nil {
 		if r, err := reaper.Start(self); err == nil {
-			defer r.Close(10 * time.Second)
+			reaperMethod = r.Method()
+			defer func() {
+				if err := r.Close(10 * time.Second); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill: warning:", err)
+				}
+			}()
 		} else {
 			fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill: warning:", err)
 		}
@@ -283,6 +289,7 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		SignKey:     key,
 		Notice:      func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "opsdrill:", msg) },
 		Shard:       shard,
+		Reaper:      reaperMethod,
 	})
 	if err != nil {
 		if _, ok := err.(runner.Problems); ok {
