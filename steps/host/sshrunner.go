@@ -34,17 +34,27 @@ import (
 // the command's own bytes come through exactly, trailing newline or not.
 //
 //	r<pgid>     once, on stdout: the runner's process group
-//	p<pid>      stderr: the command's pid (under timeout, its group too)
+//	p<pid>      stderr: the command's pid (with setsid, its group too)
+//	l<pgid>     stdout, before e: processes of the command's group
+//	            outlived it
 //	e<status>   stdout and stderr: the command ended, wait's status
 //
+// Where the host has setsid (util-linux, BusyBox), each command runs in a
+// process group of its own, so the runner can tell when it left processes
+// behind (`cmd &` without redirection keeps the runner's stdout). Such a
+// runner is retired after the command instead of serving the next one,
+// whose output those processes could otherwise write into; they go on
+// running, as after a session whose command backgrounded them.
 // A runner runs one command at a time; a host keeps up to maxRunners of
 // them, made on first need and counted against the session semaphore.
-// A cancelled command is killed with its runner's process group (its own
-// group too when timeout gave it one) from a second session, and the
-// runner is replaced; so is a runner that died or whose stream broke.
+// A cancelled command is killed with its own process group (setsid's or
+// timeout's) and its runner's from a second session, and the runner is
+// replaced; so is a runner that died or whose stream broke.
 const runnerScript = `IFS= read -r m || exit 125
 n='
 '
+S=
+command -v setsid >/dev/null 2>&1 && S=setsid
 g=$(ps -o pgid= -p $$ 2>/dev/null)
 printf '\n%s r%s\n' "$m" ${g:-$$}
 r() {
@@ -52,6 +62,7 @@ r() {
 	printf '\n%s p%s\n' "$m" "$p" >&2
 	wait "$p" 2>/dev/null
 	s=$?
+	[ -n "$S" ] && kill -0 -"$p" 2>/dev/null && printf '\n%s l%s\n' "$m" "$p"
 	printf '\n%s e%s\n' "$m" "$s" >&2
 	printf '\n%s e%s\n' "$m" "$s"
 }
@@ -210,8 +221,9 @@ func (h *SSH) release(r *runner) {
 
 // request is the line that runs args through a runner: the env exported
 // and the command exec'd in a background subshell (exec: always the
-// program, never a shell builtin of the same name). Newlines inside
-// words become "$n", so a request stays one line.
+// program, never a shell builtin of the same name), through setsid where
+// the host has it ($S). Newlines inside words become "$n", so a request
+// stays one line.
 func request(args, env []string) string {
 	var b strings.Builder
 	b.WriteString("( ")
@@ -219,7 +231,7 @@ func request(args, env []string) string {
 		k, v, _ := strings.Cut(kv, "=")
 		b.WriteString("export " + k + "=" + oneLine(shellQuote(v)) + "; ")
 	}
-	b.WriteString("exec ")
+	b.WriteString("exec $S ")
 	for i, w := range args {
 		if i > 0 {
 			b.WriteByte(' ')
@@ -250,12 +262,13 @@ func (h *SSH) runOn(ctx context.Context, r *runner, c Command, args []string) (r
 	}
 	outc, errc := make(chan end, 1), make(chan end, 1)
 	pid := make(chan int, 1)
+	left := false // read after outc: set before it is sent on
 	go func() {
-		_, n, err := r.out.nextEnd(&out, nil)
+		_, n, err := r.out.nextEnd(&out, nil, &left)
 		outc <- end{n, err}
 	}()
 	go func() {
-		_, n, err := r.errs.nextEnd(&errb, pid)
+		_, n, err := r.errs.nextEnd(&errb, pid, nil)
 		errc <- end{n, err}
 	}()
 	var o, e end
@@ -289,7 +302,9 @@ func (h *SSH) runOn(ctx context.Context, r *runner, c Command, args []string) (r
 	}
 	res = Result{Stdout: out.String(), Stderr: errb.String(), ExitCode: o.status}
 	if o.err == nil && e.err == nil {
-		h.putRunner(r, true)
+		// A runner whose command left processes behind may have them
+		// write into its streams later: it serves no other command.
+		h.putRunner(r, !left)
 		return res, false, nil
 	}
 	// The runner's stream ended mid-command: the runner died (the
@@ -405,8 +420,8 @@ func (f *frameReader) next(w io.Writer) (kind byte, n int, err error) {
 }
 
 // nextEnd reads up to the command's end report, sending a pid report to
-// pid.
-func (f *frameReader) nextEnd(w io.Writer, pid chan<- int) (kind byte, n int, err error) {
+// pid and noting in left a report that the command left processes behind.
+func (f *frameReader) nextEnd(w io.Writer, pid chan<- int, left *bool) (kind byte, n int, err error) {
 	for {
 		kind, n, err = f.next(w)
 		if err != nil {
@@ -418,6 +433,10 @@ func (f *frameReader) nextEnd(w io.Writer, pid chan<- int) (kind byte, n int, er
 		case 'p':
 			if pid != nil {
 				pid <- n
+			}
+		case 'l':
+			if left != nil {
+				*left = true
 			}
 		default:
 			return 0, 0, fmt.Errorf("unexpected report %c%d", kind, n)

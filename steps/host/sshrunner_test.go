@@ -120,6 +120,41 @@ func TestSSHRunnerConcurrent(t *testing.T) {
 	assert.Equal(t, h.nrunners, len(h.sessions), "a session slot held by each runner, none leaked")
 }
 
+// A command that leaves a process behind holding its output: its runner
+// serves no other command, so what that process prints later never shows
+// up as the next command's output. The process itself goes on, as after
+// a session.
+func TestSSHRunnerRetiredByLeftovers(t *testing.T) {
+	_, _, h := openRunnerHost(t)
+	ctx := context.Background()
+	runnerOf := func(args ...string) (pid string, out string) {
+		t.Helper()
+		r, err := h.Run(ctx, Command{Args: args})
+		require.NoError(t, err)
+		require.Equal(t, 0, r.ExitCode, r.Stderr)
+		first, rest, _ := strings.Cut(r.Stdout, "\n")
+		return first, rest
+	}
+	// The command's parent is the runner that exec'd it.
+	clean1, _ := runnerOf("sh", "-c", "echo $PPID")
+	clean2, _ := runnerOf("sh", "-c", "echo $PPID")
+	require.Equal(t, clean1, clean2, "an idle runner serves the next command")
+
+	dir := t.TempDir()
+	done := filepath.Join(dir, "stray-done")
+	left, _ := runnerOf("sh", "-c", `echo $PPID; (sleep 0.5; touch "$1"; echo STRAY) &`, "sh", done)
+	require.Equal(t, clean1, left)
+	require.Eventually(t, func() bool { _, err := os.Stat(done); return err == nil }, 10*time.Second, 20*time.Millisecond,
+		"the left-behind process goes on")
+	time.Sleep(200 * time.Millisecond) // its STRAY is written (or refused) by now
+	next, out := runnerOf("sh", "-c", "echo $PPID; echo mine")
+	assert.NotEqual(t, left, next, "the runner whose command left a process behind was retired")
+	assert.Equal(t, "mine\n", out, "nothing the left-behind process printed")
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	assert.Equal(t, h.nrunners, len(h.sessions), "the retired runner's session slot is free again")
+}
+
 // A command that kills its runner: an error that says so, and the next
 // command gets a new runner.
 func TestSSHRunnerKilledByItsCommand(t *testing.T) {
@@ -197,7 +232,7 @@ func TestRequestIsOneLine(t *testing.T) {
 	line := request([]string{"printf", "a\nb", "c'\nd"}, []string{"K=x\ny"})
 	assert.Equal(t, 1, strings.Count(line, "\n"))
 	assert.True(t, strings.HasSuffix(line, "\n"))
-	assert.Equal(t, `( export K='x'"$n"'y'; exec printf 'a'"$n"'b' 'c'\'''"$n"'d' ) </dev/null & r`+"\n", line)
+	assert.Equal(t, `( export K='x'"$n"'y'; exec $S printf 'a'"$n"'b' 'c'\'''"$n"'d' ) </dev/null & r`+"\n", line)
 }
 
 func TestSSHRejectsNUL(t *testing.T) {
