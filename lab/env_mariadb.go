@@ -151,7 +151,9 @@ func pairDNSSpec() HostSpec {
 	return HostSpec{
 		Name:  PairDNSHost,
 		Files: []File{{Path: dnsRestart, Content: []byte(dnsRestartScript), Mode: 0o755}},
-		Start: []Command{{Args: []string{dnsRestart}}},
+		// The RDS API service starts again with its host once Setup
+		// installed it.
+		Start: []Command{{Args: []string{dnsRestart}}, pairAPIStart},
 	}
 }
 
@@ -998,12 +1000,8 @@ func (p *MariaDBPair) Switchover(ctx context.Context) (old, promoted *Host, err 
 	if len(rows) == 1 && len(rows[0]) == 1 {
 		pos = rows[0][0]
 	}
-	rows, err = p.SQL(ctx, promoted, "SELECT MASTER_GTID_WAIT('"+pos+"', 120)")
-	if err != nil {
-		return old, nil, err
-	}
-	if len(rows) != 1 || len(rows[0]) != 1 || rows[0][0] != "0" {
-		return old, nil, fmt.Errorf("standby %s did not catch up with %s (at %s) in 2m", promoted.Name, old.Name, pos)
+	if err := p.waitCaughtUp(ctx, promoted, pos, 2*time.Minute); err != nil {
+		return old, nil, fmt.Errorf("standby %s did not catch up with %s (at %s): %w", promoted.Name, old.Name, pos, err)
 	}
 	p.logf("%s is read-only at %s; %s has caught up", old.Name, pos, promoted.Name)
 	if err := old.Stop(ctx, 30*time.Second); err != nil {
@@ -1011,6 +1009,35 @@ func (p *MariaDBPair) Switchover(ctx context.Context) (old, promoted *Host, err 
 	}
 	p.logf("%s shut down", old.Name)
 	return p.takeOver(ctx, old, promoted)
+}
+
+// waitCaughtUp waits until h's GTID position covers pos. Not
+// MASTER_GTID_WAIT: it watches only what replication applied
+// (gtid_slave_pos), so a standby that wrote pos itself, as the writer
+// before the last switchover, would never be caught up.
+func (p *MariaDBPair) waitCaughtUp(ctx context.Context, h *Host, pos string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		rows, err := p.SQL(ctx, h, "SELECT @@gtid_current_pos")
+		if err != nil {
+			return err
+		}
+		have := ""
+		if len(rows) == 1 && len(rows[0]) == 1 {
+			have = rows[0][0]
+		}
+		if gtidCovers(have, pos) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("at %q after %s", have, within)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Rejoin boots a former writer that shut down cleanly (after Switchover;

@@ -86,6 +86,13 @@ func ReadPairAPIConfig(path string) (PairAPIConfig, error) {
 	return c, nil
 }
 
+// pairAPIStart starts the service when it is installed and not running:
+// at Setup, and whenever db-dns starts again. Its configuration is its only
+// input: no secret on its command line.
+var pairAPIStart = Command{Detach: true, Args: []string{"sh", "-c",
+	`[ -x "$0" ] && ! pgrep -x lab-rdsapi >/dev/null && exec "$0" --config "$1" --log-file "$2"`,
+	pairAPIBin, PairAPIConfigPath, PairAPILog}}
+
 // pairAPICredentials are the service's access key: random per lab, the
 // same from any process that opens the lab.
 func pairAPICredentials(l *Lab) (id, secret string) {
@@ -151,9 +158,7 @@ func setupPairAPI(ctx context.Context, l *Lab, dns *Host, nodes [2]*Host) error 
 	if err := unpackFiles(ctx, dns, files); err != nil {
 		return err
 	}
-	// The configuration is the service's only input: no secret on its
-	// command line.
-	if _, err := dns.ExecCommand(ctx, Command{Detach: true, Args: []string{pairAPIBin, "--config", PairAPIConfigPath, "--log-file", PairAPILog}}); err != nil {
+	if _, err := dns.ExecCommand(ctx, pairAPIStart); err != nil {
 		return fmt.Errorf("start the lab's RDS API: %w", err)
 	}
 	deadline := time.Now().Add(30 * time.Second)

@@ -79,6 +79,10 @@ func serve(ctx context.Context, cfg lab.PairAPIConfig, key []byte, logger *log.L
 		return err
 	}
 	pair.Logf = logger.Printf
+	// A busy file left by an earlier run is stale: its pid may be reused.
+	if err := os.Remove(lab.PairAPIBusyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	backend := rdsapi.NewLab(pair)
 	backend.BusyFile = lab.PairAPIBusyFile
 	if cfg.AZLag > 0 {

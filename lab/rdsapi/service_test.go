@@ -122,6 +122,12 @@ func TestLabService(t *testing.T) {
 	s := serviceOf(t, l)
 	dns, err := l.Host(lab.PairDNSHost)
 	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			res, _ := dns.Exec(context.Background(), "tail", "-n", "60", lab.PairAPILog)
+			t.Logf("the service's log:\n%s", res.Stdout)
+		}
+	})
 	assert.Equal(t, fmt.Sprintf("http://%s:%d", dns.IP, lab.PairAPIPort), s.url)
 	c := s.client(s.secret)
 
@@ -264,5 +270,56 @@ func TestLabService(t *testing.T) {
 			writers[m.DBInstanceIdentifier] = m.IsClusterWriter
 		}
 		assert.Equal(t, map[string]bool{lab.PairInstance + "-db-a": false, lab.PairInstance + "-db-b": true}, writers)
+	})
+
+	// A reboot asked for as soon as a failover reports available (the old
+	// writer may still be rejoining) is accepted and runs after it; then
+	// the service is idle and its busy file gone.
+	t.Run("a reboot right after a failover", func(t *testing.T) {
+		since := time.Now().Add(-time.Second)
+		_, err := c.RebootDBInstance(ctx, &rds.RebootDBInstanceInput{DBInstanceIdentifier: aws.String(lab.PairInstance), ForceFailover: aws.Bool(true)})
+		require.NoError(t, err)
+		available := func(want int) func() bool {
+			return func() bool {
+				out, err := c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String(lab.PairInstance)})
+				if err != nil || len(out.DBInstances) != 1 || aws.ToString(out.DBInstances[0].DBInstanceStatus) != "available" {
+					return false
+				}
+				id, err := s.serverID(ctx)
+				return err == nil && id == want
+			}
+		}
+		require.Eventually(t, available(1), 2*time.Minute, 50*time.Millisecond, "the failover back to db-a")
+		busy, err := dns.Exec(ctx, "test", "-e", lab.PairAPIBusyFile)
+		require.NoError(t, err)
+		t.Logf("rejoin still running when the reboot was asked for: %t", busy.ExitCode == 0)
+		out, err := c.RebootDBInstance(ctx, &rds.RebootDBInstanceInput{DBInstanceIdentifier: aws.String(lab.PairInstance), ForceFailover: aws.Bool(false)})
+		require.NoError(t, err)
+		assert.Equal(t, "rebooting", aws.ToString(out.DBInstance.DBInstanceStatus))
+		require.Eventually(t, available(1), 2*time.Minute, 50*time.Millisecond, "the reboot in place")
+		require.NoError(t, pair.WaitAPIIdle(ctx))
+		require.NoError(t, pair.WaitReplicating(ctx))
+		w, err := pair.Writer(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, "db-a", w.Name)
+		busy, err = dns.Exec(ctx, "test", "-e", lab.PairAPIBusyFile)
+		require.NoError(t, err)
+		assert.Equal(t, 1, busy.ExitCode, "no busy file once idle")
+		evs, err := c.DescribeEvents(ctx, &rds.DescribeEventsInput{SourceIdentifier: aws.String(lab.PairInstance), SourceType: types.SourceTypeDbInstance, StartTime: aws.Time(since)})
+		require.NoError(t, err)
+		var msgs []string
+		for _, e := range evs.Events {
+			msgs = append(msgs, aws.ToString(e.Message))
+		}
+		assert.Equal(t, []string{rdsapi.MsgFailoverStarted, rdsapi.MsgRestarted, rdsapi.MsgFailoverCompleted, rdsapi.MsgRebootRequested, rdsapi.MsgRestarted}, msgs)
+	})
+
+	t.Run("the service starts again with its host", func(t *testing.T) {
+		require.NoError(t, dns.Stop(ctx, 10*time.Second))
+		require.NoError(t, dns.Start(ctx))
+		require.Eventually(t, func() bool {
+			out, err := c.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String(lab.PairInstance)})
+			return err == nil && len(out.DBInstances) == 1 && aws.ToString(out.DBInstances[0].DBInstanceStatus) == "available"
+		}, 30*time.Second, 100*time.Millisecond, "the service did not come back with db-dns")
 	})
 }
