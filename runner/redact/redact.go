@@ -37,10 +37,10 @@ const minEncodedLen = 4
 // Redactor holds the set of known secrets. The zero value is ready to use and
 // safe for concurrent use.
 type Redactor struct {
-	mu       sync.RWMutex
-	secrets  map[string]struct{}
-	replacer *strings.Replacer
-	forms    []string
+	mu      sync.RWMutex
+	secrets map[string]struct{}
+	match   *matcher
+	forms   []string
 }
 
 // Add registers secret values. Values shorter than MinLen are ignored;
@@ -88,32 +88,27 @@ func (r *Redactor) rebuild() {
 	for f := range set {
 		forms = append(forms, f)
 	}
-	// Longest first, so a longer form is replaced before a shorter one it
-	// contains.
+	// Longest first, so the longest form at a position is the one masked.
 	sort.Slice(forms, func(i, j int) bool {
 		if len(forms[i]) != len(forms[j]) {
 			return len(forms[i]) > len(forms[j])
 		}
 		return forms[i] < forms[j]
 	})
-	pairs := make([]string, 0, 2*len(forms))
-	for _, f := range forms {
-		pairs = append(pairs, f, Mask)
-	}
 	r.forms = forms
-	r.replacer = strings.NewReplacer(pairs...)
+	r.match = newMatcher(forms)
 }
 
 // String returns s with every known secret masked, also where text was cut
 // through a secret (see CutMarks).
 func (r *Redactor) String(s string) string {
 	r.mu.RLock()
-	rep, forms := r.replacer, r.forms
+	m, forms := r.match, r.forms
 	r.mu.RUnlock()
-	if rep == nil || s == "" {
+	if m == nil || s == "" {
 		return s
 	}
-	return maskCuts(rep.Replace(s), forms)
+	return maskCuts(m.replace(s), forms)
 }
 
 // CutMarks are what opsdrill and the tools it runs put where they cut text
@@ -196,13 +191,9 @@ func longestSuffixAtStart(text string, forms []string) int {
 // report verifier use it to prove an output is clean.
 func (r *Redactor) Contains(s string) bool {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for _, f := range r.forms {
-		if strings.Contains(s, f) {
-			return true
-		}
-	}
-	return false
+	m := r.match
+	r.mu.RUnlock()
+	return m.contains(s)
 }
 
 // Value returns a deep copy of v with every string masked. It understands the
