@@ -46,6 +46,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 100000x ./runner
 	$(GO) test -run '^$$' -fuzz FuzzTemplate -fuzztime 100000x ./runner
 	$(GO) test -run '^$$' -fuzz FuzzJUnit -fuzztime 20000x ./reports
+	$(GO) test -run '^$$' -fuzz FuzzMatcher -fuzztime 200000x ./runner/redact
 
 # Build, bring the lab up, run every scenario against it, tear it down (also
 # on Ctrl-C), print where the report is.
