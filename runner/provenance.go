@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -44,6 +45,25 @@ func HashFile(path string) (reports.FileRef, error) {
 	}
 	sum := sha256.Sum256(data)
 	return reports.FileRef{Path: path, SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+// HashLabVars stands for the vars an in-process lab (`run --lab`) gave the
+// run, which have no file: Path names the lab, SHA256 is of the vars as
+// canonical JSON (keys sorted), secrets left out, so two runs against
+// labs that gave the same vars show the same hash.
+func HashLabVars(labID string, vars map[string]any, secretsKey string) (reports.FileRef, error) {
+	pub := make(map[string]any, len(vars))
+	for k, v := range vars {
+		if k != secretsKey {
+			pub[k] = v
+		}
+	}
+	data, err := json.Marshal(pub) // encoding/json sorts map keys
+	if err != nil {
+		return reports.FileRef{}, fmt.Errorf("lab %s vars: %w", labID, err)
+	}
+	sum := sha256.Sum256(data)
+	return reports.FileRef{Path: "lab:" + labID + " (vars of the lab this run brought up)", SHA256: hex.EncodeToString(sum[:])}, nil
 }
 
 // gitRefs places each file in the git repository it lives in, if any:

@@ -98,3 +98,22 @@ func TestProvenance(t *testing.T) {
 	assert.Contains(t, string(js), `"hosts": [`)
 	assert.Contains(t, string(js), `"state": "untracked"`)
 }
+
+// The vars of an in-process lab: a stable hash of what the run was given,
+// the lab named, the secrets left out of what is hashed.
+func TestHashLabVars(t *testing.T) {
+	vars := map[string]any{"hosts": map[string]any{"client1": map[string]any{"ip": "10.213.1.10"}}, "lab": map[string]any{"id": "ab12cd"},
+		"secrets": map[string]any{"db": "hunter2-secret"}}
+	a, err := HashLabVars("ab12cd", vars, "secrets")
+	require.NoError(t, err)
+	assert.Equal(t, "lab:ab12cd (vars of the lab this run brought up)", a.Path)
+	assert.Len(t, a.SHA256, 64)
+	vars["secrets"] = map[string]any{"db": "another-secret"}
+	b, err := HashLabVars("ab12cd", vars, "secrets")
+	require.NoError(t, err)
+	assert.Equal(t, a.SHA256, b.SHA256, "the secrets are not in the hash")
+	vars["lab"] = map[string]any{"id": "ab12cd", "subnet": "10.213.1.0/24"}
+	c, err := HashLabVars("ab12cd", vars, "secrets")
+	require.NoError(t, err)
+	assert.NotEqual(t, a.SHA256, c.SHA256, "other vars, another hash")
+}

@@ -217,6 +217,7 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	defer host.Default.Close()
 
 	var labVars map[string]any
+	var labRef *reports.FileRef
 	if len(f.labEnvs) > 0 {
 		l, owned, err := upLab(ctx, cmd, f.labEnvs)
 		if err != nil {
@@ -232,6 +233,11 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 			}()
 		}
 		labVars = l.Vars()
+		ref, err := runner.HashLabVars(l.ID, labVars, lab.SecretsKey)
+		if err != nil {
+			return err
+		}
+		labRef = &ref
 	}
 	scenarios, target, err := loadInputWith(args, f.vars, labVars, f.setVars)
 	if err != nil {
@@ -267,6 +273,10 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 			return &exitError{code: exitBadInput, err: fmt.Errorf("--vars: %w", err)}
 		}
 		varsFiles = append(varsFiles, ref)
+	}
+	if labRef != nil {
+		// Merged after the vars files (loadInputWith): listed after them.
+		varsFiles = append(varsFiles, *labRef)
 	}
 	stdout := cmd.OutOrStdout()
 	console := reports.NewConsole(stdout, consoleOptions(stdout, f.parallel > 1))

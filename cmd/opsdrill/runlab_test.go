@@ -30,6 +30,10 @@ func TestRunWithLab(t *testing.T) {
 	assert.Equal(t, "refused", steps[3].Outputs["state"])
 	id := strings.TrimSpace(steps[0].Outputs["stdout"].(string))
 	require.NotEmpty(t, id)
+	// The lab's vars have no file: the report names the lab and their hash.
+	require.Len(t, run.VarsFiles, 1)
+	assert.True(t, strings.HasPrefix(run.VarsFiles[0].Path, "lab:"+id+" "), run.VarsFiles[0].Path)
+	assert.Len(t, run.VarsFiles[0].SHA256, 64)
 	left, err := lab.ListResources(ctx)
 	require.NoError(t, err)
 	for _, r := range left {
