@@ -227,12 +227,8 @@ func descendants(s *sshtest.Server) []int {
 	if err != nil {
 		return nil
 	}
-	var main []string
-	for _, f := range strings.Fields(string(out)) {
-		main = append(main, f)
-	}
 	var pids []int
-	queue := main
+	queue := strings.Fields(string(out))
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
