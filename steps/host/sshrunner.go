@@ -276,15 +276,24 @@ func (h *SSH) runOn(ctx context.Context, r *runner, c Command, args []string) (r
 	case o = <-outc:
 		e = <-errc
 	case <-ctx.Done():
-		cmdPid := 0
+		// The pid report may still be on its way, as in a session of
+		// its own: a command in a group of its own (setsid) outlives a
+		// kill of the runner's group alone. It precedes the end report.
+		cmdPid, got := 0, 0
 		select {
 		case cmdPid = <-pid:
-		default:
+		case <-errc:
+			got++
+			select {
+			case cmdPid = <-pid:
+			default:
+			}
+		case <-time.After(time.Second):
 		}
 		h.killRunner(r, cmdPid)
 		var res Result
 		t := time.After(3 * time.Second)
-		for got := 0; got < 2; {
+		for got < 2 {
 			select {
 			case <-outc:
 				got++

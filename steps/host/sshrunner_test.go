@@ -276,3 +276,21 @@ func TestSSHRunnerCannotStart(t *testing.T) {
 	assert.Equal(t, 0, h.nrunners)
 	assert.Equal(t, 0, len(h.sessions))
 }
+
+// A command cancelled before its pid report has come back is still
+// killed: with setsid it is in a group of its own, which killing the
+// runner's group does not reach.
+func TestSSHRunnerCancelAtOnce(t *testing.T) {
+	_, _, h := openRunnerHost(t)
+	for i := range 60 {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(time.Duration(i)*250*time.Microsecond, cancel)
+		_, err := h.Run(ctx, Command{Args: []string{"sleep", "3121"}})
+		cancel()
+		require.Error(t, err)
+	}
+	assert.Eventually(t, func() bool {
+		out, _ := exec.Command("pgrep", "-f", "^sleep 3121").Output()
+		return strings.TrimSpace(string(out)) == ""
+	}, 5*time.Second, 50*time.Millisecond, "no sleep left on the host")
+}
