@@ -635,6 +635,11 @@ func (l *loader) step(n *yaml.Node, phase string, index int) *Step {
 			if st.ForEach != nil {
 				l.errAt(n, "%s: a step that waits for background steps cannot have for_each", where)
 			}
+			if st.Background {
+				// Its join would run beside its list's, which records
+				// into the same steps map.
+				l.errAt(n, "%s: a step that waits for background steps cannot run in the background itself", where)
+			}
 		}
 	} else if st.isJoiner {
 		l.errAt(withNode, "%s.with: a step that waits for background steps must name them literally", where)

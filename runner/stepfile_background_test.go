@@ -303,6 +303,8 @@ func TestStepFileBackgroundLoadErrors(t *testing.T) {
 		{"an output it does not have", "steps:\n  - id: bg\n    uses: exec\n    background: true\n    with: { command: [echo] }\n" +
 			"outputs:\n  x: ${{ steps.bg.outputs.stdot }}\n",
 			`lib/f.yaml:7:10: bg (exec) has no output "stdot" (did you mean "stdout"?)`},
+		{"a wait in the background", "steps:\n" + bg + "  - uses: wait\n    background: true\n    with: { for: [bg] }\n",
+			`lib/f.yaml:6:5: steps[1]: a step that waits for background steps cannot run in the background itself`},
 		{"the caller's background step", "steps:\n  - uses: wait\n    with: { for: [outer] }\n",
 			`lib/f.yaml:2:5: wait#1 waits for "outer", which is not an earlier step`},
 	}
