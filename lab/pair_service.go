@@ -90,13 +90,47 @@ func (s *sshOps) conn(ctx context.Context) (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The handshake is bounded too: a host that stops answering in it
+	// would hold s.mu, and every caller with it.
+	deadline := time.Now().Add(s.cfg.Timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = nc.SetDeadline(deadline)
 	c, chans, reqs, err := ssh.NewClientConn(nc, addr, s.cfg)
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
+	_ = nc.SetDeadline(time.Time{})
 	s.client = ssh.NewClient(c, chans, reqs)
 	return s.client, nil
+}
+
+// newSession opens a session on c within ctx. A host killed or cut off
+// sends nothing back, not even a reset, so the channel open would wait
+// for TCP to give up (minutes): on ctx's end the connection is dropped,
+// which also ends the open.
+func (s *sshOps) newSession(ctx context.Context, c *ssh.Client) (*ssh.Session, error) {
+	type opened struct {
+		sess *ssh.Session
+		err  error
+	}
+	got := make(chan opened, 1)
+	go func() {
+		sess, err := c.NewSession()
+		got <- opened{sess, err}
+	}()
+	select {
+	case o := <-got:
+		return o.sess, o.err
+	case <-ctx.Done():
+		s.drop(c)
+		if o := <-got; o.err == nil {
+			o.sess.Close()
+		}
+		return nil, ctx.Err()
+	}
 }
 
 func (s *sshOps) drop(c *ssh.Client) {
@@ -113,16 +147,16 @@ func (s *sshOps) session(ctx context.Context) (*ssh.Client, *ssh.Session, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	sess, err := c.NewSession()
-	if err == nil {
-		return c, sess, nil
+	sess, err := s.newSession(ctx, c)
+	if err == nil || ctx.Err() != nil {
+		return c, sess, err
 	}
 	// The connection died with the host's last restart: once more.
 	s.drop(c)
 	if c, err = s.conn(ctx); err != nil {
 		return nil, nil, err
 	}
-	sess, err = c.NewSession()
+	sess, err = s.newSession(ctx, c)
 	return c, sess, err
 }
 
@@ -176,7 +210,13 @@ func (s *sshOps) exec(ctx context.Context, c Command) (ExecResult, error) {
 	select {
 	case <-ctx.Done():
 		sess.Close()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			// No answer to the close either: the host is gone.
+			s.drop(client)
+			<-done
+		}
 		return res, fmt.Errorf("host %s: exec %q: %w", s.h.Name, c.Args[0], ctx.Err())
 	case err = <-done:
 	}
