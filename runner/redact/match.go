@@ -57,8 +57,15 @@ func hashKey(k uint64) uint64 {
 
 // replace returns s with every match masked.
 func (m *matcher) replace(s string) string {
+	out, _ := m.find(s)
+	return out
+}
+
+// find returns s with every match masked, and whether anything matched (a
+// secret that is itself "***" leaves the text as it was).
+func (m *matcher) find(s string) (string, bool) {
 	if m == nil || len(s) < m.w {
-		return s
+		return s, false
 	}
 	var b strings.Builder
 	written := 0               // s[:written] is in b
@@ -96,35 +103,16 @@ func (m *matcher) replace(s string) string {
 		}
 	}
 	if runStart < 0 {
-		return s
+		return s, false
 	}
 	b.WriteString(s[written:runStart])
 	b.WriteString(Mask)
 	b.WriteString(s[runEnd:])
-	return b.String()
+	return b.String(), true
 }
 
 // contains reports whether s holds any form.
 func (m *matcher) contains(s string) bool {
-	if m == nil || len(s) < m.w {
-		return false
-	}
-	var k uint64
-	for i := 0; i < len(s); i++ {
-		k = (k<<8 | uint64(s[i])) & m.mask
-		start := i - m.w + 1
-		if start < 0 {
-			continue
-		}
-		h := hashKey(k)
-		if m.set[h/64]&(1<<(h%64)) == 0 {
-			continue
-		}
-		for _, f := range m.byKey[k] {
-			if strings.HasPrefix(s[start:], f) {
-				return true
-			}
-		}
-	}
-	return false
+	_, found := m.find(s)
+	return found
 }

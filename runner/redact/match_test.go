@@ -67,12 +67,13 @@ func TestMatcherMasksEveryOccurrence(t *testing.T) {
 		{"shortest form sets the window", "ab abc abcd", []string{"abc", "abcdefgh"}, "ab *** ***d"},
 		{"text shorter than the window", "ab", []string{"abc"}, "ab"},
 		{"repeats of itself", "aaaaaaa", []string{"aaa"}, "***"},
+		{"a secret that is the mask", "x *** y", []string{"***"}, "x *** y"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newMatcher(longestFirst(tc.forms))
 			assert.Equal(t, tc.want, m.replace(tc.text))
 			assert.Equal(t, naiveMask(tc.text, tc.forms), m.replace(tc.text))
-			assert.Equal(t, tc.want != tc.text, m.contains(tc.text))
+			assert.Equal(t, strings.Contains(tc.text, tc.forms[0]) || tc.want != tc.text, m.contains(tc.text))
 		})
 	}
 }
