@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 export TESTCONTAINERS_RYUK_DISABLED := true
 
-.PHONY: all build deps lab-images test test-short lint bench fuzz demo clean
+.PHONY: all build deps docker lab-images test test-short lint bench fuzz demo clean
 
 all: build
 
@@ -17,9 +17,14 @@ build:
 deps:
 	@scripts/install-deps.sh
 
+# A Docker engine that answers: waits for one that is still starting and
+# starts an installed one that is not running (scripts/ensure-docker.sh).
+docker:
+	@scripts/ensure-docker.sh
+
 # Lab image(s), built from Debian packages with debootstrap: no registry.
 # Tagged by content hash; an unchanged image is never rebuilt.
-lab-images: deps
+lab-images: deps docker
 	@bash lab/image/build.sh
 
 # The whole suite: unit, integration (real binaries, Docker lab), fuzz seeds.
