@@ -162,14 +162,17 @@ func (s *sshOps) session(ctx context.Context) (*ssh.Client, *ssh.Session, error)
 
 // remoteLine is c as a command line for the ops user's shell: run as root
 // through sudo, a detached command in a session of its own with its output
-// discarded (the SSH session ends at once).
+// discarded (the SSH session ends at once). c.Env never appears on it (ps
+// on the host would show the values): envPrelude sends it on stdin, where
+// a small shell loop exports it before exec'ing the command.
 func remoteLine(c Command) string {
 	words := []string{"sudo", "-n"}
-	if len(c.Env) > 0 {
-		words = append(words, "env")
-		words = append(words, c.Env...)
-	}
-	if c.Detach {
+	switch {
+	case len(c.Env) > 0 && c.Detach:
+		words = append(words, "sh", "-c", envLoader+`; setsid "$@" </dev/null >/dev/null 2>&1 &`, "sh")
+	case len(c.Env) > 0:
+		words = append(words, "sh", "-c", envLoader+`; exec "$@"`, "sh")
+	case c.Detach:
 		words = append(words, "setsid")
 	}
 	words = append(words, c.Args...)
@@ -177,10 +180,30 @@ func remoteLine(c Command) string {
 		words[i] = shellQuote(w)
 	}
 	line := strings.Join(words, " ")
-	if c.Detach {
+	if c.Detach && len(c.Env) == 0 {
 		line += " </dev/null >/dev/null 2>&1 &"
 	}
 	return line
+}
+
+// envLoader reads KEY=value lines up to an empty one from stdin and exports
+// them; what follows the empty line is left on stdin for the command (the
+// shell's read takes one byte at a time from a pipe).
+const envLoader = `while IFS= read -r kv && [ -n "$kv" ]; do export "$kv" || exit 125; done`
+
+// envPrelude is what remoteLine's loader reads before c's own stdin.
+func envPrelude(env []string) ([]byte, error) {
+	var b bytes.Buffer
+	for _, kv := range env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(kv, "\n\x00") {
+			return nil, fmt.Errorf("env entry %q: want KEY=value on one line", k)
+		}
+		b.WriteString(kv)
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), nil
 }
 
 func shellQuote(s string) string {
@@ -200,8 +223,16 @@ func (s *sshOps) exec(ctx context.Context, c Command) (ExecResult, error) {
 		return res, fmt.Errorf("host %s: ssh: %w", s.h.Name, err)
 	}
 	defer sess.Close()
-	if c.Stdin != nil {
-		sess.Stdin = bytes.NewReader(c.Stdin)
+	stdin := c.Stdin
+	if len(c.Env) > 0 {
+		prelude, err := envPrelude(c.Env)
+		if err != nil {
+			return res, fmt.Errorf("host %s: exec %q: %w", s.h.Name, c.Args[0], err)
+		}
+		stdin = append(prelude, c.Stdin...)
+	}
+	if stdin != nil {
+		sess.Stdin = bytes.NewReader(stdin)
 	}
 	var stdout, stderr bytes.Buffer
 	sess.Stdout, sess.Stderr = &stdout, &stderr
