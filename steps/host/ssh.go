@@ -35,8 +35,13 @@ var (
 )
 
 // maxSessions is OpenSSH's default MaxSessions: more concurrent commands
-// on one connection wait for a free session instead of being refused.
-const maxSessions = 10
+// on one connection wait for a free session instead of being refused. One
+// of them is kept for kills (killSessions), so a cancelled command is
+// still killed while every other session is busy.
+const (
+	maxSessions  = 10
+	killSessions = 1
+)
 
 type sshTransport struct{}
 
@@ -51,7 +56,7 @@ func (sshTransport) Open(ctx context.Context, r Ref, p *Pool) (Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &SSH{ref: r, set: s, sessions: make(chan struct{}, maxSessions)}
+	h := &SSH{ref: r, set: s, sessions: make(chan struct{}, maxSessions-killSessions), kills: make(chan struct{}, killSessions)}
 	if len(s.proxyJump) > 0 {
 		if h.via, err = p.openJumps(ctx, s.proxyJump); err != nil {
 			return nil, fmt.Errorf("%s: ProxyJump: %w", r, err)
@@ -92,7 +97,7 @@ func (p *Pool) openJumps(ctx context.Context, hops []string) (*SSH, error) {
 				return nil, err
 			}
 			s.proxyJump = nil
-			j := &SSH{ref: r, set: s, via: via, sessions: make(chan struct{}, maxSessions)}
+			j := &SSH{ref: r, set: s, via: via, sessions: make(chan struct{}, maxSessions-killSessions), kills: make(chan struct{}, killSessions)}
 			if _, err := j.Client(ctx); err != nil {
 				return nil, err
 			}
@@ -114,7 +119,8 @@ type SSH struct {
 	ref      Ref
 	set      sshSettings
 	via      *SSH          // the ProxyJump hop this host is reached through
-	sessions chan struct{} // counts open session channels
+	sessions chan struct{} // counts open session channels for commands
+	kills    chan struct{} // the session slots kept for kills
 
 	rmu      sync.Mutex
 	idle     []*runner // command runners waiting for a command
@@ -473,14 +479,24 @@ func knownAlgorithms(known ssh.HostKeyCallback, hostport string) []string {
 // session opens a session channel, reconnecting once when the connection
 // turns out to be gone.
 func (h *SSH) session(ctx context.Context) (*ssh.Session, error) {
+	return h.sessionIn(ctx, h.sessions)
+}
+
+// killSession is a session in a slot kept for kills; release it with
+// <-h.kills.
+func (h *SSH) killSession(ctx context.Context) (*ssh.Session, error) {
+	return h.sessionIn(ctx, h.kills)
+}
+
+func (h *SSH) sessionIn(ctx context.Context, slots chan struct{}) (*ssh.Session, error) {
 	select {
-	case h.sessions <- struct{}{}:
+	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	c, err := h.Client(ctx)
 	if err != nil {
-		<-h.sessions
+		<-slots
 		return nil, err
 	}
 	s, err := c.NewSession()
@@ -493,7 +509,7 @@ func (h *SSH) session(ctx context.Context) (*ssh.Session, error) {
 			// MaxSessions is reached for a moment ("open failed").
 			select {
 			case <-ctx.Done():
-				<-h.sessions
+				<-slots
 				return nil, ctx.Err()
 			case <-time.After(5 * time.Millisecond):
 			}
@@ -501,17 +517,17 @@ func (h *SSH) session(ctx context.Context) (*ssh.Session, error) {
 			h.drop(c)
 			reconnected = true
 			if c, err = h.Client(ctx); err != nil {
-				<-h.sessions
+				<-slots
 				return nil, err
 			}
 		default:
-			<-h.sessions
+			<-slots
 			return nil, fmt.Errorf("%s: open a session: %w", h, err)
 		}
 		s, err = c.NewSession()
 	}
 	if err != nil {
-		<-h.sessions
+		<-slots
 		return nil, fmt.Errorf("%s: open a session: %w", h, err)
 	}
 	return s, nil
@@ -620,24 +636,59 @@ echo "$p" >&2
 trap 'kill -KILL -"$p" 2>/dev/null; exit 143' TERM INT HUP
 wait "$p"`
 
+// pidWait bounds the wait for a cancelled command's pid report. It comes
+// within milliseconds on a quiet host, but can take seconds under load,
+// and giving up early leaves the command running.
+const pidWait = 10 * time.Second
+
 // kill stops a cancelled command: a signal to the session, and a kill of
 // its process group from a second session, which works for every user.
+// sshd delivers a signal with killpg, which finds no group while the
+// session's process is still starting, so the signal is repeated until
+// the pid report is in, and the kill waits for that report as long as
+// the session lives.
 func (h *SSH) kill(s *ssh.Session, pid *pidWriter, done <-chan error) {
 	_ = s.Signal(ssh.SIGTERM)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	giveUp := time.After(pidWait)
+	ended := false
+wait:
+	for {
+		select {
+		case <-pid.got:
+			break wait
+		case <-done:
+			// The session ended; a report written before it is in.
+			ended = true
+			select {
+			case <-pid.got:
+				break wait
+			default:
+				return
+			}
+		case <-tick.C:
+			_ = s.Signal(ssh.SIGTERM)
+		case <-giveUp:
+			break wait
+		}
+	}
 	select {
 	case <-pid.got:
 		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if ks, err := h.session(kctx); err == nil {
+		if ks, err := h.killSession(kctx); err == nil {
 			_ = ks.Run(killCommand(h.ref.Sudo, pid.pid))
 			_ = ks.Close()
-			<-h.sessions
+			<-h.kills
 		}
-	case <-time.After(time.Second):
+	default:
 	}
-	select {
-	case <-done:
-	case <-time.After(3 * time.Second):
+	if !ended {
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+		}
 	}
 }
 

@@ -279,6 +279,8 @@ func (h *SSH) runOn(ctx context.Context, r *runner, c Command, args []string) (r
 		// The pid report may still be on its way, as in a session of
 		// its own: a command in a group of its own (setsid) outlives a
 		// kill of the runner's group alone. It precedes the end report.
+		// It can take seconds under load: wait for it while the runner
+		// lives (pidWait at most).
 		cmdPid, got := 0, 0
 		select {
 		case cmdPid = <-pid:
@@ -288,7 +290,12 @@ func (h *SSH) runOn(ctx context.Context, r *runner, c Command, args []string) (r
 			case cmdPid = <-pid:
 			default:
 			}
-		case <-time.After(time.Second):
+		case <-r.dead:
+			select {
+			case cmdPid = <-pid:
+			default:
+			}
+		case <-time.After(pidWait):
 		}
 		h.killRunner(r, cmdPid)
 		var res Result
@@ -351,12 +358,12 @@ func (h *SSH) killRunner(r *runner, cmdPid int) {
 		// group timeout made between the two.
 		groups = []int{cmdPid, r.pgid}
 	}
-	ks, err := h.session(kctx)
+	ks, err := h.killSession(kctx)
 	if err != nil {
 		_ = r.s.Close()
 		return
 	}
-	defer func() { <-h.sessions }()
+	defer func() { <-h.kills }()
 	defer ks.Close()
 	_ = ks.Run(killCommand(h.ref.Sudo, groups...))
 	_ = r.s.Close()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -293,4 +294,59 @@ func TestSSHRunnerCancelAtOnce(t *testing.T) {
 		out, _ := exec.Command("pgrep", "-f", "^sleep 3121").Output()
 		return strings.TrimSpace(string(out)) == ""
 	}, 5*time.Second, 50*time.Millisecond, "no sleep left on the host")
+}
+
+// A command cancelled while every session slot is busy is still killed:
+// kills have a session slot of their own (sshd allows MaxSessions, 10).
+func TestSSHKillWhileSessionsFull(t *testing.T) {
+	_, _, h := openRunnerHost(t)
+	n := cap(h.sessions)
+	require.Equal(t, maxSessions-killSessions, n)
+	running := func(marker string) bool {
+		out, _ := exec.Command("pgrep", "-f", "^sleep "+marker).Output()
+		return strings.TrimSpace(string(out)) != ""
+	}
+	type cmd struct {
+		marker string
+		cancel context.CancelFunc
+		done   chan error
+	}
+	cmds := make([]cmd, n)
+	for i := range cmds {
+		ctx, cancel := context.WithCancel(context.Background())
+		c := cmd{marker: strconv.Itoa(3401 + i), cancel: cancel, done: make(chan error, 1)}
+		cmds[i] = c
+		// Half with stdin (sessions of their own), half through runners;
+		// a grandchild in each, which only the group kill ends.
+		var stdin []byte
+		if i%2 == 1 {
+			stdin = []byte("x")
+		}
+		go func() {
+			_, err := h.Run(ctx, Command{Args: []string{"sh", "-c", "sleep " + c.marker + " & sleep " + c.marker}, Stdin: stdin})
+			c.done <- err
+		}()
+	}
+	defer func() {
+		for _, c := range cmds {
+			c.cancel()
+		}
+	}()
+	for _, c := range cmds {
+		require.Eventually(t, func() bool { return running(c.marker) }, 10*time.Second, 20*time.Millisecond, "sleep %s started", c.marker)
+	}
+	require.Equal(t, n, len(h.sessions), "every command slot is taken")
+	for i, c := range cmds {
+		start := time.Now()
+		c.cancel()
+		select {
+		case err := <-c.done:
+			require.ErrorIs(t, err, context.Canceled)
+		case <-time.After(6 * time.Second):
+			t.Fatalf("command %d did not return after its cancel", i)
+		}
+		assert.Less(t, time.Since(start), 5*time.Second)
+		assert.Eventually(t, func() bool { return !running(c.marker) }, 3*time.Second, 20*time.Millisecond, "sleep %s left on the host", c.marker)
+	}
+	assert.Equal(t, 0, len(h.kills), "no kill slot leaked")
 }

@@ -21,6 +21,7 @@ type Expiry struct {
 	Source    string        `yaml:"source" doc:"local IP address to probe from (local only)"`
 	Tolerance time.Duration `yaml:"tolerance" doc:"how far from the lease end the port may close"`
 	Interval  time.Duration `yaml:"interval" doc:"pause between probes"`
+	Hold      time.Duration `yaml:"hold" doc:"how long the port must stay closed after the first closed probe: one that opens again meanwhile is a fault"`
 	Timeout   time.Duration `yaml:"timeout" doc:"connect timeout of one probe (a dropped port takes this long to answer)"`
 }
 
@@ -42,6 +43,9 @@ func (e *Expiry) Validate() error {
 		if !hostexec.IsLocal(e.Host) {
 			return fmt.Errorf("source: only when probing from this machine (host: local)")
 		}
+	}
+	if e.Hold < 0 {
+		return fmt.Errorf("hold: must not be negative, got %s", e.Hold)
 	}
 	for name, d := range map[string]time.Duration{"tolerance": e.Tolerance, "interval": e.Interval, "timeout": e.Timeout} {
 		if d <= 0 {
@@ -95,8 +99,39 @@ func (e *Expiry) Run(ctx context.Context, env *steps.Env) error {
 		case <-time.After(wait):
 		}
 	}
+	// A port that closed must stay closed: something that re-adds the
+	// rule (a config manager, a second opener) makes it flap, and a probe
+	// that happened to fall in a gap would pass it.
+	var reopened time.Time
+	if !firstClosed.IsZero() {
+		holdEnd := firstClosed.Add(e.Hold)
+		for time.Now().Before(holdEnd) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(min(e.Interval, time.Until(holdEnd))):
+			}
+			start := time.Now()
+			open, err := e.probe(ctx)
+			if err != nil {
+				return err
+			}
+			samples = append(samples, sample{start, open})
+			if open {
+				reopened = start
+				break
+			}
+		}
+	}
 	e.evidence(env, end, samples)
 	env.SetOutput("probes", len(samples))
+	env.SetOutput("reopened", !reopened.IsZero())
+	if !reopened.IsZero() {
+		env.SetOutput("closed", false)
+		env.SetOutput("reopened_after_ms", int(reopened.Sub(end).Milliseconds()))
+		return steps.Failf("%s is still open: it closed %s after the lease end, then was open again %s later (something re-opens it)",
+			e.Address, firstClosed.Sub(end).Round(time.Millisecond), reopened.Sub(firstClosed).Round(time.Millisecond))
+	}
 	if !lastOpen.IsZero() {
 		env.SetOutput("last_open_ms", int(lastOpen.Sub(end).Milliseconds()))
 	}

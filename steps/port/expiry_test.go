@@ -111,3 +111,50 @@ func mustTime(t *testing.T, s string) time.Time {
 	require.NoError(t, err)
 	return v
 }
+
+// A port that closes at the end and then opens again (something re-adds
+// the rule) is not closed, even when a probe fell in the gap.
+func TestExpiryCatchesReopen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	serve := func(ln net.Listener) {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}
+	go serve(ln)
+	end := time.Now().Add(300 * time.Millisecond)
+	reopened := make(chan net.Listener, 1)
+	time.AfterFunc(time.Until(end), func() {
+		ln.Close()
+		time.Sleep(250 * time.Millisecond)
+		ln2, err := net.Listen("tcp", addr)
+		if err != nil {
+			reopened <- nil
+			return
+		}
+		go serve(ln2)
+		reopened <- ln2
+	})
+	r := runStep(t, newExpiry(addr, end, func(e *Expiry) { e.Tolerance, e.Hold = 2*time.Second, 2*time.Second }))
+	ln2 := <-reopened
+	require.NotNil(t, ln2, "the test could not listen on %s again", addr)
+	defer ln2.Close()
+	require.True(t, r.failed(), "%v", r.err)
+	assert.Contains(t, r.err.Error(), "then was open again")
+	assert.Equal(t, true, r.out["reopened"])
+	assert.Equal(t, false, r.out["closed"])
+
+	// With hold 0 the step stops at the first closed probe, as before.
+	addr2, stop := listen(t)
+	end = time.Now().Add(300 * time.Millisecond)
+	time.AfterFunc(time.Until(end), stop)
+	r = runStep(t, newExpiry(addr2, end, func(e *Expiry) { e.Tolerance, e.Hold = 2*time.Second, 0 }))
+	require.NoError(t, r.err)
+	assert.Equal(t, false, r.out["reopened"])
+}

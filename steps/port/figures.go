@@ -10,6 +10,7 @@ var openFigures = []steps.Figure{
 // expiryFigures are port.expiry's key figures, as the report's findings phrase them.
 var expiryFigures = []steps.Figure{
 	{Output: "closed_after_ms", Text: "closed {value} after the lease ended", TextNegative: "closed {value} before the lease ended", Unit: "ms", Seconds: true},
+	{Output: "reopened_after_ms", When: "reopened", Text: "closed, then open again {value} after the lease ended: something re-opens it", TextNegative: "closed, then open again {value} before the lease ended: something re-opens it", Unit: "ms", Seconds: true},
 	{Output: "closed", TextFalse: "still open after the lease ended"},
 }
 

@@ -79,15 +79,18 @@ func init() {
 			"a probe finds it closed, and compares when with `expires` (port.open's expires output). It fails when the port " +
 			"closes more than `tolerance` after the end (the lease outlived itself), or more than `tolerance` before it (the " +
 			"lease was cut short), or is still open well after it. A probe of a dropped port takes `timeout` to give up, so " +
-			"the moment recorded is when the failing probe started. Start it while the lease is live.",
+			"the moment recorded is when the failing probe started. Once closed, the port must stay closed for `hold` (probed every " +
+			"`interval`): a port that opens again, because something re-adds the rule, fails as not closed. Start it while the lease is live.",
 		New: func() steps.Step {
-			return &Expiry{Tolerance: time.Second, Interval: 200 * time.Millisecond, Timeout: time.Second}
+			return &Expiry{Tolerance: time.Second, Interval: 200 * time.Millisecond, Timeout: time.Second, Hold: time.Second}
 		},
 		Outputs: []steps.Output{
 			{Name: "closed", Type: "bool", Doc: "the port was found closed"},
 			{Name: "closed_after_ms", Type: "int", Doc: "when the first failing probe started, in ms after the lease end (negative: before)"},
 			{Name: "last_open_ms", Type: "int", Doc: "when the last successful probe started, in ms after the lease end"},
 			{Name: "probes", Type: "int", Doc: "probes made"},
+			{Name: "reopened", Type: "bool", Doc: "the port was found open again within hold of closing (closed is then false)"},
+			{Name: "reopened_after_ms", Type: "int", Doc: "when the probe that found it open again started, in ms after the lease end"},
 		},
 		Figures: expiryFigures,
 		Examples: []steps.Example{
