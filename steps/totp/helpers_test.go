@@ -131,6 +131,9 @@ type validatorConfig struct {
 	answer func(ok bool) (int, string)
 	// latency is added to the clock on every request.
 	latency time.Duration
+	// lag is how far the validator's clock is behind ours (a coarse
+	// clock, as time(2) reads: a few ms).
+	lag time.Duration
 }
 
 // validator is an RFC 6238 validator with replay protection as a server
@@ -165,7 +168,7 @@ func (v *validator) check(user, code string) bool {
 	if v.cfg.latency > 0 {
 		v.clock.Advance(v.cfg.latency)
 	}
-	now := v.clock.Now().Unix()/v.cfg.period + v.cfg.skew
+	now := v.clock.Now().Add(-v.cfg.lag).Unix()/v.cfg.period + v.cfg.skew
 	opts := hotp.ValidateOpts{Digits: otp.Digits(v.cfg.digits), Algorithm: v.cfg.alg}
 	match := int64(-1)
 	for c := max(now-v.cfg.window-10, 0); c <= now+v.cfg.window+10; c++ {

@@ -114,18 +114,26 @@ func (v *VerifyDrift) runProbe(ctx context.Context, env *steps.Env, r resolved) 
 	w := v.Window
 
 	// Start in the first half of a time step, so the whole probe sees one
-	// counter of ours even with a slow validator.
+	// counter of ours even with a slow validator, and not right at its
+	// start: a validator reading a coarse clock (time(2), as oathtool
+	// does, lags the precise one by up to a few ms) is still in the step
+	// before for a moment, and would seem to accept a wider window.
+	margin := min(period/10, 250*time.Millisecond)
 	now := p.clock.Now()
 	base, err := r.gen.counter(now)
 	if err != nil {
 		return err
 	}
 	if left := r.gen.stepStart(base + 1).Sub(now); left < period/2 {
-		env.Logf("waiting %s for the next time step so the probe does not straddle it", left.Round(time.Millisecond))
-		if err := p.clock.Sleep(ctx, left); err != nil {
+		env.Logf("waiting %s for the next time step so the probe does not straddle it", (left + margin).Round(time.Millisecond))
+		if err := p.clock.Sleep(ctx, left+margin); err != nil {
 			return err
 		}
 		if base, err = r.gen.counter(p.clock.Now()); err != nil {
+			return err
+		}
+	} else if in := now.Sub(r.gen.stepStart(base)); in < margin {
+		if err := p.clock.Sleep(ctx, margin-in); err != nil {
 			return err
 		}
 	}

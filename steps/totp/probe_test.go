@@ -288,6 +288,19 @@ func TestProbeFailures(t *testing.T) {
 		assert.Equal(t, int64(56_666_667-3), val.counters()[0], "probed around the next counter")
 		assert.NotContains(t, env.Outputs(), "replay_rejected")
 	})
+	t.Run("a step's first moment is skipped", func(t *testing.T) {
+		// At the very start of a step a validator reading a coarse clock
+		// (oathtool's time(2)) is still in the one before: probing then
+		// would report it a step behind, or a window one wider.
+		clock := newFakeClock(time.Unix(56_666_667*30, 0))
+		val := newValidator(validatorConfig{secret: testB32, window: 1, lag: 5 * time.Millisecond}, clock)
+		v := probeStep(serveValidator(t, val), clock)
+		v.ReplayCheck = false
+		env, _ := newEnv(t)
+		require.NoError(t, v.Run(context.Background(), env))
+		assert.Equal(t, []int{-1, 0, 1}, env.Outputs()["accepted_offsets"])
+		assert.Equal(t, 0, env.Outputs()["clock_offset_steps"])
+	})
 	t.Run("cancelled", func(t *testing.T) {
 		clock := newFakeClock(probeStart)
 		val := newValidator(validatorConfig{secret: testB32, window: 1}, clock)
