@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -568,7 +569,8 @@ func (h *SSH) Run(ctx context.Context, c Command) (Result, error) {
 
 // runSession runs c in a session of its own.
 func (h *SSH) runSession(ctx context.Context, c Command) (Result, error) {
-	line, stdin := remoteCommand(ctx, c, h.ref.Sudo)
+	id := newCommandID()
+	line, stdin := remoteCommand(ctx, c, h.ref.Sudo, id)
 	s, err := h.session(ctx)
 	if err != nil {
 		return Result{}, err
@@ -586,7 +588,7 @@ func (h *SSH) runSession(ctx context.Context, c Command) (Result, error) {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		h.kill(s, pid, done)
+		h.kill(s, pid, id, done)
 		return Result{Stdout: out.String(), Stderr: errb.String()}, ctx.Err()
 	}
 	res := Result{Stdout: out.String(), Stderr: errb.String()}
@@ -639,15 +641,43 @@ wait "$p"`
 // pidWait bounds the wait for a cancelled command's pid report. It comes
 // within milliseconds on a quiet host, but can take seconds under load,
 // and giving up early leaves the command running.
-const pidWait = 10 * time.Second
+var pidWait = 10 * time.Second
+
+// losePidReports makes tests act as though no pid report came back.
+var losePidReports bool
+
+// commandIDVar is in the environment of every command started on a host
+// over SSH, a random id per command, which its children inherit: a
+// cancelled command whose process id never came back is still found (in
+// /proc) and killed.
+const commandIDVar = "OPSDRILL_COMMAND_ID"
+
+func newCommandID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// killByIDCommand SIGKILLs every process whose environment holds id
+// (Linux /proc, read by GNU or BusyBox grep -z), in two rounds for a
+// child forked between them. It finds nothing on a host without /proc.
+func killByIDCommand(sudo bool, id string) string {
+	script := "for r in 1 2; do for f in $(grep -lzx '" + commandIDVar + "=" + id + "' /proc/[0-9]*/environ 2>/dev/null); do " +
+		`p=${f#/proc/}; p=${p%/environ}; [ "$p" -gt 1 ] 2>/dev/null && kill -KILL "$p" 2>/dev/null; done; done; true`
+	if sudo {
+		return joinCommand([]string{"sh", "-c", script}, true)
+	}
+	return script
+}
 
 // kill stops a cancelled command: a signal to the session, and a kill of
 // its process group from a second session, which works for every user.
 // sshd delivers a signal with killpg, which finds no group while the
-// session's process is still starting, so the signal is repeated until
-// the pid report is in, and the kill waits for that report as long as
-// the session lives.
-func (h *SSH) kill(s *ssh.Session, pid *pidWriter, done <-chan error) {
+// session's process is still starting (and refuses it for a root login,
+// which has no privilege separation), so the signal is repeated until the
+// pid report is in, and the kill waits for that report as long as the
+// session lives; without one, the command's processes are found by id.
+func (h *SSH) kill(s *ssh.Session, pid *pidWriter, id string, done <-chan error) {
 	_ = s.Signal(ssh.SIGTERM)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -673,23 +703,32 @@ wait:
 			break wait
 		}
 	}
+	line := killByIDCommand(h.ref.Sudo, id)
 	select {
 	case <-pid.got:
-		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if ks, err := h.killSession(kctx); err == nil {
-			_ = ks.Run(killCommand(h.ref.Sudo, pid.pid))
-			_ = ks.Close()
-			<-h.kills
-		}
+		line = killCommand(h.ref.Sudo, pid.pid)
 	default:
 	}
+	h.runKill(line)
 	if !ended {
 		select {
 		case <-done:
 		case <-time.After(3 * time.Second):
 		}
 	}
+}
+
+// runKill runs a kill command line in a session kept for kills.
+func (h *SSH) runKill(line string) {
+	kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ks, err := h.killSession(kctx)
+	if err != nil {
+		return
+	}
+	_ = ks.Run(line)
+	_ = ks.Close()
+	<-h.kills
 }
 
 // killCommand is the command line that SIGKILLs process groups on the
@@ -737,8 +776,10 @@ func (p *pidWriter) Write(b []byte) (int, error) {
 		p.done = true
 		// A first line that is no pid (sudo's complaint, say) is passed on.
 		if id, err := strconv.Atoi(string(p.line)); err == nil && id > 1 {
-			p.pid = id
-			close(p.got)
+			if !losePidReports {
+				p.pid = id
+				close(p.got)
+			}
 		} else if _, err := p.w.Write(append(p.line, '\n')); err != nil {
 			return 0, err
 		}
@@ -788,11 +829,12 @@ func withDeadline(ctx context.Context, args []string) []string {
 	return append([]string{"timeout", "-s", "KILL", strconv.Itoa(int(secs))}, args...)
 }
 
-func remoteCommand(ctx context.Context, c Command, sudo bool) (string, []byte) {
+func remoteCommand(ctx context.Context, c Command, sudo bool, id string) (string, []byte) {
 	script := remoteExec
 	if sudo {
 		script = remoteWrapper
 	}
+	script = commandIDVar + "=" + id + "; export " + commandIDVar + "\n" + script
 	stdin := c.Stdin
 	if len(c.Env) > 0 {
 		var env strings.Builder

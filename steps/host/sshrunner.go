@@ -224,9 +224,9 @@ func (h *SSH) release(r *runner) {
 // program, never a shell builtin of the same name), through setsid where
 // the host has it ($S). Newlines inside words become "$n", so a request
 // stays one line.
-func request(args, env []string) string {
+func request(args, env []string, id string) string {
 	var b strings.Builder
-	b.WriteString("( ")
+	b.WriteString("( export " + commandIDVar + "=" + id + "; ")
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		b.WriteString("export " + k + "=" + oneLine(shellQuote(v)) + "; ")
@@ -251,7 +251,8 @@ func oneLine(quoted string) string {
 // runOn runs args through r. retry reports that the runner took nothing,
 // so the command may go elsewhere.
 func (h *SSH) runOn(ctx context.Context, r *runner, c Command, args []string) (res Result, retry bool, err error) {
-	if _, err := io.WriteString(r.stdin, request(args, c.Env)); err != nil {
+	id := newCommandID()
+	if _, err := io.WriteString(r.stdin, request(args, c.Env, id)); err != nil {
 		h.putRunner(r, false)
 		return Result{}, true, nil
 	}
@@ -297,7 +298,10 @@ func (h *SSH) runOn(ctx context.Context, r *runner, c Command, args []string) (r
 			}
 		case <-time.After(pidWait):
 		}
-		h.killRunner(r, cmdPid)
+		if losePidReports {
+			cmdPid = 0
+		}
+		h.killRunner(r, cmdPid, id)
 		var res Result
 		t := time.After(3 * time.Second)
 		for got < 2 {
@@ -348,8 +352,9 @@ func (h *SSH) runOn(ctx context.Context, r *runner, c Command, args []string) (r
 }
 
 // killRunner kills r's process group, and the command's own group when
-// it has one (timeout makes one), from a second session.
-func (h *SSH) killRunner(r *runner, cmdPid int) {
+// it has one (timeout makes one), from a second session; without the
+// command's pid, its processes are found by id.
+func (h *SSH) killRunner(r *runner, cmdPid int, id string) {
 	kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	groups := []int{r.pgid}
@@ -365,7 +370,11 @@ func (h *SSH) killRunner(r *runner, cmdPid int) {
 	}
 	defer func() { <-h.kills }()
 	defer ks.Close()
-	_ = ks.Run(killCommand(h.ref.Sudo, groups...))
+	line := killCommand(h.ref.Sudo, groups...)
+	if cmdPid <= 1 {
+		line += "; " + killByIDCommand(h.ref.Sudo, id)
+	}
+	_ = ks.Run(line)
 	_ = r.s.Close()
 }
 

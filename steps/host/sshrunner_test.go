@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -230,10 +231,10 @@ func TestSSHRunnerCancel(t *testing.T) {
 }
 
 func TestRequestIsOneLine(t *testing.T) {
-	line := request([]string{"printf", "a\nb", "c'\nd"}, []string{"K=x\ny"})
+	line := request([]string{"printf", "a\nb", "c'\nd"}, []string{"K=x\ny"}, "0123456789abcdef")
 	assert.Equal(t, 1, strings.Count(line, "\n"))
 	assert.True(t, strings.HasSuffix(line, "\n"))
-	assert.Equal(t, `( export K='x'"$n"'y'; exec $S printf 'a'"$n"'b' 'c'\'''"$n"'d' ) </dev/null & r`+"\n", line)
+	assert.Equal(t, `( export OPSDRILL_COMMAND_ID=0123456789abcdef; export K='x'"$n"'y'; exec $S printf 'a'"$n"'b' 'c'\'''"$n"'d' ) </dev/null & r`+"\n", line)
 }
 
 func TestSSHRejectsNUL(t *testing.T) {
@@ -325,11 +326,20 @@ func TestSSHKillWhileSessionsFull(t *testing.T) {
 		go func() {
 			_, err := h.Run(ctx, Command{Args: []string{"sh", "-c", "sleep " + c.marker + " & sleep " + c.marker}, Stdin: stdin})
 			c.done <- err
+			close(c.done)
 		}()
 	}
 	defer func() {
+		// Every command is killed before the host goes, also when the
+		// test fails (a later run would find their sleeps).
 		for _, c := range cmds {
 			c.cancel()
+		}
+		for _, c := range cmds {
+			select {
+			case <-c.done:
+			case <-time.After(15 * time.Second):
+			}
 		}
 	}()
 	for _, c := range cmds {
@@ -349,4 +359,59 @@ func TestSSHKillWhileSessionsFull(t *testing.T) {
 		assert.Eventually(t, func() bool { return !running(c.marker) }, 3*time.Second, 20*time.Millisecond, "sleep %s left on the host", c.marker)
 	}
 	assert.Equal(t, 0, len(h.kills), "no kill slot leaked")
+}
+
+// A cancelled command whose pid report never came back is still killed,
+// found by the id in its environment (and its children's).
+func TestSSHKillWithoutPidReport(t *testing.T) {
+	_, _, h := openRunnerHost(t)
+	losePidReports, pidWait = true, time.Second
+	t.Cleanup(func() { losePidReports, pidWait = false, 10*time.Second })
+	for _, tc := range []struct {
+		name   string
+		marker string
+		stdin  []byte
+	}{
+		{name: "runner", marker: "3511"},
+		{name: "session", marker: "3512", stdin: []byte("x")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(time.Second, cancel)
+			defer cancel()
+			// Two levels of children, one in a session of its own.
+			_, err := h.Run(ctx, Command{Args: []string{"sh", "-c", "setsid sleep " + tc.marker + " & sleep " + tc.marker + " & sleep " + tc.marker}, Stdin: tc.stdin})
+			require.ErrorIs(t, err, context.Canceled)
+			assert.Eventually(t, func() bool {
+				out, _ := exec.Command("pgrep", "-f", "^sleep "+tc.marker+"$").Output()
+				return strings.TrimSpace(string(out)) == ""
+			}, 5*time.Second, 50*time.Millisecond, "no sleep left on the host")
+		})
+	}
+}
+
+// killByIDCommand kills the processes with the id in their environment,
+// and no other.
+func TestKillByIDCommand(t *testing.T) {
+	start := func(id string) *exec.Cmd {
+		c := exec.Command("sh", "-c", "sleep 3521 & exec sleep 3521")
+		c.Env = append(os.Environ(), commandIDVar+"="+id)
+		require.NoError(t, c.Start())
+		return c
+	}
+	mine, other := start("00112233aabbccdd"), start("ffeeddcc00112233")
+	t.Cleanup(func() {
+		_ = exec.Command("sh", "-c", killByIDCommand(false, "ffeeddcc00112233")).Run()
+		_ = other.Wait()
+	})
+	time.Sleep(200 * time.Millisecond)
+	out, err := exec.Command("sh", "-c", killByIDCommand(false, "00112233aabbccdd")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	err = mine.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, "killed", ee.ProcessState.String()[len("signal: "):])
+	assert.NoError(t, other.Process.Signal(syscall.Signal(0)), "the other id's command lives on")
+	out, _ = exec.Command("pgrep", "-c", "-f", "^sleep 3521$").Output()
+	assert.Equal(t, "2", strings.TrimSpace(string(out)), "the other command and its child are left, the first command's child is gone")
 }
