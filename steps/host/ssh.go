@@ -578,7 +578,7 @@ func (h *SSH) runSession(ctx context.Context, c Command) (Result, error) {
 	defer func() { <-h.sessions }()
 	defer s.Close()
 	var out, errb bytes.Buffer
-	pid := &pidWriter{w: &errb, got: make(chan struct{})}
+	pid := newPidWriter(&errb, id)
 	s.Stdin, s.Stdout, s.Stderr = bytes.NewReader(stdin), &out, pid
 	if err := s.Start(line); err != nil {
 		return Result{}, fmt.Errorf("%s: start %q: %w", h, c.Args[0], err)
@@ -587,6 +587,7 @@ func (h *SSH) runSession(ctx context.Context, c Command) (Result, error) {
 	go func() { done <- s.Wait() }()
 	select {
 	case err = <-done:
+		pid.flush() // Wait has let every copy of the output end
 	case <-ctx.Done():
 		h.kill(s, pid, id, done)
 		return Result{Stdout: out.String(), Stderr: errb.String()}, ctx.Err()
@@ -620,10 +621,11 @@ var signalNumbers = map[string]int{"HUP": 1, "INT": 2, "QUIT": 3, "ABRT": 6, "KI
 
 // The wrapper a command in a session of its own runs in on the host; $1..
 // are the command. sshd makes each session's process a session leader,
-// so the login shell's pid is the process group's id: it goes first on
-// stderr, so a cancelled command is killed from a second session, and the
-// command replaces the shell (stdin, process group and all).
-const remoteExec = `echo "$$" >&2
+// so the login shell's pid is the process group's id: it goes on stderr
+// after the command's id (pidWriter), so a cancelled command is killed
+// from a second session, and the command replaces the shell (stdin,
+// process group and all).
+const remoteExec = `echo "$` + commandIDVar + ` $$" >&2
 exec "$@"`
 
 // remoteWrapper is the wrapper under sudo, whose child is no group leader:
@@ -634,7 +636,7 @@ const remoteWrapper = `exec 3<&0
 setsid "$@" <&3 3<&- &
 p=$!
 exec 3<&-
-echo "$p" >&2
+echo "$` + commandIDVar + ` $p" >&2
 trap 'kill -KILL -"$p" 2>/dev/null; exit 143' TERM INT HUP
 wait "$p"`
 
@@ -753,41 +755,65 @@ func killCommand(sudo bool, groups ...int) string {
 	return b.String()
 }
 
-// pidWriter takes the wrapper's first stderr line (the process group id)
-// and passes the rest on.
+// pidWriter takes the wrapper's pid report, the stderr line "ID PID"
+// (the command's id, then its process group), and passes the rest on.
+// The report need not be the first line: a login shell's rc file (bash
+// reads ~/.bashrc under sshd) or sudo ("unable to resolve host") may
+// write before the wrapper runs, and their lines are passed on as they
+// are.
 type pidWriter struct {
 	w    io.Writer
-	line []byte
+	mark []byte // "ID "
+	line []byte // an incomplete line before the report
 	pid  int
 	got  chan struct{}
-	done bool
+	done bool // the report is in: everything is passed on
+}
+
+func newPidWriter(w io.Writer, id string) *pidWriter {
+	return &pidWriter{w: w, mark: []byte(id + " "), got: make(chan struct{})}
 }
 
 func (p *pidWriter) Write(b []byte) (int, error) {
 	n := len(b)
-	if !p.done {
+	for !p.done && len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
 			p.line = append(p.line, b...)
 			return n, nil
 		}
-		p.line = append(p.line, b[:i]...)
+		line := append(p.line, b[:i]...)
 		b = b[i+1:]
-		p.done = true
-		// A first line that is no pid (sudo's complaint, say) is passed on.
-		if id, err := strconv.Atoi(string(p.line)); err == nil && id > 1 {
-			if !losePidReports {
-				p.pid = id
-				close(p.got)
+		p.line = nil
+		if rest, ok := bytes.CutPrefix(line, p.mark); ok {
+			if id, err := strconv.Atoi(string(rest)); err == nil && id > 1 {
+				p.done = true
+				if !losePidReports {
+					p.pid = id
+					close(p.got)
+				}
+				continue
 			}
-		} else if _, err := p.w.Write(append(p.line, '\n')); err != nil {
+		}
+		if _, err := p.w.Write(append(line, '\n')); err != nil {
 			return 0, err
 		}
 	}
-	if _, err := p.w.Write(b); err != nil {
-		return 0, err
+	if len(b) > 0 {
+		if _, err := p.w.Write(b); err != nil {
+			return 0, err
+		}
 	}
 	return n, nil
+}
+
+// flush passes on an incomplete line held while waiting for the report
+// (a session that ended without one).
+func (p *pidWriter) flush() {
+	if len(p.line) > 0 {
+		_, _ = p.w.Write(p.line)
+		p.line = nil
+	}
 }
 
 // remoteEnv reads KEY=value pairs from the first stdin line (a byte count)

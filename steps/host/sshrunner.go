@@ -33,7 +33,7 @@ import (
 // number + "\n"; the leading newline is always written and stripped, so
 // the command's own bytes come through exactly, trailing newline or not.
 //
-//	r<pgid>     once, on stdout: the runner's process group
+//	r<pgid>     once on each stream, first: the runner's process group
 //	p<pid>      stderr: the command's pid (with setsid, its group too)
 //	l<pgid>     stdout, before e: processes of the command's group
 //	            outlived it
@@ -57,6 +57,7 @@ S=
 command -v setsid >/dev/null 2>&1 && S=setsid
 g=$(ps -o pgid= -p $$ 2>/dev/null)
 printf '\n%s r%s\n' "$m" ${g:-$$}
+printf '\n%s r%s\n' "$m" ${g:-$$} >&2
 r() {
 	p=$!
 	printf '\n%s p%s\n' "$m" "$p" >&2
@@ -133,9 +134,17 @@ func (h *SSH) startRunner(ctx context.Context) (*runner, error) {
 	}
 	got := make(chan hello, 1)
 	go func() {
+		// The hello on each stream: what the login shell's rc files wrote
+		// before the runner started is not a command's output.
 		kind, n, err := r.out.next(io.Discard)
 		if err == nil && (kind != 'r' || n < 2) {
 			err = fmt.Errorf("unexpected report %c%d", kind, n)
+		}
+		if err == nil {
+			var k byte
+			if k, _, err = r.errs.next(io.Discard); err == nil && k != 'r' {
+				err = fmt.Errorf("unexpected report %c on stderr", k)
+			}
 		}
 		got <- hello{n, err}
 	}()

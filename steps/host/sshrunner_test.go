@@ -415,3 +415,73 @@ func TestKillByIDCommand(t *testing.T) {
 	out, _ = exec.Command("pgrep", "-c", "-f", "^sleep 3521$").Output()
 	assert.Equal(t, "2", strings.TrimSpace(string(out)), "the other command and its child are left, the first command's child is gone")
 }
+
+// The pid report is found after whatever the login shell's rc file or
+// sudo wrote first, which is passed on, in any chunking.
+func TestPidWriter(t *testing.T) {
+	const id = "0011223344556677"
+	stream := "sudo: unable to resolve host box\n4711\n" + id + " 4712\nthe command's own\nstderr"
+	for _, size := range []int{1, 3, 7, len(stream)} {
+		var out bytes.Buffer
+		p := newPidWriter(&out, id)
+		for b := []byte(stream); len(b) > 0; {
+			k := min(size, len(b))
+			n, err := p.Write(b[:k])
+			require.NoError(t, err)
+			require.Equal(t, k, n)
+			b = b[k:]
+		}
+		p.flush()
+		select {
+		case <-p.got:
+		default:
+			t.Fatalf("chunks of %d: no pid report taken", size)
+		}
+		assert.Equal(t, 4712, p.pid, "a bare number is no report")
+		assert.Equal(t, "sudo: unable to resolve host box\n4711\nthe command's own\nstderr", out.String(), "chunks of %d", size)
+	}
+	// A session that ended without a report keeps every byte.
+	var out bytes.Buffer
+	p := newPidWriter(&out, id)
+	_, _ = p.Write([]byte("sh: not found\nno newline"))
+	p.flush()
+	assert.Equal(t, "sh: not found\nno newline", out.String())
+}
+
+// A login shell that writes to stderr before running the command (bash
+// reads $BASH_ENV; a ~/.bashrc does the same under sshd) does not hide
+// the pid report: the cancelled command is still killed, and the rc
+// file's line reaches the command's stderr.
+func TestSSHKillAfterRcOutput(t *testing.T) {
+	rc := filepath.Join(t.TempDir(), "rc")
+	require.NoError(t, os.WriteFile(rc, []byte("echo 'rc: noise on stderr' >&2\n"), 0o644))
+	s := sshtest.StartWith(t, "SetEnv BASH_ENV="+rc)
+	cfg := s.Config(t, s.KnownHosts(t, s.HostKey), map[string]string{"box": ""})
+	_, h := openSSH(t, cfg, "ssh://box")
+	res, err := h.Run(context.Background(), Command{Args: []string{"sh", "-c", "echo out; echo err >&2"}, Stdin: []byte("x")})
+	require.NoError(t, err)
+	if !strings.Contains(res.Stderr, "rc: noise") {
+		t.Skip("the login shell does not read BASH_ENV here (not bash)")
+	}
+	// (~/.bashrc's own bash children read BASH_ENV too: several lines.)
+	assert.True(t, strings.HasPrefix(res.Stderr, "rc: noise on stderr\n") && strings.HasSuffix(res.Stderr, "\nerr\n"), "%q", res.Stderr)
+	assert.NotRegexp(t, `(?m)^[0-9a-f]{16} [0-9]+$`, res.Stderr, "the pid report is not passed on")
+	// Through a runner, what the rc file wrote before the runner started
+	// is no command's output.
+	for range 2 {
+		res, err = h.Run(context.Background(), Command{Args: []string{"sh", "-c", "echo out; echo err >&2"}})
+		require.NoError(t, err)
+		assert.Equal(t, Result{Stdout: "out\n", Stderr: "err\n"}, res)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(time.Second, cancel)
+	defer cancel()
+	start := time.Now()
+	_, err = h.Run(ctx, Command{Args: []string{"sh", "-c", "sleep 3531 & sleep 3531"}, Stdin: []byte("x")})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, time.Since(start), 4*time.Second, "killed through the pid report, not after pidWait")
+	assert.Eventually(t, func() bool {
+		out, _ := exec.Command("pgrep", "-f", "^sleep 3531$").Output()
+		return strings.TrimSpace(string(out)) == ""
+	}, 5*time.Second, 50*time.Millisecond, "no sleep left on the host")
+}
