@@ -29,9 +29,11 @@ import (
 // command's env and execs it in the background, then `r`, which reports
 // the command's pid on stderr, waits for it (the shell's "Killed" notice
 // of a signal death discarded) and reports its exit status on both
-// streams. Each report is "\n" + marker + " " + a letter and a
-// number + "\n"; the leading newline is always written and stripped, so
-// the command's own bytes come through exactly, trailing newline or not.
+// streams. Each report is reportStart (RS) + marker + " " + a letter
+// and a number + "\n", one write; it is stripped whole, so the command's
+// own bytes come through exactly, trailing newline or not, also when the
+// command writes while the runner reports. The runner's own stderr is
+// /dev/null (bash's job notices); commands and reports use fd 4.
 //
 //	r<pgid>     once on each stream, first: the runner's process group
 //	p<pid>      stderr: the command's pid (with setsid, its group too)
@@ -53,21 +55,44 @@ import (
 const runnerScript = `IFS= read -r m || exit 125
 n='
 '
-S=
-command -v setsid >/dev/null 2>&1 && S=setsid
+S= J=
+set -m 2>/dev/null
+case $- in
+*m*) J=1 ;;
+*) command -v setsid >/dev/null 2>&1 && S=setsid ;;
+esac
+exec 4>&2 2>/dev/null
 g=$(ps -o pgid= -p $$ 2>/dev/null)
-printf '\n%s r%s\n' "$m" ${g:-$$}
-printf '\n%s r%s\n' "$m" ${g:-$$} >&2
+printf '\036%s r%s\n' "$m" ${g:-$$}
+printf '\036%s r%s\n' "$m" ${g:-$$} >&4
 r() {
 	p=$!
-	printf '\n%s p%s\n' "$m" "$p" >&2
-	wait "$p" 2>/dev/null
+	printf '\036%s p%s\n' "$m" "$p" >&4
+	wait "$p"
 	s=$?
-	[ -n "$S" ] && kill -0 -"$p" 2>/dev/null && printf '\n%s l%s\n' "$m" "$p"
-	printf '\n%s e%s\n' "$m" "$s" >&2
-	printf '\n%s e%s\n' "$m" "$s"
+	[ -n "$S$J" ] && kill -0 -"$p" 2>/dev/null && printf '\036%s l%s\n' "$m" "$p"
+	printf '\036%s e%s\n' "$m" "$s" >&4
+	printf '\036%s e%s\n' "$m" "$s"
 }
 while IFS= read -r l; do eval "$l"; done`
+
+// runnerLauncher runs runnerScript ($0) in bash where the host has it,
+// else in the host's sh. bash keeps job control without a terminal (set
+// -m), so each command gets a process group of its own from the shell,
+// without exec'ing setsid (measured: 1.0 ms a command against 1.5 ms
+// for dash and setsid).
+const runnerLauncher = `command -v bash >/dev/null 2>&1 && exec bash --noprofile --norc -c "$0"; exec sh -c "$0"`
+
+// reportStart begins every report: ASCII RS (\036), not a newline, so a
+// report holds one newline, at its end, and bash's line-buffered printf
+// writes it in one write(2) (it wrote "\n" first and the rest after, and
+// a command writing to the same pipe meanwhile got between them). A pipe
+// keeps a write of up to PIPE_BUF bytes whole.
+const reportStart = "\x1e"
+
+// runnerLaunch is runnerLauncher; tests set it to run the script in sh
+// (dash, with setsid) where bash is installed too.
+var runnerLaunch = runnerLauncher
 
 // maxRunners bounds the runners per host; commands beyond them (and
 // commands with stdin) get a session of their own, as before.
@@ -118,7 +143,7 @@ func (h *SSH) startRunner(ctx context.Context) (*runner, error) {
 		return fail(err)
 	}
 	r.out, r.errs = newFrameReader(stdout, marker), newFrameReader(stderr, marker)
-	if err := s.Start("exec " + joinCommand([]string{"sh", "-c", runnerScript}, h.ref.Sudo)); err != nil {
+	if err := s.Start("exec " + joinCommand([]string{"sh", "-c", runnerLaunch, runnerScript}, h.ref.Sudo)); err != nil {
 		return fail(err)
 	}
 	go func() {
@@ -247,7 +272,7 @@ func request(args, env []string, id string) string {
 		}
 		b.WriteString(oneLine(shellQuote(w)))
 	}
-	b.WriteString(" ) </dev/null & r\n")
+	b.WriteString(" ) </dev/null 2>&4 4>&- & r\n")
 	return b.String()
 }
 
@@ -397,7 +422,7 @@ type frameReader struct {
 }
 
 func newFrameReader(r io.Reader, marker string) *frameReader {
-	return &frameReader{r: r, sep: []byte("\n" + marker + " "), tmp: make([]byte, 32<<10)}
+	return &frameReader{r: r, sep: []byte(reportStart + marker + " "), tmp: make([]byte, 32<<10)}
 }
 
 // next copies the stream to w up to the next report and returns it.
@@ -424,11 +449,11 @@ func (f *frameReader) next(w io.Writer) (kind byte, n int, err error) {
 				return 0, 0, errors.New("report too long")
 			}
 		} else {
-			// A report may start only at a newline among the last
+			// A report may start only at an RS among the last
 			// len(sep)-1 bytes: hand on everything before it.
 			cut := len(f.buf)
 			from := max(0, len(f.buf)-len(f.sep)+1)
-			if j := bytes.IndexByte(f.buf[from:], '\n'); j >= 0 {
+			if j := bytes.IndexByte(f.buf[from:], f.sep[0]); j >= 0 {
 				cut = from + j
 			}
 			if _, err := w.Write(f.buf[:cut]); err != nil {

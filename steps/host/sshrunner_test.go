@@ -31,7 +31,9 @@ func openRunnerHost(t *testing.T) (*sshtest.Server, *Pool, *SSH) {
 
 // Commands without stdin go through the host's runner: output bytes come
 // back exactly, whatever they are.
-func TestSSHRunnerOutput(t *testing.T) {
+func TestSSHRunnerOutput(t *testing.T) { forEachRunnerShell(t, testSSHRunnerOutput) }
+
+func testSSHRunnerOutput(t *testing.T) {
 	_, _, h := openRunnerHost(t)
 	ctx := context.Background()
 	bin := make([]byte, 1<<20)
@@ -92,12 +94,14 @@ func TestSSHRunnerOutput(t *testing.T) {
 	assert.Equal(t, a.Stdout, b.Stdout, "one runner for sequential commands")
 	ps, err := exec.Command("ps", "-o", "args=", "-p", strings.TrimSpace(a.Stdout)).Output()
 	require.NoError(t, err)
-	assert.Contains(t, string(ps), "sh -c")
+	assert.Contains(t, string(ps), " -c IFS= read -r m", "the runner: bash where the host has it, else sh")
 }
 
 // Concurrent commands share one connection; up to maxRunners runners,
 // the rest in sessions of their own.
-func TestSSHRunnerConcurrent(t *testing.T) {
+func TestSSHRunnerConcurrent(t *testing.T) { forEachRunnerShell(t, testSSHRunnerConcurrent) }
+
+func testSSHRunnerConcurrent(t *testing.T) {
 	s, _, h := openRunnerHost(t)
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -109,7 +113,7 @@ func TestSSHRunnerConcurrent(t *testing.T) {
 				// A session of its own runs the login shell, whose rc
 				// files may talk on stderr first.
 				assert.True(t, r.Stdout == want && strings.HasSuffix(r.Stderr, want) && r.ExitCode == i%5,
-					"command %d: exit %d, stdout %d bytes %.40q, stderr %d bytes %.40q", i, r.ExitCode, len(r.Stdout), r.Stdout, len(r.Stderr), r.Stderr)
+					"command %d: exit %d, stdout %d bytes %.40q, stderr %d bytes %.40q, stderr without x: %q", i, r.ExitCode, len(r.Stdout), r.Stdout, len(r.Stderr), r.Stderr, strings.ReplaceAll(r.Stderr, "x", ""))
 			}
 		})
 	}
@@ -127,6 +131,10 @@ func TestSSHRunnerConcurrent(t *testing.T) {
 // up as the next command's output. The process itself goes on, as after
 // a session.
 func TestSSHRunnerRetiredByLeftovers(t *testing.T) {
+	forEachRunnerShell(t, testSSHRunnerRetiredByLeftovers)
+}
+
+func testSSHRunnerRetiredByLeftovers(t *testing.T) {
 	_, _, h := openRunnerHost(t)
 	ctx := context.Background()
 	runnerOf := func(args ...string) (pid string, out string) {
@@ -183,7 +191,9 @@ func TestSSHRunnerKilledByItsCommand(t *testing.T) {
 // A cancelled command is gone from the host, grandchildren too, through
 // a runner and in a session of its own (stdin), and the host runs the
 // next command.
-func TestSSHRunnerCancel(t *testing.T) {
+func TestSSHRunnerCancel(t *testing.T) { forEachRunnerShell(t, testSSHRunnerCancel) }
+
+func testSSHRunnerCancel(t *testing.T) {
 	_, _, h := openRunnerHost(t)
 	for _, tc := range []struct {
 		name     string
@@ -234,7 +244,7 @@ func TestRequestIsOneLine(t *testing.T) {
 	line := request([]string{"printf", "a\nb", "c'\nd"}, []string{"K=x\ny"}, "0123456789abcdef")
 	assert.Equal(t, 1, strings.Count(line, "\n"))
 	assert.True(t, strings.HasSuffix(line, "\n"))
-	assert.Equal(t, `( export OPSDRILL_COMMAND_ID=0123456789abcdef; export K='x'"$n"'y'; exec $S printf 'a'"$n"'b' 'c'\'''"$n"'d' ) </dev/null & r`+"\n", line)
+	assert.Equal(t, `( export OPSDRILL_COMMAND_ID=0123456789abcdef; export K='x'"$n"'y'; exec $S printf 'a'"$n"'b' 'c'\'''"$n"'d' ) </dev/null 2>&4 4>&- & r`+"\n", line)
 }
 
 func TestSSHRejectsNUL(t *testing.T) {
@@ -484,4 +494,16 @@ func TestSSHKillAfterRcOutput(t *testing.T) {
 		out, _ := exec.Command("pgrep", "-f", "^sleep 3531$").Output()
 		return strings.TrimSpace(string(out)) == ""
 	}, 5*time.Second, 50*time.Millisecond, "no sleep left on the host")
+}
+
+// forEachRunnerShell runs test with the runner in bash (job control gives
+// each command its process group) and in the host's sh (dash here, with
+// setsid), as on a host without bash.
+func forEachRunnerShell(t *testing.T, test func(*testing.T)) {
+	t.Run("bash", test)
+	t.Run("sh", func(t *testing.T) {
+		runnerLaunch = `exec sh -c "$0"`
+		t.Cleanup(func() { runnerLaunch = runnerLauncher })
+		test(t)
+	})
 }
