@@ -221,9 +221,9 @@ func TestPortgateEnvBrokenGates(t *testing.T) {
 			// after the drill fail too: deviated.
 			name: "lease never ends", step: "closes_on_time", say: "still open", status: "deviated",
 			// Once the port is open, the gate keeps it so "like forever", as
-			// the seed's page did: something on the gate re-adds the
-			// lease's element with no timeout whenever it is gone
-			// (portgate itself deletes it at the lease end and reconciles).
+			// the seed's page did: something on the gate keeps the lease's
+			// element there with no timeout (portgate itself deletes it at
+			// the lease end, and its reconcile sets the end again).
 			during: func(ctx context.Context, t *testing.T, gate *lab.Host) {
 				var client string
 				require.Eventually(t, func() bool {
@@ -238,15 +238,21 @@ func TestPortgateEnvBrokenGates(t *testing.T) {
 					client = e.IP
 					return client != ""
 				}, time.Minute, 200*time.Millisecond)
+				// One nft transaction, atomic: the element is there with no
+				// end, whatever portgate did to it. A plain re-add is not
+				// enough: portgate's reconcile gives a hand-added element its
+				// lease's end again, the kernel then expires it, and adding
+				// an element that is still there changes nothing.
 				elem := fmt.Sprintf("{ %s . tcp . %d }", client, lab.PortgateSSHPort)
-				r, err := gate.Exec(ctx, "sh", "-ec", fmt.Sprintf("nft delete element inet portgate lease4 '%s'; nft add element inet portgate lease4 '%s'", elem, elem))
+				batch := fmt.Sprintf("add element inet portgate lease4 %s\ndelete element inet portgate lease4 %s\nadd element inet portgate lease4 %s\n", elem, elem, elem)
+				r, err := gate.ExecCommand(ctx, lab.Command{Args: []string{"sh", "-c", "cat > /run/reopen.nft && nft -f /run/reopen.nft"}, Stdin: []byte(batch)})
 				assert.NoError(t, err)
 				assert.NoError(t, r.Err())
-				_, err = gate.ExecCommand(ctx, lab.Command{Detach: true, Args: []string{"sh", "-c", fmt.Sprintf(
-					"echo $$ > /run/reopener.pid; while :; do nft add element inet portgate lease4 '%s' 2>/dev/null; sleep 0.05; done", elem)}})
+				_, err = gate.ExecCommand(ctx, lab.Command{Detach: true, Args: []string{"sh", "-c",
+					"echo $$ > /run/reopener.pid; while :; do nft -f /run/reopen.nft 2>/dev/null; sleep 0.05; done"}})
 				assert.NoError(t, err)
 				t.Cleanup(func() {
-					_, _ = gate.Exec(context.Background(), "sh", "-c", "kill $(cat /run/reopener.pid); rm -f /run/reopener.pid")
+					_, _ = gate.Exec(context.Background(), "sh", "-c", "kill $(cat /run/reopener.pid); rm -f /run/reopener.pid /run/reopen.nft")
 				})
 			},
 		},
