@@ -57,7 +57,7 @@ func (sshTransport) Open(ctx context.Context, r Ref, p *Pool) (Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &SSH{ref: r, set: s, sessions: make(chan struct{}, maxSessions-killSessions), kills: make(chan struct{}, killSessions)}
+	h := newSSH(r, s, nil)
 	if len(s.proxyJump) > 0 {
 		if h.via, err = p.openJumps(ctx, s.proxyJump); err != nil {
 			return nil, fmt.Errorf("%s: ProxyJump: %w", r, err)
@@ -98,7 +98,7 @@ func (p *Pool) openJumps(ctx context.Context, hops []string) (*SSH, error) {
 				return nil, err
 			}
 			s.proxyJump = nil
-			j := &SSH{ref: r, set: s, via: via, sessions: make(chan struct{}, maxSessions-killSessions), kills: make(chan struct{}, killSessions)}
+			j := newSSH(r, s, via)
 			if _, err := j.Client(ctx); err != nil {
 				return nil, err
 			}
@@ -654,10 +654,20 @@ var losePidReports bool
 // /proc) and killed.
 const commandIDVar = "OPSDRILL_COMMAND_ID"
 
-func newCommandID() string {
-	b := make([]byte, 8)
+func newCommandID() string { return randomHex(8) }
+
+// randomHex is n random bytes in hex (crypto/rand never fails on Linux;
+// Go 1.24's Read panics rather than return an error).
+func randomHex(n int) string {
+	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// newSSH is a host reached over SSH, not yet connected: one slot fewer
+// than sshd's MaxSessions for commands, the rest kept for kills.
+func newSSH(r Ref, s sshSettings, via *SSH) *SSH {
+	return &SSH{ref: r, set: s, via: via, sessions: make(chan struct{}, maxSessions-killSessions), kills: make(chan struct{}, killSessions)}
 }
 
 // killByIDCommand SIGKILLs every process whose environment holds id

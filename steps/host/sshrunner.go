@@ -3,8 +3,6 @@ package host
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -126,11 +124,7 @@ func (h *SSH) startRunner(ctx context.Context) (*runner, error) {
 		<-h.sessions
 		return nil, err
 	}
-	mark := make([]byte, 16)
-	if _, err := rand.Read(mark); err != nil {
-		return fail(err)
-	}
-	marker := hex.EncodeToString(mark)
+	marker := randomHex(16)
 	if r.stdin, err = s.StdinPipe(); err != nil {
 		return fail(err)
 	}
@@ -389,26 +383,17 @@ func (h *SSH) runOn(ctx context.Context, r *runner, c Command, args []string) (r
 // it has one (timeout makes one), from a second session; without the
 // command's pid, its processes are found by id.
 func (h *SSH) killRunner(r *runner, cmdPid int, id string) {
-	kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	groups := []int{r.pgid}
 	if cmdPid > 1 {
 		// Its own group first; the second round of kills catches a
 		// group timeout made between the two.
 		groups = []int{cmdPid, r.pgid}
 	}
-	ks, err := h.killSession(kctx)
-	if err != nil {
-		_ = r.s.Close()
-		return
-	}
-	defer func() { <-h.kills }()
-	defer ks.Close()
 	line := killCommand(h.ref.Sudo, groups...)
 	if cmdPid <= 1 {
 		line += "; " + killByIDCommand(h.ref.Sudo, id)
 	}
-	_ = ks.Run(line)
+	h.runKill(line)
 	_ = r.s.Close()
 }
 
